@@ -1,0 +1,374 @@
+//! Folios and the handles into them: [`Frag`] (shared, read-only) and
+//! [`FragMut`] (unique, writable until frozen).
+//!
+//! A folio is one anonymous mapping plus a reference count. Every handle
+//! into it owns one reference. The cache that carves a folio holds a large
+//! *bias* of references that it spends one per handle without touching the
+//! atomic (see `cache.rs`); the handle gives its reference back with one
+//! atomic decrement on drop. Whoever takes the count to zero decides the
+//! folio's fate: back to its cache for reuse, or unmapped if it was retired,
+//! dedicated, or its cache is gone.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut, RangeBounds};
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::Weak;
+
+use super::cache::Shared;
+use crate::sys::mmap::Mapping;
+
+/// More than this many references means a leak of clones; abort as `Arc` does.
+const MAX_REFS: usize = isize::MAX as usize;
+
+/// The header of one folio. Lives in its own heap box so that a handle can
+/// reach it with one pointer whatever the folio size.
+pub(crate) struct Folio {
+    map: Mapping,
+    pub(super) refs: AtomicUsize,
+    /// Set when the kernel may still read this memory after the last
+    /// user-space reference is gone: never reuse, only unmap.
+    retired: AtomicBool,
+    /// Dedicated folios hold one large allocation and are never recycled.
+    pub(super) dedicated: bool,
+    /// The cache to return to; `Weak` so that folios never keep a dropped
+    /// cache alive (the cache owns its free list of folios).
+    home: Weak<Shared>,
+}
+
+impl Folio {
+    /// Boxes a header for `map` and leaks it; ownership passes to the
+    /// reference count (set by the caller).
+    pub(super) fn new(map: Mapping, home: Weak<Shared>, dedicated: bool) -> NonNull<Folio> {
+        let b = Box::new(Folio {
+            map,
+            refs: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
+            dedicated,
+            home,
+        });
+        NonNull::from(Box::leak(b))
+    }
+
+    pub(super) fn base(&self) -> NonNull<u8> {
+        self.map.as_ptr()
+    }
+
+    pub(super) fn size(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Overwrites the whole folio (debug poisoning of recycled memory).
+    ///
+    /// # Safety
+    /// No live handle may point into the folio.
+    pub(super) unsafe fn fill(&self, byte: u8) {
+        // SAFETY: the caller guarantees exclusive access; the mapping is
+        // writable and `size()` bytes long.
+        unsafe { std::ptr::write_bytes(self.base().as_ptr(), byte, self.size()) };
+    }
+
+    /// Frees the header and unmaps the memory.
+    ///
+    /// # Safety
+    /// The count is zero and nothing else will touch `f` again.
+    pub(super) unsafe fn destroy(f: NonNull<Folio>) {
+        // SAFETY: `f` came from `Box::leak` in `new`, and the caller gives up
+        // the last use of it.
+        drop(unsafe { Box::from_raw(f.as_ptr()) });
+    }
+}
+
+/// Gives back `n` references to `f`; the last one decides its fate.
+///
+/// # Safety
+/// The caller owns `n` references to the live folio `f`.
+#[inline]
+pub(super) unsafe fn put(f: NonNull<Folio>, n: usize) {
+    // SAFETY: we own references, so the header is alive.
+    let folio = unsafe { f.as_ref() };
+    if folio.refs.fetch_sub(n, Ordering::Release) != n {
+        return;
+    }
+    // Pairs with the Release above in every other dropper: all their reads
+    // of the folio happen before we reuse or unmap it.
+    fence(Ordering::Acquire);
+    // SAFETY: the count is zero: we are the only user left.
+    unsafe { last_put(f) }
+}
+
+/// Called once the count has reached zero.
+///
+/// # Safety
+/// As for [`Folio::destroy`].
+#[cold]
+pub(super) unsafe fn last_put(f: NonNull<Folio>) {
+    // SAFETY: count is zero and we are the sole owner now.
+    let folio = unsafe { f.as_ref() };
+    match folio.home.upgrade() {
+        // SAFETY: sole owner, passed on.
+        Some(home) => unsafe { home.folio_unused(f) },
+        // SAFETY: sole owner; the cache is gone so nobody can reuse it.
+        None => unsafe { Folio::destroy(f) },
+    }
+}
+
+/// A shared, read-only, reference-counted slice of a folio.
+///
+/// The user-space counterpart of a page fragment: cheap to clone (one atomic
+/// increment) and to drop (one atomic decrement), `Send + Sync`, derefs to
+/// `[u8]`, and converts into [`bytes::Bytes`] without copying. Because the
+/// library holds a `Frag` alive until the kernel reports that a zero-copy
+/// send has finished with it, a `Frag` is safe to splice: its memory is
+/// never reused while anyone, the kernel included, may read it.
+pub struct Frag {
+    ptr: NonNull<u8>,
+    len: usize,
+    folio: NonNull<Folio>,
+}
+
+// SAFETY: a Frag's bytes are never written while any Frag points at them
+// (FragMut is frozen before it becomes a Frag), and the folio's reference
+// count is atomic, so handles may move and be shared between threads.
+unsafe impl Send for Frag {}
+// SAFETY: as above: `&Frag` only gives read access to immutable bytes.
+unsafe impl Sync for Frag {}
+
+impl Frag {
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the fragment holds no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address of the first byte (what an `iovec` carries).
+    #[inline]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The byte offset of this fragment inside its folio.
+    pub fn folio_offset(&self) -> usize {
+        // SAFETY: we hold a reference, so the folio is alive.
+        let base = unsafe { self.folio.as_ref() }.base().as_ptr() as usize;
+        self.ptr.as_ptr() as usize - base
+    }
+
+    /// A new handle to a sub-range of this one. Costs one atomic increment.
+    ///
+    /// # Panics
+    /// If the range is out of bounds, as slice indexing does.
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Frag {
+        use std::ops::Bound::*;
+        let start = match range.start_bound() {
+            Included(&s) => s,
+            Excluded(&s) => s + 1,
+            Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Included(&e) => e + 1,
+            Excluded(&e) => e,
+            Unbounded => self.len,
+        };
+        assert!(
+            start <= end && end <= self.len,
+            "range {start}..{end} out of bounds of a Frag of {} bytes",
+            self.len
+        );
+        let mut f = self.clone();
+        // SAFETY: start <= len, so the pointer stays inside this fragment.
+        f.ptr = unsafe { NonNull::new_unchecked(self.ptr.as_ptr().add(start)) };
+        f.len = end - start;
+        f
+    }
+
+    /// Marks this fragment's folio as retired: when its last reference goes
+    /// it is unmapped instead of reused. Used when the kernel may still read
+    /// the memory (a zero-copy send whose completion will never be seen).
+    pub(crate) fn retire(&self) {
+        // SAFETY: we hold a reference, so the folio is alive.
+        unsafe { self.folio.as_ref() }
+            .retired
+            .store(true, Ordering::Release);
+    }
+
+    /// An identifier of the folio, equal for fragments of the same folio.
+    pub fn folio_id(&self) -> usize {
+        self.folio.as_ptr() as usize
+    }
+}
+
+impl Clone for Frag {
+    #[inline]
+    fn clone(&self) -> Frag {
+        // SAFETY: we hold a reference, so the folio is alive.
+        let old = unsafe { self.folio.as_ref() }
+            .refs
+            .fetch_add(1, Ordering::Relaxed);
+        if old > MAX_REFS {
+            std::process::abort();
+        }
+        Frag {
+            ptr: self.ptr,
+            len: self.len,
+            folio: self.folio,
+        }
+    }
+}
+
+impl Drop for Frag {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one reference.
+        unsafe { put(self.folio, 1) }
+    }
+}
+
+impl Deref for Frag {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len lies inside a live, initialised mapping, and
+        // nobody writes it while a Frag exists.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl AsRef<[u8]> for Frag {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl PartialEq for Frag {
+    fn eq(&self, other: &Frag) -> bool {
+        self[..] == other[..]
+    }
+}
+impl Eq for Frag {}
+
+impl PartialEq<[u8]> for Frag {
+    fn eq(&self, other: &[u8]) -> bool {
+        self[..] == *other
+    }
+}
+
+impl fmt::Debug for Frag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frag")
+            .field("len", &self.len)
+            .field("folio_offset", &self.folio_offset())
+            .finish()
+    }
+}
+
+impl From<Frag> for bytes::Bytes {
+    /// Wraps the fragment without copying; the folio reference moves into
+    /// the `Bytes` and is given back when the last `Bytes` clone drops.
+    fn from(f: Frag) -> bytes::Bytes {
+        bytes::Bytes::from_owner(f)
+    }
+}
+
+/// A unique, writable fragment, fresh from a [`FragCache`](super::FragCache).
+///
+/// Write it through `DerefMut`, then [`freeze`](FragMut::freeze) it into a
+/// shareable [`Frag`]. Memory from [`alloc`](super::FragCache::alloc) holds
+/// whatever the folio held before (stale bytes of this process); use
+/// [`alloc_zeroed`](super::FragCache::alloc_zeroed) for zeroes.
+pub struct FragMut {
+    ptr: NonNull<u8>,
+    len: usize,
+    folio: NonNull<Folio>,
+}
+
+// SAFETY: FragMut is the only handle to its bytes; moving it between threads
+// moves that exclusive access. The folio count is atomic.
+unsafe impl Send for FragMut {}
+// SAFETY: `&FragMut` only reads.
+unsafe impl Sync for FragMut {}
+
+impl FragMut {
+    /// Builds a handle that owns one reference to `folio`.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` lies inside `folio`, no other handle covers it, and
+    /// the caller transfers one reference to the new handle.
+    #[inline]
+    pub(super) unsafe fn from_raw(ptr: NonNull<u8>, len: usize, folio: NonNull<Folio>) -> FragMut {
+        FragMut { ptr, len, folio }
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the fragment holds no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shortens the fragment; the bytes past `len` are not reused until the
+    /// folio is (the bump allocator never gives memory back piecemeal).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Turns this into a shared, read-only [`Frag`]. Free: no atomic, no copy.
+    #[inline]
+    pub fn freeze(self) -> Frag {
+        let me = std::mem::ManuallyDrop::new(self);
+        Frag {
+            ptr: me.ptr,
+            len: me.len,
+            folio: me.folio,
+        }
+    }
+
+    pub(super) fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for FragMut {
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one reference.
+        unsafe { put(self.folio, 1) }
+    }
+}
+
+impl Deref for FragMut {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: inside a live, initialised mapping; we are the only handle.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for FragMut {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl fmt::Debug for FragMut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FragMut").field("len", &self.len).finish()
+    }
+}
