@@ -21,3 +21,8 @@ pub mod frag;
 mod sys;
 
 pub use frag::{Frag, FragBuf, FragCache, FragMut};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

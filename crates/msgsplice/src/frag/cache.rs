@@ -17,9 +17,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use thread_local::ThreadLocal;
-
-use super::folio::{Folio, Frag, FragMut};
+use super::folio::{self, Folio, Frag, FragMut};
 use super::FragError;
 use crate::sys::mmap::{Mapping, HUGE_PAGE};
 
@@ -118,7 +116,7 @@ impl Builder {
             return Err(FragError::BadFolioSize(c.folio_size));
         }
         let buckets = match c.mode {
-            BucketMode::PerThread => Buckets::PerThread(ThreadLocal::new()),
+            BucketMode::PerThread => Buckets::PerThread,
             BucketMode::PerCpu => {
                 let n = std::thread::available_parallelism().map_or(1, |n| n.get());
                 Buckets::PerCpu((0..n).map(|_| PerCpuBucket::default()).collect())
@@ -128,6 +126,7 @@ impl Builder {
         Ok(FragCache {
             shared: Arc::new_cyclic(|me| Shared {
                 me: me.clone(),
+                id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
                 small_max: c.folio_size / 2,
                 max_cached,
                 cfg: c,
@@ -198,7 +197,9 @@ pub struct FragStats {
     pub dedicated: u64,
     /// Times a folio mapping failed and a smaller one was used.
     pub fallbacks: u64,
-    /// Bytes handed out in fragments (small and dedicated), ever.
+    /// Bytes handed out in fragments (small and dedicated), ever. Other
+    /// threads' counts arrive once per folio, so this may lag by up to one
+    /// folio per allocating thread.
     pub bytes_handed_out: u64,
 }
 
@@ -211,11 +212,13 @@ struct Counters {
     dedicated: AtomicU64,
     fallbacks: AtomicU64,
     dedicated_bytes: AtomicU64,
+    handed: AtomicU64,
 }
 
 pub(crate) struct Shared {
     /// A weak handle to ourselves, given to every folio we map.
     me: Weak<Shared>,
+    id: u64,
     cfg: Config,
     small_max: usize,
     max_cached: usize,
@@ -237,8 +240,41 @@ impl Drop for FolioPtr {
 }
 
 enum Buckets {
-    PerThread(ThreadLocal<ThreadBucket>),
+    /// Buckets live in the allocating threads themselves (see
+    /// [`THREAD_BUCKETS`]); the cache only knows its id.
+    PerThread,
     PerCpu(Box<[PerCpuBucket]>),
+}
+
+/// Ids for caches, so a thread's buckets can be matched to their cache.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's bucket for one cache. Owned by the thread, dropped when the
+/// thread exits (or when a later lookup finds its cache gone), so only the
+/// owner ever touches the bucket or its folio's `local` counter.
+struct ThreadBucket {
+    cache_id: u64,
+    home: Weak<Shared>,
+    state: BucketState,
+}
+
+impl Drop for ThreadBucket {
+    fn drop(&mut self) {
+        let home = self.home.upgrade();
+        if let Some(h) = &home {
+            h.flush_handed(&mut self.state);
+        }
+        if let Some(f) = self.state.release() {
+            // SAFETY: the bucket held the last reference; `last_put` routes
+            // the folio to its cache or unmaps it if the cache is gone.
+            unsafe { folio::last_put(f) }
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's buckets, one per cache it allocates from (usually one).
+    static THREAD_BUCKETS: UnsafeCell<Vec<ThreadBucket>> = const { UnsafeCell::new(Vec::new()) };
 }
 
 /// The allocation state of one bucket.
@@ -249,73 +285,72 @@ struct BucketState {
     end: usize,
     /// Next free address.
     next: usize,
-    /// References to `folio` this bucket still holds.
+    /// References to `folio` this bucket holds, besides the folio's `local`.
     bias: usize,
+    /// Whether this bucket belongs to one thread (enables local returns).
+    owned: bool,
+    /// Bytes handed out since the last flush into the cache's counter.
+    handed: u64,
 }
 
-impl Default for BucketState {
-    fn default() -> BucketState {
+impl BucketState {
+    const fn new(owned: bool) -> BucketState {
         BucketState {
             folio: None,
             base: 0,
             end: 0,
             next: 0,
             bias: 0,
+            owned,
+            handed: 0,
         }
     }
 }
 
 #[derive(Default)]
-struct ThreadBucket {
-    /// Only ever touched by the thread that owns this bucket.
-    state: UnsafeCell<BucketState>,
-    /// Written only by the owner (load + store, no RMW); read by `stats`.
-    handed: AtomicU64,
-}
-
-// SAFETY: `state` is only accessed through `ThreadLocal::get`, which hands
-// each thread its own bucket, or with `&mut` (drop); other threads only read
-// the atomic `handed`.
-unsafe impl Sync for ThreadBucket {}
-// SAFETY: the folio pointer inside is owned state that may move threads.
-unsafe impl Send for ThreadBucket {}
-
-#[derive(Default)]
 struct PerCpuBucket {
     state: Mutex<BucketState>,
-    handed: AtomicU64,
-    _pad: [u64; 6],
+    _pad: [u64; 8],
 }
 
-// SAFETY: the state is behind a mutex.
+impl Default for BucketState {
+    fn default() -> BucketState {
+        BucketState::new(false)
+    }
+}
+
+// SAFETY: the folio pointer inside is owned state; per-CPU buckets are
+// behind a mutex, per-thread ones never leave their thread.
 unsafe impl Send for BucketState {}
 
 impl BucketState {
     /// The fast path: bump and spend one reference of the bias.
     #[inline]
-    fn alloc(
-        &mut self,
-        len: usize,
-        align: usize,
-        sh: &Shared,
-        handed: &AtomicU64,
-    ) -> Result<FragMut, FragError> {
+    fn alloc(&mut self, len: usize, align: usize, sh: &Shared) -> Result<FragMut, FragError> {
+        match self.try_bump(len, align) {
+            Some(f) => Ok(f),
+            None => self.alloc_slow(len, align, sh),
+        }
+    }
+
+    /// Bump within the current folio, or `None` if it does not fit (or no
+    /// folio, or the bias is spent). `len <= isize::MAX / 2` (checked by
+    /// callers), so the additions cannot overflow.
+    #[inline(always)]
+    fn try_bump(&mut self, len: usize, align: usize) -> Option<FragMut> {
         let start = (self.next + (align - 1)) & !(align - 1);
         let stop = start + len;
         if stop > self.end || self.bias < 2 {
-            return self.alloc_slow(len, align, sh, handed);
+            return None;
         }
         self.next = stop;
         self.bias -= 1;
-        // Single writer: a plain load and store, not a locked add.
-        handed.store(
-            handed.load(Ordering::Relaxed) + len as u64,
-            Ordering::Relaxed,
-        );
+        self.handed += len as u64;
         // SAFETY: start..stop is inside the current folio, past every range
-        // handed out before, and one bias reference moves to the handle.
+        // handed out since it was (re)started, and one bias reference moves
+        // to the handle. `end` is non-zero only while `folio` is set.
         unsafe {
-            Ok(FragMut::from_raw(
+            Some(FragMut::from_raw(
                 NonNull::new_unchecked(start as *mut u8),
                 len,
                 self.folio.unwrap_unchecked(),
@@ -323,23 +358,32 @@ impl BucketState {
         }
     }
 
+    /// Moves the local returns into the bias.
+    fn collect_local(&mut self, f: NonNull<Folio>) {
+        // SAFETY: as in `held`.
+        let local = unsafe { &mut *f.as_ref().local.get() };
+        self.bias += std::mem::take(local);
+    }
+
     #[cold]
-    fn alloc_slow(
-        &mut self,
-        len: usize,
-        align: usize,
-        sh: &Shared,
-        handed: &AtomicU64,
-    ) -> Result<FragMut, FragError> {
+    fn alloc_slow(&mut self, len: usize, align: usize, sh: &Shared) -> Result<FragMut, FragError> {
         if let Some(f) = self.folio {
-            if self.bias < 2 && self.next + len <= self.end {
+            self.collect_local(f);
+            // SAFETY: we hold references, so the folio is alive.
+            let folio = unsafe { f.as_ref() };
+            if folio.refs.load(Ordering::Acquire) == self.bias && !folio.is_retired() {
+                // Every handle is gone (none can appear: only we make them).
+                // Start the folio over while it is still hot in the cache.
+                sh.recycled(f);
+                self.next = self.base;
+            } else if self.bias < 2 {
                 // Only the bias ran out (many empty fragments): top it up.
-                // SAFETY: we hold `bias` >= 1 references, so f is alive.
-                unsafe { f.as_ref() }
-                    .refs
-                    .fetch_add(BIAS, Ordering::Relaxed);
+                folio.refs.fetch_add(BIAS, Ordering::Relaxed);
                 self.bias += BIAS;
-                return self.alloc(len, align, sh, handed);
+            }
+            let start = (self.next + (align - 1)) & !(align - 1);
+            if start + len <= self.end && self.bias >= 2 {
+                return self.alloc(len, align, sh);
             }
         }
         self.refill(sh)?;
@@ -348,11 +392,12 @@ impl BucketState {
             // The folio we got is smaller than configured (fall-back).
             return sh.alloc_dedicated(len, align);
         }
-        self.alloc(len, align, sh, handed)
+        self.alloc(len, align, sh)
     }
 
     /// Gives up the current folio and takes a fresh or recycled one.
     fn refill(&mut self, sh: &Shared) -> Result<(), FragError> {
+        sh.flush_handed(self);
         if let Some(f) = self.release() {
             // Every fragment was already gone: reuse the folio in place,
             // unless it was retired.
@@ -375,6 +420,9 @@ impl BucketState {
         // SAFETY: the folio is unused and now ours.
         let folio = unsafe { f.as_ref() };
         folio.refs.store(BIAS, Ordering::Relaxed);
+        if self.owned {
+            folio.owner.store(folio::thread_token(), Ordering::Relaxed);
+        }
         self.bias = BIAS;
         self.base = folio.base().as_ptr() as usize;
         self.end = self.base + folio.size();
@@ -382,20 +430,31 @@ impl BucketState {
         self.folio = Some(f);
     }
 
-    /// Returns the rest of the bias. If that was the last reference, the
-    /// (now unused) folio is handed back to the caller.
+    /// Returns every reference the bucket holds. If that was the last
+    /// reference, the (now unused) folio is handed back to the caller.
     fn release(&mut self) -> Option<NonNull<Folio>> {
         let f = self.folio.take()?;
-        let bias = std::mem::take(&mut self.bias);
+        // SAFETY: we hold references, so f is alive.
+        let folio = unsafe { f.as_ref() };
+        // From here on, drops on this thread go through the atomic.
+        folio.owner.store(0, Ordering::Relaxed);
+        self.collect_local(f);
+        let held = std::mem::take(&mut self.bias);
         self.next = 0;
         self.end = 0;
-        // SAFETY: we hold `bias` references, so f is alive.
-        let last = unsafe { f.as_ref() }.refs.fetch_sub(bias, Ordering::AcqRel) == bias;
+        let last = folio.refs.fetch_sub(held, Ordering::AcqRel) == held;
         last.then_some(f)
     }
 }
 
 impl Shared {
+    fn flush_handed(&self, b: &mut BucketState) {
+        let n = std::mem::take(&mut b.handed);
+        if n > 0 {
+            self.stats.handed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Maps a new folio, halving the size on failure down to one page, as
     /// the kernel falls back from a high-order allocation to order 0.
     fn map_folio(self: &Shared) -> Result<NonNull<Folio>, FragError> {
@@ -505,19 +564,59 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let release = |s: &mut BucketState| {
-            if let Some(f) = s.release() {
-                // SAFETY: the bucket held the last reference.
-                unsafe { Folio::destroy(f) }
+        // Per-thread buckets belong to their threads and release their folios
+        // themselves (the folios find this cache gone and unmap).
+        if let Buckets::PerCpu(v) = &mut self.buckets {
+            for b in v.iter_mut() {
+                let s = b.state.get_mut().unwrap_or_else(|e| e.into_inner());
+                if let Some(f) = s.release() {
+                    // SAFETY: the bucket held the last reference.
+                    unsafe { Folio::destroy(f) }
+                }
             }
-        };
-        match &mut self.buckets {
-            Buckets::PerThread(tl) => tl.iter_mut().for_each(|b| release(b.state.get_mut())),
-            Buckets::PerCpu(v) => v
-                .iter_mut()
-                .for_each(|b| release(b.state.get_mut().unwrap_or_else(|e| e.into_inner()))),
         }
     }
+}
+
+/// Runs `op` on the calling thread's bucket for `sh`, creating it if needed.
+/// `None` only while the thread is being torn down (its buckets are gone).
+#[inline]
+fn with_thread_bucket<R>(sh: &Shared, op: impl FnOnce(&mut BucketState) -> R) -> Option<R> {
+    THREAD_BUCKETS
+        .try_with(|cell| {
+            // SAFETY: the Vec is this thread's own, and nothing `op` does
+            // re-enters this function: allocation runs no user code, and the
+            // drops it may cause (a retired folio, a stale bucket) do not
+            // allocate from a cache.
+            let buckets = unsafe { &mut *cell.get() };
+            if let Some(b) = buckets.first_mut() {
+                if b.cache_id == sh.id {
+                    return op(&mut b.state);
+                }
+            }
+            op(thread_bucket_slow(buckets, sh))
+        })
+        .ok()
+}
+
+#[cold]
+fn thread_bucket_slow<'a>(buckets: &'a mut Vec<ThreadBucket>, sh: &Shared) -> &'a mut BucketState {
+    // Forget buckets of caches that are gone (their folios unmap).
+    buckets.retain(|b| b.home.strong_count() > 0);
+    let i = match buckets.iter().position(|b| b.cache_id == sh.id) {
+        Some(i) => i,
+        None => {
+            buckets.push(ThreadBucket {
+                cache_id: sh.id,
+                home: sh.weak(),
+                state: BucketState::new(true),
+            });
+            buckets.len() - 1
+        }
+    };
+    // Most recently used first, so the fast path hits.
+    buckets.swap(0, i);
+    &mut buckets[0].state
 }
 
 impl FragCache {
@@ -560,18 +659,16 @@ impl FragCache {
             return sh.alloc_dedicated(len, align);
         }
         match &sh.buckets {
-            Buckets::PerThread(tl) => {
-                let b = tl.get_or_default();
-                // SAFETY: `get_or_default` returns this thread's own bucket,
-                // and nothing in `alloc` re-enters the cache on this thread
-                // (no user code runs; dropping fragments does not touch
-                // buckets).
-                unsafe { (*b.state.get()).alloc(len, align, sh, &b.handed) }
-            }
+            Buckets::PerThread => match with_thread_bucket(sh, |b| b.alloc(len, align, sh)) {
+                Some(r) => r,
+                // A thread-local destructor allocating after the buckets
+                // were torn down: correct, if slow.
+                None => sh.alloc_dedicated(len, align),
+            },
             Buckets::PerCpu(v) => {
                 let b = &v[rustix::thread::sched_getcpu() % v.len()];
                 let mut s = b.state.lock().unwrap_or_else(|e| e.into_inner());
-                s.alloc(len, align, sh, &b.handed)
+                s.alloc(len, align, sh)
             }
         }
     }
@@ -588,7 +685,17 @@ impl FragCache {
     /// `memcpy`; no heap allocation.
     #[inline]
     pub fn memdup(&self, data: &[u8]) -> Result<Frag, FragError> {
-        let mut f = self.alloc(data.len(), 1)?;
+        let sh = &*self.shared;
+        let mut f = match sh.buckets {
+            // The common case, kept free of `Result` plumbing.
+            Buckets::PerThread if data.len() <= sh.small_max => {
+                match with_thread_bucket(sh, |b| b.try_bump(data.len(), 1)) {
+                    Some(Some(f)) => f,
+                    _ => self.alloc(data.len(), 1)?,
+                }
+            }
+            _ => self.alloc(data.len(), 1)?,
+        };
         f.copy_from_slice(data);
         Ok(f.freeze())
     }
@@ -601,18 +708,14 @@ impl FragCache {
         let sh = &*self.shared;
         let mut n = 0;
         let mut release = |s: &mut BucketState| {
+            sh.flush_handed(s);
             if let Some(f) = s.release() {
                 sh.unmap(f);
                 n += 1;
             }
         };
         match &sh.buckets {
-            Buckets::PerThread(tl) => {
-                if let Some(b) = tl.get() {
-                    // SAFETY: our own bucket, not re-entered.
-                    release(unsafe { &mut *b.state.get() });
-                }
-            }
+            Buckets::PerThread => with_thread_bucket(sh, &mut release).unwrap_or(()),
             Buckets::PerCpu(v) => {
                 for b in v.iter() {
                     release(&mut b.state.lock().unwrap_or_else(|e| e.into_inner()));
@@ -631,10 +734,16 @@ impl FragCache {
     pub fn stats(&self) -> FragStats {
         let sh = &*self.shared;
         let s = &sh.stats;
-        let handed: u64 = match &sh.buckets {
-            Buckets::PerThread(tl) => tl.iter().map(|b| b.handed.load(Ordering::Relaxed)).sum(),
-            Buckets::PerCpu(v) => v.iter().map(|b| b.handed.load(Ordering::Relaxed)).sum(),
-        };
+        // Other threads flush their byte counts once per folio.
+        match &sh.buckets {
+            Buckets::PerThread => with_thread_bucket(sh, |b| sh.flush_handed(b)).unwrap_or(()),
+            Buckets::PerCpu(v) => {
+                for b in v.iter() {
+                    sh.flush_handed(&mut b.state.lock().unwrap_or_else(|e| e.into_inner()));
+                }
+            }
+        }
+        let handed = s.handed.load(Ordering::Relaxed);
         let mapped = s.mapped.load(Ordering::Relaxed);
         FragStats {
             folios_live: mapped - s.unmapped.load(Ordering::Relaxed),
@@ -646,6 +755,56 @@ impl FragCache {
             fallbacks: s.fallbacks.load(Ordering::Relaxed),
             bytes_handed_out: handed + s.dedicated_bytes.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retired_folio_is_unmapped_not_reused() {
+        let c = FragCache::builder().poison_recycled(0xEE).build().unwrap();
+        let f = c.memdup(&[1; 100]).unwrap();
+        let id = f.folio_id();
+        f.retire();
+        // Use up the folio so the bucket lets go of it, while f lives on.
+        let mut others = Vec::new();
+        while others.len() < 2000 {
+            others.push(c.memdup(&[2; 100]).unwrap());
+        }
+        assert!(f.iter().all(|&b| b == 1));
+        others.clear();
+        drop(f);
+        let s = c.stats();
+        assert_eq!(s.retired, 1, "{s:?}");
+        for _ in 0..2000 {
+            assert_ne!(
+                c.memdup(&[3; 100]).unwrap().folio_id(),
+                id,
+                "retired folio was reused"
+            );
+        }
+    }
+
+    #[test]
+    fn the_bias_is_topped_up_when_spent() {
+        let c = FragCache::new();
+        let keep = c.memdup(b"x").unwrap();
+        // Keep the invariant count == bias + local + live handles while
+        // shrinking the bias.
+        with_thread_bucket(&c.shared, |st| {
+            // SAFETY: the bucket holds references, so the folio is alive.
+            let folio = unsafe { st.folio.unwrap().as_ref() };
+            folio.refs.fetch_sub(st.bias - 3, Ordering::Relaxed);
+            st.bias = 3;
+        })
+        .unwrap();
+        let v: Vec<Frag> = (0..10).map(|_| c.memdup(b"y").unwrap()).collect();
+        drop(keep);
+        drop(v);
+        c.drain();
+        assert_eq!(c.stats().folios_live, 0, "the count balanced after top-ups");
     }
 }
 

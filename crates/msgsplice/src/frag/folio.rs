@@ -9,6 +9,7 @@
 //! folio's fate: back to its cache for reuse, or unmapped if it was retired,
 //! dedicated, or its cache is gone.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::ptr::NonNull;
@@ -26,6 +27,14 @@ const MAX_REFS: usize = isize::MAX as usize;
 pub(crate) struct Folio {
     map: Mapping,
     pub(super) refs: AtomicUsize,
+    /// The token of the thread whose bucket is carving this folio, or 0.
+    /// Written only by that thread (on take and release).
+    pub(super) owner: AtomicUsize,
+    /// References given back by handles dropped on the owner thread while
+    /// it carves the folio: a plain counter, touched only by the owner, that
+    /// the bucket adds to its bias. This is what makes a same-thread drop
+    /// free of atomic read-modify-writes.
+    pub(super) local: UnsafeCell<usize>,
     /// Set when the kernel may still read this memory after the last
     /// user-space reference is gone: never reuse, only unmap.
     retired: AtomicBool,
@@ -43,6 +52,8 @@ impl Folio {
         let b = Box::new(Folio {
             map,
             refs: AtomicUsize::new(0),
+            owner: AtomicUsize::new(0),
+            local: UnsafeCell::new(0),
             retired: AtomicBool::new(false),
             dedicated,
             home,
@@ -80,6 +91,37 @@ impl Folio {
         // SAFETY: `f` came from `Box::leak` in `new`, and the caller gives up
         // the last use of it.
         drop(unsafe { Box::from_raw(f.as_ptr()) });
+    }
+}
+
+thread_local! {
+    static TOKEN: u8 = const { 0 };
+}
+
+/// A non-zero number unique to the calling thread among live threads (the
+/// address of a thread-local), cheap to compute.
+#[inline]
+pub(super) fn thread_token() -> usize {
+    TOKEN.with(|t| t as *const u8 as usize)
+}
+
+/// Gives back one handle's reference to `f`.
+///
+/// # Safety
+/// The caller owns one reference to the live folio `f`.
+#[inline]
+unsafe fn put_one(f: NonNull<Folio>) {
+    // SAFETY: we own a reference, so the header is alive.
+    let folio = unsafe { f.as_ref() };
+    if folio.owner.load(Ordering::Relaxed) == thread_token() {
+        // Our own bucket is carving this folio: hand the reference back to
+        // it. Only this thread reads or writes `local` (and only this thread
+        // changes `owner` away from its token), so no atomic is needed.
+        // SAFETY: as just said, this thread has exclusive use of `local`.
+        unsafe { *folio.local.get() += 1 };
+    } else {
+        // SAFETY: we own the reference we give back.
+        unsafe { put(f, 1) }
     }
 }
 
@@ -195,6 +237,7 @@ impl Frag {
     /// Marks this fragment's folio as retired: when its last reference goes
     /// it is unmapped instead of reused. Used when the kernel may still read
     /// the memory (a zero-copy send whose completion will never be seen).
+    #[cfg_attr(not(test), allow(dead_code))] // used by the send engine
     pub(crate) fn retire(&self) {
         // SAFETY: we hold a reference, so the folio is alive.
         unsafe { self.folio.as_ref() }
@@ -230,7 +273,7 @@ impl Drop for Frag {
     #[inline]
     fn drop(&mut self) {
         // SAFETY: this handle owns one reference.
-        unsafe { put(self.folio, 1) }
+        unsafe { put_one(self.folio) }
     }
 }
 
@@ -344,9 +387,10 @@ impl FragMut {
 }
 
 impl Drop for FragMut {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: this handle owns one reference.
-        unsafe { put(self.folio, 1) }
+        unsafe { put_one(self.folio) }
     }
 }
 
