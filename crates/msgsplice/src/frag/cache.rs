@@ -236,12 +236,15 @@ impl Drop for FolioPtr {
     }
 }
 
+// One per cache, so the size of the thread-local variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Buckets {
     PerThread(ThreadLocal<ThreadBucket>),
     PerCpu(Box<[PerCpuBucket]>),
 }
 
 /// The allocation state of one bucket.
+#[derive(Default)]
 struct BucketState {
     folio: Option<NonNull<Folio>>,
     /// Address of the folio's first byte, and one past its end.
@@ -251,18 +254,6 @@ struct BucketState {
     next: usize,
     /// References to `folio` this bucket still holds.
     bias: usize,
-}
-
-impl Default for BucketState {
-    fn default() -> BucketState {
-        BucketState {
-            folio: None,
-            base: 0,
-            end: 0,
-            next: 0,
-            bias: 0,
-        }
-    }
 }
 
 #[derive(Default)]
