@@ -72,6 +72,12 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// The default settings: SPLICE on, 10 KiB threshold, COPIED reports
+    /// counted but not acted on, 1 s drain timeout on drop.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
     /// The SPLICE hint (default on): splice what can be spliced. Off: copy
     /// everything (file ranges still go by `sendfile`, which copies inside
     /// the kernel only). Either way the same bytes arrive.

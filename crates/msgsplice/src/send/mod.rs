@@ -159,11 +159,6 @@ impl<S: AsFd> Splicer<S> {
         Builder::default().build(sock)
     }
 
-    /// A [`Builder`] to choose the settings.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     pub(crate) fn from_parts(sock: S, kind: SocketKind, b: Builder) -> Splicer<S> {
         let mut iov = IovScratch::default();
         iov.reserve(64);
