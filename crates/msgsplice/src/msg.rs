@@ -211,7 +211,9 @@ impl<'a> Msg<'a> {
     /// [`FileRange`]. Empty segments are kept and cost nothing to send.
     pub fn push(&mut self, seg: impl Into<Segment<'a>>) -> &mut Msg<'a> {
         let seg = seg.into();
-        self.len += seg.len();
+        // Saturating: only absurd file ranges can overflow, and those fail
+        // the end-of-file check before anything is sent.
+        self.len = self.len.saturating_add(seg.len());
         self.segs.push(seg);
         self
     }

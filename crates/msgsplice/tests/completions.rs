@@ -227,8 +227,9 @@ fn copied_completions_follow_the_policy() {
     }
 }
 
-/// With too many sends in flight, messages are copied instead (and still
-/// arrive), rather than holding ever more memory.
+/// With too many sends in flight (after reading what has completed),
+/// messages are copied instead (and still arrive), rather than holding ever
+/// more memory.
 #[test]
 fn in_flight_bound_defers_to_copy() {
     let (tx, rx) = pair(Transport::Tcp4).unwrap();
@@ -248,10 +249,13 @@ fn in_flight_bound_defers_to_copy() {
         let mut m = Msg::new();
         m.push(page(&cache, 16 << 10, i));
         sp.send(&mut m).unwrap();
+        assert!(sp.in_flight() <= 4);
     }
     let st = sp.stats();
-    assert_eq!(st.zerocopy_sends, 4);
-    assert_eq!(st.zerocopy_deferred, 36);
+    // Which sends find room depends on when completions arrive; each one
+    // either went zero-copy or was deferred to a copy.
+    assert!(st.zerocopy_sends >= 4);
+    assert_eq!(st.zerocopy_sends + st.zerocopy_deferred, 40);
     drop(sp);
     let got = rx.join().unwrap().unwrap();
     for (i, chunk) in got.chunks(16 << 10).enumerate() {

@@ -274,7 +274,9 @@ impl<S: AsFd> Splicer<S> {
     /// when the socket is idle to let folios be recycled sooner.
     pub fn poll_completions(&mut self) -> Result<u64, SendError> {
         let fd = self.sock.as_fd();
-        Ok(self.zc.drain(fd, &self.policy, &mut self.stats)?)
+        Ok(self
+            .zc
+            .drain(fd, &self.policy, &mut self.stats, usize::MAX)?)
     }
 
     /// Waits up to `timeout` until every zero-copy send has completed.
@@ -362,7 +364,7 @@ impl<S: AsFd> Splicer<S> {
             // The socket's option memory holds too many completions: read
             // them and retry once, then send this message by copy.
             self.stats.enobufs += 1;
-            let _ = self.zc.drain(fd, &self.policy, &mut self.stats);
+            let _ = self.zc.drain(fd, &self.policy, &mut self.stats, usize::MAX);
             self.stats.syscalls += 1;
             r = batch.sendmsg(fd, flags);
             if is_errno(&r, libc::ENOBUFS) {

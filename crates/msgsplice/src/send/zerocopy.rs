@@ -29,6 +29,8 @@ pub(crate) struct ZeroCopy {
     pub(crate) tracker: Tracker,
     /// Consecutive ids reported COPIED.
     copied_streak: u64,
+    /// Zero-copy runs since completions were last read during a send.
+    since_drain: usize,
 }
 
 impl ZeroCopy {
@@ -42,6 +44,7 @@ impl ZeroCopy {
             },
             tracker: Tracker::default(),
             copied_streak: 0,
+            since_drain: 0,
         }
     }
 
@@ -51,9 +54,12 @@ impl ZeroCopy {
     }
 
     /// Whether the next run may go zero-copy: turns `SO_ZEROCOPY` on the
-    /// first time, reads completions once `completion_batch` sends are in
-    /// flight (one `recvmsg` usually collects them all, as ranges
-    /// coalesce), and refuses while `max_in_flight` sends are outstanding.
+    /// first time; every `completion_batch` zero-copy runs, reads *one*
+    /// error-queue message (the kernel merges consecutive completions into
+    /// one range while they wait there, so one read usually releases all
+    /// that is done, and the cost stays at one system call per batch);
+    /// refuses while `max_in_flight` sends are outstanding even after
+    /// reading everything queued.
     pub(crate) fn ready(&mut self, fd: BorrowedFd<'_>, p: &Policy, st: &mut SendStats) -> bool {
         if self.state == State::Untried {
             st.syscalls += 1;
@@ -65,28 +71,39 @@ impl ZeroCopy {
         if self.state != State::On {
             return false;
         }
-        if self.tracker.pending() >= p.completion_batch {
-            // An error here (none is expected from the error queue) only
-            // means completions stay queued; the in-flight bound still holds.
-            let _ = self.drain(fd, p, st);
+        // Errors here (none is expected from the error queue) only mean
+        // completions stay queued; the in-flight bound still holds.
+        if self.since_drain >= p.completion_batch && self.tracker.pending() > 0 {
+            self.since_drain = 0;
+            let _ = self.drain(fd, p, st, 1);
         }
         if self.tracker.pending() >= p.max_in_flight {
-            st.zerocopy_deferred += 1;
-            return false;
+            let _ = self.drain(fd, p, st, usize::MAX);
+            if self.tracker.pending() >= p.max_in_flight {
+                st.zerocopy_deferred += 1;
+                return false;
+            }
         }
-        true
+        // A zero-copy run follows (unless the policy falls back to a copy,
+        // which only makes the next read come a little early).
+        self.since_drain += 1;
+        self.state == State::On
     }
 
-    /// Reads every completion already queued, without blocking. Returns
-    /// the number of send ids completed.
+    /// Reads up to `max_reads` error-queue messages (all that are queued
+    /// with `usize::MAX`), without blocking. Returns the number of send ids
+    /// completed.
     pub(crate) fn drain(
         &mut self,
         fd: BorrowedFd<'_>,
         p: &Policy,
         st: &mut SendStats,
+        max_reads: usize,
     ) -> io::Result<u64> {
         let mut completed = 0;
-        while self.tracker.pending() > 0 {
+        let mut reads = 0;
+        while self.tracker.pending() > 0 && reads < max_reads {
+            reads += 1;
             st.syscalls += 1;
             let Some(m) = recv_errqueue(fd)? else { break };
             let ErrQueueMsg::Zerocopy { lo, hi, copied } = m else {
@@ -125,7 +142,7 @@ impl ZeroCopy {
     ) -> io::Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.drain(fd, p, st)?;
+            self.drain(fd, p, st, usize::MAX)?;
             if self.tracker.pending() == 0 {
                 return Ok(true);
             }
@@ -146,7 +163,9 @@ impl ZeroCopy {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
             }
-            if fds[0].revents().intersects(PollFlags::HUP) || self.drain(fd, p, st)? == 0 {
+            if fds[0].revents().intersects(PollFlags::HUP)
+                || self.drain(fd, p, st, usize::MAX)? == 0
+            {
                 std::thread::sleep(left.min(Duration::from_millis(1)));
             }
         }
