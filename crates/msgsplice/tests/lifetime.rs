@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::Netns;
-use msgsplice::send::Builder;
+use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
 
 const POISON: u8 = 0xEE;
@@ -93,7 +93,13 @@ fn spliced_pages_outlive_a_slow_link() {
             .poison_recycled(POISON)
             .build()
             .unwrap();
-        let mut sp = Builder::new().frag_cache(copies).build(sock).unwrap();
+        // Over the veth every completion is COPIED (the peer is local);
+        // keep zero-copy on so every page stays in flight.
+        let mut sp = Builder::new()
+            .on_copied(OnCopied::Keep)
+            .frag_cache(copies)
+            .build(sock)
+            .unwrap();
         for i in 0..messages {
             let mut f = cache.alloc(PAYLOAD, 64).unwrap();
             for (j, b) in f.iter_mut().enumerate() {

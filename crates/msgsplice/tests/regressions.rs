@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{pair, read_to_end, Transport};
-use msgsplice::send::Builder;
+use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
 
 /// RPC-shaped replies (4-byte marker + head + page + tail, the marker and
@@ -30,7 +30,11 @@ fn copied_marker_fragments_are_released() {
         .max_cached_bytes(1 << 20)
         .build()
         .unwrap();
-    let mut sp = Builder::new().frag_cache(cache.clone()).build(tx).unwrap();
+    let mut sp = Builder::new()
+        .on_copied(OnCopied::Keep)
+        .frag_cache(cache.clone())
+        .build(tx)
+        .unwrap();
     let mut peak = 0;
     let n = 3000;
     for i in 0..n as u32 {

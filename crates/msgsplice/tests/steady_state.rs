@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{pair, Transport};
-use msgsplice::send::Builder;
+use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
 
 struct Counting;
@@ -68,6 +68,7 @@ fn one_syscall_and_no_allocation_per_message() {
         });
         let cache = FragCache::new();
         let mut sp = Builder::new()
+            .on_copied(OnCopied::Keep)
             .splice(splice)
             .frag_cache(cache.clone())
             .build(tx)
