@@ -13,14 +13,32 @@
 //!   refcounted [`frag::Frag`]s carved from large folios, with no lock and no
 //!   atomic per allocation; a folio is reused only when every fragment in
 //!   it, and every kernel read of it, is finished.
+//! - [`msg`]: a [`Msg`] is one message as an ordered list of segments, the
+//!   user-space `bio_vec[]`: spliceable memory ([`Frag`], [`bytes::Bytes`]),
+//!   copied memory (`&[u8]`, `Vec<u8>`) and file ranges. The segment types
+//!   are the guard the kernel keeps in `sys_sendmsg`: only memory whose
+//!   lifetime the library can hold is ever spliced. A `Msg` of up to eight
+//!   segments lives on the stack, and it carries its own send cursor.
+//! - [`send`]: a [`Splicer`] sends a `Msg` over a connected TCP or Unix
+//!   socket in one system call when it is all memory: with the SPLICE hint
+//!   on, large spliceable runs go with `MSG_ZEROCOPY` and stay referenced
+//!   until the kernel's completion arrives on the error queue (the folio is
+//!   recycled only then, or retired if it never comes); small ones and
+//!   everything with SPLICE off are copied. File ranges go by `sendfile`
+//!   between memory parts corked with `MSG_MORE`. Short writes resume at the
+//!   exact byte; a full non-blocking socket reports how far it got.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
 #![warn(missing_docs)]
 
 pub mod frag;
+pub mod msg;
+pub mod send;
 mod sys;
 
 pub use frag::{Frag, FragBuf, FragCache, FragMut};
+pub use msg::{FileRange, Msg, Segment};
+pub use send::{SendError, SendStats, SocketKind, Splicer};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -237,7 +237,6 @@ impl Frag {
     /// Marks this fragment's folio as retired: when its last reference goes
     /// it is unmapped instead of reused. Used when the kernel may still read
     /// the memory (a zero-copy send whose completion will never be seen).
-    #[cfg_attr(not(test), allow(dead_code))] // used by the send engine
     pub(crate) fn retire(&self) {
         // SAFETY: we hold a reference, so the folio is alive.
         unsafe { self.folio.as_ref() }

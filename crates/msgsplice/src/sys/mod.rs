@@ -3,4 +3,6 @@
 //! Everything `unsafe` that talks to the kernel lives here, each block with a
 //! `// SAFETY:` comment. The rest of the crate calls these safe wrappers.
 
+pub(crate) mod errqueue;
 pub(crate) mod mmap;
+pub(crate) mod sendmsg;

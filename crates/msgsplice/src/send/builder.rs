@@ -1,0 +1,150 @@
+//! Creating a [`Splicer`]: the socket kind, found from the socket itself,
+//! and the [`Builder`] with the policy knobs.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use rustix::net::{sockopt, AddressFamily, SocketType};
+
+use super::policy::{OnCopied, Policy};
+use super::{SendError, Splicer};
+use crate::frag::FragCache;
+
+/// The kinds of connected socket a [`Splicer`] drives. Found from the socket
+/// itself (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`) when the Splicer is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketKind {
+    /// TCP over IPv4 or IPv6: zero-copy for memory, `sendfile` for files.
+    Tcp,
+    /// `AF_UNIX` stream: memory is copied (no `SO_ZEROCOPY` for Unix
+    /// sockets), file ranges go by `sendfile`.
+    UnixStream,
+    /// `AF_UNIX` datagram (connected): one message is one datagram.
+    UnixDatagram,
+    /// `AF_UNIX` seqpacket: one message is one record.
+    UnixSeqpacket,
+}
+
+impl SocketKind {
+    /// Finds the kind of `fd`. Costs two or three `getsockopt` calls.
+    pub fn of(fd: BorrowedFd<'_>) -> Result<SocketKind, SendError> {
+        let ty = sockopt::socket_type(fd).map_err(|e| SendError::from_os(e.into(), 0))?;
+        let family = sockopt::socket_domain(fd).map_err(|e| SendError::Io(e.into()))?;
+        let unsupported = SendError::UnsupportedSocket {
+            family: family.as_raw(),
+            ty: ty.as_raw(),
+        };
+        Ok(match (family, ty) {
+            (AddressFamily::INET | AddressFamily::INET6, SocketType::STREAM) => {
+                let proto = sockopt::socket_protocol(fd).map_err(io::Error::from)?;
+                if proto != Some(rustix::net::ipproto::TCP) {
+                    return Err(unsupported);
+                }
+                SocketKind::Tcp
+            }
+            (AddressFamily::UNIX, SocketType::STREAM) => SocketKind::UnixStream,
+            (AddressFamily::UNIX, SocketType::DGRAM) => SocketKind::UnixDatagram,
+            (AddressFamily::UNIX, SocketType::SEQPACKET) => SocketKind::UnixSeqpacket,
+            _ => return Err(unsupported),
+        })
+    }
+
+    /// True for kinds where one message is one record (datagram,
+    /// seqpacket): never split, never partly sent.
+    pub fn is_record(self) -> bool {
+        matches!(self, SocketKind::UnixDatagram | SocketKind::UnixSeqpacket)
+    }
+
+    /// True for kinds that can send memory with `MSG_ZEROCOPY`.
+    pub fn supports_zerocopy(self) -> bool {
+        self == SocketKind::Tcp
+    }
+}
+
+/// Settings of a [`Splicer`]. Every setting has a measured default; see the
+/// [`send`](super) module documentation for the policy.
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    pub(super) policy: Policy,
+    pub(super) cache: Option<FragCache>,
+}
+
+impl Builder {
+    /// The default settings: SPLICE on, 10 KiB threshold, zero-copy
+    /// stopped after 64 consecutive COPIED completions, 1 s drain timeout.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The SPLICE hint (default on): splice what can be spliced. Off: copy
+    /// everything (file ranges still go by `sendfile`, which copies inside
+    /// the kernel only). Either way the same bytes arrive.
+    pub fn splice(mut self, on: bool) -> Builder {
+        self.policy.splice = on;
+        self
+    }
+
+    /// Runs with fewer spliceable bytes than this are copied (default
+    /// 10 KiB: below it a completion costs more than the copy it saves).
+    pub fn zerocopy_threshold(mut self, bytes: usize) -> Builder {
+        self.policy.zerocopy_threshold = bytes;
+        self
+    }
+
+    /// A zero-copy run first copies its copy segments (`&[u8]`, `Vec<u8>`)
+    /// into fragments, so the message still goes in one call; above this
+    /// many such bytes (default 16 KiB) the run is sent by a plain copy.
+    pub fn max_copy_into_frags(mut self, bytes: usize) -> Builder {
+        self.policy.max_copy_into_frags = bytes;
+        self
+    }
+
+    /// Completions are read during sends once this many zero-copy sends are
+    /// in flight (default 32). Ranges coalesce, so one read usually covers
+    /// them all: this is what keeps zero-copy near one system call per
+    /// message.
+    pub fn completion_batch(mut self, sends: usize) -> Builder {
+        self.policy.completion_batch = sends.max(1);
+        self
+    }
+
+    /// At most this many zero-copy sends in flight (default 1024); beyond,
+    /// messages are copied until completions arrive. Bounds the memory held.
+    pub fn max_in_flight(mut self, sends: usize) -> Builder {
+        self.policy.max_in_flight = sends.max(1);
+        self
+    }
+
+    /// What to do when completions report COPIED (default
+    /// [`OnCopied::StopAfter`]`(64)`: where the kernel copies anyway, as on
+    /// loopback, zero-copy measured slower than a plain copy).
+    pub fn on_copied(mut self, what: OnCopied) -> Builder {
+        self.policy.on_copied = what;
+        self
+    }
+
+    /// How long dropping or closing a Splicer waits for sends in flight
+    /// (default 1 s). Fragments still in flight after that are retired:
+    /// their folios are unmapped, never reused.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Builder {
+        self.policy.drain_timeout = timeout;
+        self
+    }
+
+    /// The cache that copy segments of zero-copy runs are copied into
+    /// (default: [`FragCache::global`]).
+    pub fn frag_cache(mut self, cache: FragCache) -> Builder {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Creates the Splicer over a connected socket, finding its kind.
+    /// No system call beyond the kind lookup; `SO_ZEROCOPY` is turned on
+    /// lazily, by the first run that wants it.
+    pub fn build<S: AsFd>(self, sock: S) -> Result<Splicer<S>, SendError> {
+        let kind = SocketKind::of(sock.as_fd())?;
+        Ok(Splicer::from_parts(sock, kind, self))
+    }
+}

@@ -1,0 +1,514 @@
+//! The send engine: [`Splicer`] sends a [`Msg`] over a connected socket,
+//! splicing what can be spliced and copying the rest.
+//!
+//! # How a message travels
+//!
+//! - **Memory only** (the common case): one `sendmsg` with every segment in
+//!   the `iovec` array (beyond `IOV_MAX` = 1024 segments, one call per 1024,
+//!   corked with `MSG_MORE`). With SPLICE on, over TCP, a run with at least
+//!   [`Builder::zerocopy_threshold`] spliceable bytes goes with
+//!   `MSG_ZEROCOPY`: the kernel pins the pages of its [`Frag`]s and
+//!   [`Bytes`] and the Splicer keeps them referenced until the kernel
+//!   reports completion; its copy segments are first copied into fragments
+//!   so that the message still goes in one call. Otherwise the kernel
+//!   copies.
+//! - **With file ranges** (stream sockets only): the memory before a range
+//!   goes with `MSG_MORE`, the range by `sendfile` (one call for the whole
+//!   range when the socket has room), then the rest. The peer receives one
+//!   contiguous message.
+//! - **Unix sockets** copy memory (`SO_ZEROCOPY` is TCP and UDP only).
+//!   Datagram and seqpacket sockets send a message as one record.
+//!
+//! # Progress and errors
+//!
+//! The `Msg` carries its cursor. A short write resumes at the exact byte,
+//! across segment boundaries, within the same call; `EINTR` is retried.
+//! When a non-blocking socket is full, [`Splicer::send`] returns what went
+//! (or [`SendError::WouldBlock`] if nothing did) and the next call with the
+//! same `Msg` resumes. No kernel error panics.
+//!
+//! # Costs
+//!
+//! In steady state a memory-only message costs one system call and no heap
+//! allocation: the `iovec` array and the completion queues are reused, and
+//! copy segments of zero-copy runs go into fragments (a bump allocation).
+//! Zero-copy adds one error-queue read per [`Builder::completion_batch`]
+//! sends, amortised.
+
+mod builder;
+mod completion;
+mod error;
+mod file;
+mod policy;
+mod zerocopy;
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use builder::{Builder, SocketKind};
+pub use error::SendError;
+pub use policy::OnCopied;
+
+use completion::Held;
+use policy::{Policy, RunShape};
+use zerocopy::ZeroCopy;
+
+use crate::frag::{Frag, FragCache};
+use crate::msg::{Msg, Segment};
+use crate::sys::sendmsg::{IovScratch, IOV_MAX, MSG_MORE, MSG_NOSIGNAL, MSG_ZEROCOPY};
+
+/// Counters of one [`Splicer`], from [`Splicer::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendStats {
+    /// Messages sent completely.
+    pub messages: u64,
+    /// System calls made on the socket (sends, `sendfile`, error-queue
+    /// reads, polls, `fstat` of file ranges, `setsockopt`).
+    pub syscalls: u64,
+    /// Bytes handed to the kernel by reference: spliceable memory sent with
+    /// `MSG_ZEROCOPY`, and file ranges sent with `sendfile`.
+    pub bytes_spliced: u64,
+    /// Bytes copied: by the kernel (plain sends) or by the Splicer (copy
+    /// segments of a zero-copy run, copied into fragments).
+    pub bytes_copied: u64,
+    /// Successful `MSG_ZEROCOPY` sends (each takes one completion id).
+    pub zerocopy_sends: u64,
+    /// Zero-copy sends whose completion has not been read yet.
+    pub completions_pending: u64,
+    /// Zero-copy sends completed.
+    pub completions: u64,
+    /// Completed zero-copy sends that the kernel reported COPIED.
+    pub completions_copied: u64,
+    /// Completion notifications read (each covers a range of sends).
+    pub notifications: u64,
+    /// Completion ids that matched no send in flight (should stay 0).
+    pub unexpected_completions: u64,
+    /// `ENOBUFS` from a zero-copy send (the socket's option memory full).
+    pub enobufs: u64,
+    /// Runs copied instead of zero-copied because too many sends were in
+    /// flight.
+    pub zerocopy_deferred: u64,
+    /// Zero-copy was switched off by [`OnCopied::StopAfter`].
+    pub zerocopy_stopped: bool,
+    /// Fragments whose completion never came before close: their folios
+    /// were retired (unmapped when free, never reused).
+    pub retired_on_close: u64,
+    /// `Bytes` whose completion never came before close: leaked on purpose
+    /// (their memory could otherwise be reused while the kernel reads it).
+    pub leaked_on_close: u64,
+}
+
+/// Why a step of a send stopped.
+pub(crate) enum Stop {
+    /// An error from the kernel, still to classify (EINTR, EAGAIN, ...).
+    Os(io::Error),
+    /// Already typed.
+    Typed(SendError),
+}
+
+/// Sends [`Msg`]s over one connected socket, splicing what it can.
+///
+/// Owns (or borrows, with `S = &T`) the socket. Dropping it waits up to
+/// [`Builder::drain_timeout`] for zero-copy sends in flight, then retires
+/// what is left, so the kernel never reads recycled memory.
+///
+/// ```
+/// use std::io::Read;
+/// use std::os::unix::net::UnixStream;
+/// use msgsplice::{FragCache, Msg, Splicer};
+///
+/// let (a, mut b) = UnixStream::pair()?;
+/// let mut splicer = Splicer::new(a)?;
+/// let page = FragCache::global().memdup(&[42u8; 4096])?;
+///
+/// let mut msg = Msg::new();
+/// msg.push(b"HEAD").push(page).push(b"TAIL".to_vec());
+/// splicer.send(&mut msg)?; // one sendmsg for the whole message
+/// assert!(msg.is_sent());
+///
+/// let mut got = vec![0u8; 4 + 4096 + 4];
+/// b.read_exact(&mut got)?;
+/// assert_eq!(&got[..4], b"HEAD");
+/// assert!(got[4..4100].iter().all(|&x| x == 42));
+/// assert_eq!(splicer.stats().syscalls, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Splicer<S: AsFd> {
+    sock: S,
+    kind: SocketKind,
+    policy: Policy,
+    zc: ZeroCopy,
+    iov: IovScratch,
+    /// Copy segments of the current zero-copy run, copied into fragments.
+    copies: Vec<Frag>,
+    /// Record sockets: a message of more than IOV_MAX segments, gathered.
+    bounce: Vec<u8>,
+    cache: FragCache,
+    stats: SendStats,
+}
+
+impl<S: AsFd> Splicer<S> {
+    /// A Splicer with the default settings (SPLICE on). Finds the socket's
+    /// kind; fails with [`SendError::NotASocket`] or
+    /// [`SendError::UnsupportedSocket`].
+    pub fn new(sock: S) -> Result<Splicer<S>, SendError> {
+        Builder::default().build(sock)
+    }
+
+    pub(crate) fn from_parts(sock: S, kind: SocketKind, b: Builder) -> Splicer<S> {
+        let mut iov = IovScratch::default();
+        iov.reserve(64);
+        Splicer {
+            sock,
+            kind,
+            policy: b.policy,
+            zc: ZeroCopy::new(kind.supports_zerocopy()),
+            iov,
+            copies: Vec::with_capacity(8),
+            bounce: Vec::new(),
+            cache: b.cache.unwrap_or_else(|| FragCache::global().clone()),
+            stats: SendStats::default(),
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.sock
+    }
+
+    /// The socket's kind.
+    pub fn kind(&self) -> SocketKind {
+        self.kind
+    }
+
+    /// The SPLICE hint now in force.
+    pub fn splice(&self) -> bool {
+        self.policy.splice
+    }
+
+    /// Turns the SPLICE hint on or off for the following sends. Sends in
+    /// flight are unaffected.
+    pub fn set_splice(&mut self, on: bool) {
+        self.policy.splice = on;
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SendStats {
+        let mut s = self.stats;
+        s.completions_pending = self.zc.tracker.pending() as u64;
+        s
+    }
+
+    /// Zero-copy sends whose buffers are still held for the kernel.
+    pub fn in_flight(&self) -> usize {
+        self.zc.tracker.pending()
+    }
+
+    /// Sends `msg` from its cursor, and advances the cursor.
+    ///
+    /// Returns the bytes sent by this call. On a blocking socket that is the
+    /// whole rest of the message. On a non-blocking socket it may be less:
+    /// check [`Msg::is_sent`], wait until the socket is writable, and call
+    /// again with the same `msg`; if not a byte could go, the error is
+    /// [`SendError::WouldBlock`]. A message that is already sent returns 0.
+    ///
+    /// Costs: one `sendmsg` for a memory-only message of up to 1024
+    /// segments; with file ranges, one `fstat` per range (checked before
+    /// anything is sent) and one `sendfile` per range plus one `sendmsg` per
+    /// run of memory between them.
+    pub fn send(&mut self, msg: &mut Msg<'_>) -> Result<u64, SendError> {
+        if msg.is_sent() && msg.sent() > 0 {
+            return Ok(0);
+        }
+        if msg.sent() == 0 {
+            if self.kind.is_record() {
+                if msg.has_file() {
+                    return Err(SendError::FileOnRecordSocket);
+                }
+                return self.send_record(msg);
+            }
+            self.stats.syscalls += file::check_ranges(msg.segments())?;
+        }
+        let mut progress = 0u64;
+        loop {
+            msg.advance(0); // step over empty segments
+            if msg.is_sent() {
+                break;
+            }
+            let (seg, off) = msg.cursor();
+            let step = match &msg.segments()[seg] {
+                Segment::File(r) => {
+                    self.stats.syscalls += 1;
+                    let n = file::send_part(self.sock.as_fd(), r, off);
+                    if let Ok(n) = n {
+                        self.stats.bytes_spliced += n as u64;
+                    }
+                    n
+                }
+                _ => self.send_run(msg, seg, off),
+            };
+            match step {
+                Ok(n) => {
+                    msg.advance(n as u64);
+                    progress += n as u64;
+                }
+                Err(Stop::Os(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(Stop::Os(e)) if e.raw_os_error() == Some(libc::EAGAIN) && progress > 0 => {
+                    return Ok(progress);
+                }
+                Err(Stop::Os(e)) => return Err(SendError::from_os(e, msg.len())),
+                Err(Stop::Typed(e)) => return Err(e),
+            }
+        }
+        self.stats.messages += 1;
+        Ok(progress)
+    }
+
+    /// Reads the completions already queued, without blocking, and releases
+    /// the buffers of completed sends. Returns the sends completed. Sends do
+    /// this by themselves every [`Builder::completion_batch`] sends; call it
+    /// when the socket is idle to let folios be recycled sooner.
+    pub fn poll_completions(&mut self) -> Result<u64, SendError> {
+        let fd = self.sock.as_fd();
+        Ok(self
+            .zc
+            .drain(fd, &self.policy, &mut self.stats, usize::MAX)?)
+    }
+
+    /// Waits up to `timeout` until every zero-copy send has completed.
+    /// Returns true if none is left in flight.
+    pub fn wait_completions(&mut self, timeout: Duration) -> Result<bool, SendError> {
+        let fd = self.sock.as_fd();
+        Ok(self.zc.wait(fd, timeout, &self.policy, &mut self.stats)?)
+    }
+
+    /// Waits for sends in flight up to [`Builder::drain_timeout`], retires
+    /// what is left, and returns the final counters (see
+    /// [`SendStats::retired_on_close`]). Then closes the socket if owned.
+    pub fn close(mut self) -> SendStats {
+        self.finish();
+        self.stats()
+    }
+
+    fn finish(&mut self) {
+        if self.zc.tracker.pending() == 0 {
+            return;
+        }
+        let fd = self.sock.as_fd();
+        let timeout = self.policy.drain_timeout;
+        // An error reading completions is the same as their never coming.
+        let _ = self.zc.wait(fd, timeout, &self.policy, &mut self.stats);
+        let (retired, leaked) = self.zc.tracker.abandon();
+        self.stats.retired_on_close += retired;
+        self.stats.leaked_on_close += leaked;
+    }
+
+    /// One `sendmsg` of the run of memory segments that starts at segment
+    /// `first`, byte `off`: up to the next file range or `IOV_MAX` buffers.
+    fn send_run(&mut self, msg: &Msg<'_>, first: usize, off: u64) -> Result<usize, Stop> {
+        let segs = msg.segments();
+        // The run's extent and shape.
+        let mut shape = RunShape::default();
+        let (mut end, mut niov, mut bytes) = (first, 0usize, 0u64);
+        while let Some(s) = segs.get(end) {
+            if matches!(s, Segment::File(_)) || niov == IOV_MAX {
+                break;
+            }
+            let len = s.len() - if end == first { off } else { 0 };
+            if len > 0 {
+                niov += 1;
+                bytes += len;
+                if s.is_spliceable() {
+                    shape.splice_bytes += len;
+                } else {
+                    shape.copy_bytes += len;
+                }
+            }
+            end += 1;
+        }
+        let fd = self.sock.as_fd();
+        let mut zc = self.policy.zerocopy(shape, self.zc.usable())
+            && self.zc.ready(fd, &self.policy, &mut self.stats);
+        if zc {
+            zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
+        }
+        let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
+
+        let mut batch = self.iov.batch();
+        let mut copies = self.copies.iter();
+        for (i, s) in segs[first..end].iter().enumerate() {
+            let skip = if i == 0 { off as usize } else { 0 };
+            let Some(data) = s.as_memory() else { continue };
+            let data = &data[skip..];
+            if data.is_empty() {
+                continue;
+            }
+            if zc && !s.is_spliceable() {
+                // copy_into_frags made one fragment per non-empty copy
+                // segment, in order.
+                if let Some(copy) = copies.next() {
+                    batch.push(copy);
+                }
+            } else {
+                batch.push(data);
+            }
+        }
+        let mut flags = MSG_NOSIGNAL | more | if zc { MSG_ZEROCOPY } else { 0 };
+        self.stats.syscalls += 1;
+        let mut r = batch.sendmsg(fd, flags);
+        if zc && is_errno(&r, libc::ENOBUFS) {
+            // The socket's option memory holds too many completions: read
+            // them and retry once, then send this message by copy.
+            self.stats.enobufs += 1;
+            let _ = self.zc.drain(fd, &self.policy, &mut self.stats, usize::MAX);
+            self.stats.syscalls += 1;
+            r = batch.sendmsg(fd, flags);
+            if is_errno(&r, libc::ENOBUFS) {
+                flags &= !MSG_ZEROCOPY;
+                zc = false;
+                self.stats.syscalls += 1;
+                r = batch.sendmsg(fd, flags);
+            }
+        }
+        drop(batch);
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.copies.clear();
+                return Err(Stop::Os(e));
+            }
+        };
+        if !zc || n == 0 {
+            self.copies.clear();
+            self.stats.bytes_copied += n as u64;
+            return Ok(n);
+        }
+        // Hold every buffer the kernel took bytes of, until completion.
+        let mut left = n as u64;
+        let mut copies = self.copies.drain(..);
+        for (i, s) in segs[first..end].iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let len = (s.len() - if i == 0 { off } else { 0 }).min(left);
+            if len == 0 {
+                continue;
+            }
+            left -= len;
+            let held = match s {
+                Segment::Frag(f) => Held::Frag(f.clone()),
+                Segment::Bytes(b) => Held::Bytes(Bytes::clone(b)),
+                _ => match copies.next() {
+                    Some(c) => Held::Frag(c),
+                    None => continue,
+                },
+            };
+            if s.is_spliceable() {
+                self.stats.bytes_spliced += len;
+            } else {
+                self.stats.bytes_copied += len;
+            }
+            self.zc.tracker.hold(held);
+        }
+        drop(copies);
+        self.zc.tracker.commit();
+        self.stats.zerocopy_sends += 1;
+        Ok(n)
+    }
+
+    /// A datagram or seqpacket message: one `sendmsg`, all or nothing.
+    fn send_record(&mut self, msg: &mut Msg<'_>) -> Result<u64, SendError> {
+        let fd = self.sock.as_fd();
+        let segs = msg.segments();
+        let nonempty = segs.iter().filter(|s| !s.is_empty()).count();
+        let mut batch = self.iov.batch();
+        if nonempty <= IOV_MAX {
+            for s in segs {
+                if let Some(d) = s.as_memory().filter(|d| !d.is_empty()) {
+                    batch.push(d);
+                }
+            }
+        } else {
+            // A record cannot be split over calls: gather it (rare).
+            self.bounce.clear();
+            for d in segs.iter().filter_map(Segment::as_memory) {
+                self.bounce.extend_from_slice(d);
+            }
+            batch.push(&self.bounce);
+        }
+        let n = loop {
+            self.stats.syscalls += 1;
+            match batch.sendmsg(fd, MSG_NOSIGNAL) {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(SendError::from_os(e, msg.len())),
+                Ok(n) => break n as u64,
+            }
+        };
+        drop(batch);
+        self.stats.bytes_copied += n;
+        msg.advance(n);
+        if !msg.is_sent() {
+            return Err(SendError::Io(io::Error::other(
+                "the kernel took part of a record",
+            )));
+        }
+        self.stats.messages += 1;
+        Ok(n)
+    }
+}
+
+/// Copies the copy segments of a zero-copy run into fragments (the kernel
+/// will read them after the call returns, when borrowed memory may already
+/// be reused). Returns false, with nothing copied, if the cache is out of
+/// memory: the run is then sent by plain copy.
+fn copy_into_frags(cache: &FragCache, out: &mut Vec<Frag>, run: &[Segment<'_>], off: u64) -> bool {
+    out.clear();
+    for (i, s) in run.iter().enumerate() {
+        if s.is_spliceable() {
+            continue;
+        }
+        let Some(data) = s.as_memory() else { continue };
+        let data = &data[if i == 0 { off as usize } else { 0 }..];
+        if data.is_empty() {
+            continue;
+        }
+        match cache.memdup(data) {
+            Ok(f) => out.push(f),
+            Err(_) => {
+                out.clear();
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn is_errno<T>(r: &io::Result<T>, errno: i32) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(errno))
+}
+
+impl<S: AsFd> Drop for Splicer<S> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<S: AsFd> AsFd for Splicer<S> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl<S: AsFd> std::fmt::Debug for Splicer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Splicer")
+            .field("kind", &self.kind)
+            .field("splice", &self.policy.splice)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,108 @@
+//! When to splice and when to copy: the per-run decision, and the knobs.
+//!
+//! The defaults follow measurements, not beliefs (see `DESIGN.md` and the
+//! benchmark numbers in the crate's README/report):
+//!
+//! - Below about 10 KiB of spliceable bytes, the `MSG_ZEROCOPY` completion
+//!   costs more than the copy it saves (`msg_zerocopy.rst`), so small runs
+//!   are copied.
+//! - When the kernel copies anyway (every completion says COPIED: local
+//!   delivery over loopback or to a veth peer's socket), zero-copy only adds
+//!   the page pinning and the completions on top of that copy. DESIGN.md
+//!   recorded MSG_ZEROCOPY as faster on loopback TCP for 64 KiB sends, but
+//!   for this crate's messages (128 B + N + 8 B, N = 16 KiB and 256 KiB)
+//!   it measured 1.5x to 3x *slower* than a plain copy on this machine's
+//!   loopback (see the send engine's report). So by default a socket stops
+//!   using zero-copy after 64 consecutive COPIED completions
+//!   ([`OnCopied::StopAfter`]); on a path that really transmits from the
+//!   pages (a NIC), completions are not COPIED and zero-copy stays on.
+//!   [`OnCopied::Keep`] keeps it regardless.
+
+use std::time::Duration;
+
+/// What to do when the kernel reports that it copied zero-copy data anyway
+/// (`SO_EE_CODE_ZEROCOPY_COPIED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCopied {
+    /// Keep sending with zero-copy; only count the reports.
+    Keep,
+    /// After this many consecutive send ids reported COPIED (with none
+    /// zero-copied in between), stop using zero-copy on this socket. The
+    /// default is `StopAfter(64)`.
+    StopAfter(u32),
+}
+
+/// The tunable policy of a [`Splicer`](super::Splicer), set through its
+/// [`Builder`](super::Builder).
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub(crate) splice: bool,
+    pub(crate) zerocopy_threshold: usize,
+    pub(crate) max_copy_into_frags: usize,
+    pub(crate) completion_batch: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) on_copied: OnCopied,
+    pub(crate) drain_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            splice: true,
+            zerocopy_threshold: 10 << 10,
+            max_copy_into_frags: 16 << 10,
+            completion_batch: 32,
+            max_in_flight: 1024,
+            on_copied: OnCopied::StopAfter(64),
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The parts of a run of memory segments that the decision looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RunShape {
+    /// Bytes in spliceable segments (Frag, Bytes).
+    pub(crate) splice_bytes: u64,
+    /// Bytes in copy segments (borrowed, owned).
+    pub(crate) copy_bytes: u64,
+}
+
+impl Policy {
+    /// Whether a run goes with `MSG_ZEROCOPY`, given that the socket can do
+    /// it now (`zc_ready`: TCP, SO_ZEROCOPY on, not stopped, room in flight).
+    ///
+    /// Copy segments of a zero-copy run must first be copied into fragments
+    /// (the kernel would otherwise pin memory the caller may reuse at once),
+    /// so a run with more than `max_copy_into_frags` of them is sent by a
+    /// plain copy instead: the kernel's copy is as cheap as ours.
+    pub(crate) fn zerocopy(&self, run: RunShape, zc_ready: bool) -> bool {
+        self.splice
+            && zc_ready
+            && run.splice_bytes >= self.zerocopy_threshold as u64
+            && run.copy_bytes <= self.max_copy_into_frags as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_and_copy_limit() {
+        let p = Policy::default();
+        let shape = |s, c| RunShape {
+            splice_bytes: s,
+            copy_bytes: c,
+        };
+        assert!(!p.zerocopy(shape(4 << 10, 0), true), "small: copy");
+        assert!(p.zerocopy(shape(16 << 10, 136), true), "large: splice");
+        assert!(!p.zerocopy(shape(16 << 10, 136), false), "socket can't");
+        assert!(!p.zerocopy(shape(1 << 20, 1 << 20), true), "big copy part");
+        let off = Policy {
+            splice: false,
+            ..Policy::default()
+        };
+        assert!(!off.zerocopy(shape(1 << 20, 0), true), "SPLICE off");
+    }
+}

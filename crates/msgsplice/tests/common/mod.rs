@@ -1,0 +1,293 @@
+//! Shared parts of the integration tests: socket pairs over every
+//! transport, a source of random bytes, message specs that turn into real
+//! `Msg`s, receivers, and the network-namespace guard.
+#![allow(dead_code)]
+
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use msgsplice::{FragCache, Msg, SendError, Splicer};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+
+/// The transports the engine supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp4,
+    Tcp6,
+    UnixStream,
+    UnixSeqpacket,
+}
+
+impl Transport {
+    pub fn is_record(self) -> bool {
+        self == Transport::UnixSeqpacket
+    }
+}
+
+/// A connected pair: the sending side and the receiving side as fds.
+pub fn pair(t: Transport) -> io::Result<(OwnedFd, OwnedFd)> {
+    match t {
+        Transport::Tcp4 => tcp_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        Transport::Tcp6 => tcp_pair(SocketAddr::from((Ipv6Addr::LOCALHOST, 0))),
+        Transport::UnixStream => {
+            let (a, b) = UnixStream::pair()?;
+            Ok((a.into(), b.into()))
+        }
+        Transport::UnixSeqpacket => Ok(rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?),
+    }
+}
+
+pub fn tcp_pair(addr: SocketAddr) -> io::Result<(OwnedFd, OwnedFd)> {
+    let l = TcpListener::bind(addr)?;
+    let a = TcpStream::connect(l.local_addr()?)?;
+    let (b, _) = l.accept()?;
+    a.set_nodelay(true)?;
+    Ok((a.into(), b.into()))
+}
+
+/// 4 MiB of random bytes, made once; segments are cut from it.
+pub fn source() -> &'static [u8] {
+    static SRC: OnceLock<Vec<u8>> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        (0..4 << 20)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 24) as u8
+            })
+            .collect()
+    })
+}
+
+/// How one segment is made.
+#[derive(Clone, Debug)]
+pub enum SegSpec {
+    /// A fragment `off` bytes into an allocation (odd folio offsets).
+    Frag {
+        len: usize,
+        off: usize,
+        at: usize,
+    },
+    /// `Bytes` from a `Vec`, sliced at `off`.
+    Bytes {
+        len: usize,
+        off: usize,
+        at: usize,
+    },
+    /// `Bytes` wrapping a fragment.
+    FragBytes {
+        len: usize,
+        at: usize,
+    },
+    Borrowed {
+        len: usize,
+        at: usize,
+    },
+    Owned {
+        len: usize,
+        at: usize,
+    },
+}
+
+impl SegSpec {
+    pub fn data(&self) -> &'static [u8] {
+        let (len, at) = match *self {
+            SegSpec::Frag { len, at, .. }
+            | SegSpec::Bytes { len, at, .. }
+            | SegSpec::FragBytes { len, at }
+            | SegSpec::Borrowed { len, at }
+            | SegSpec::Owned { len, at } => (len, at),
+        };
+        let src = source();
+        let at = at % (src.len() - len);
+        &src[at..at + len]
+    }
+}
+
+/// Builds the message of `specs`. Fragments come from `cache`.
+pub fn build<'a>(specs: &'a [SegSpec], cache: &FragCache) -> Msg<'a> {
+    let mut m = Msg::new();
+    for s in specs {
+        let d = s.data();
+        match *s {
+            SegSpec::Frag { off, len, .. } => {
+                let mut f = cache.alloc(off + len, 1).expect("alloc");
+                f[off..].copy_from_slice(d);
+                m.push(f.freeze().slice(off..));
+            }
+            SegSpec::Bytes { off, .. } => {
+                let mut v = vec![0xA5u8; off];
+                v.extend_from_slice(d);
+                m.push(Bytes::from(v).slice(off..));
+            }
+            SegSpec::FragBytes { .. } => {
+                m.push(Bytes::from(cache.memdup(d).expect("memdup")));
+            }
+            SegSpec::Borrowed { .. } => {
+                m.push(d);
+            }
+            SegSpec::Owned { .. } => {
+                m.push(d.to_vec());
+            }
+        }
+    }
+    m
+}
+
+pub fn concat(specs: &[SegSpec]) -> Vec<u8> {
+    specs
+        .iter()
+        .flat_map(|s| s.data().iter().copied())
+        .collect()
+}
+
+/// Waits until `fd` is writable (or 5 s).
+pub fn wait_writable(fd: impl AsFd) {
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    let ts = Timespec {
+        tv_sec: 5,
+        tv_nsec: 0,
+    };
+    let _ = poll(&mut fds, Some(&ts));
+}
+
+/// Sends `msg` to the end, waiting for room on a non-blocking socket.
+/// Returns the number of calls that stopped early (short writes seen).
+pub fn send_all<S: AsFd>(sp: &mut Splicer<S>, msg: &mut Msg<'_>) -> Result<u64, SendError> {
+    let mut stops = 0;
+    loop {
+        match sp.send(msg) {
+            Ok(_) if msg.is_sent() => return Ok(stops),
+            Ok(_) | Err(SendError::WouldBlock) => {
+                stops += 1;
+                wait_writable(sp.get_ref());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads a stream to EOF on a thread.
+pub fn read_to_end(fd: OwnedFd) -> JoinHandle<io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut s = std::fs::File::from(fd);
+        let mut v = Vec::new();
+        s.read_to_end(&mut v)?;
+        Ok(v)
+    })
+}
+
+/// Reads `n` records on a thread, each whole (MSG_TRUNC would show a cut).
+pub fn read_records(fd: OwnedFd, n: usize) -> JoinHandle<io::Result<Vec<Vec<u8>>>> {
+    std::thread::spawn(move || {
+        rustix::net::sockopt::set_socket_timeout(
+            &fd,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(Duration::from_secs(20)),
+        )?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (_, len) = rustix::net::recv(&fd, &mut buf[..], RecvFlags::TRUNC)?;
+            assert!(len <= buf.len(), "record of {len} bytes was cut");
+            out.push(buf[..len].to_vec());
+        }
+        Ok(out)
+    })
+}
+
+/// Two network namespaces from `netns-sink.sh`, removed on drop (also on
+/// panic). `None` (with a message) when not root or the script fails.
+pub struct Netns {
+    pub name: String,
+    script: std::path::PathBuf,
+}
+
+impl Netns {
+    pub fn up(tag: &str) -> Option<Netns> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP {tag}: needs root for network namespaces");
+            return None;
+        }
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/netns-sink.sh");
+        if !script.exists() {
+            eprintln!("SKIP {tag}: {} not found", script.display());
+            return None;
+        }
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        // <= 13 bytes: the script appends one byte for each interface.
+        let name = format!(
+            "ms{}{}",
+            std::process::id() % 1_000_000,
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = Netns { name, script };
+        if let Err(e) = ns.run(&["up"]) {
+            eprintln!("SKIP {tag}: could not create namespaces: {e}");
+            return None;
+        }
+        Some(ns)
+    }
+
+    pub fn mode(&self, mode: &str) -> io::Result<()> {
+        self.run(&["mode", mode])
+    }
+
+    fn run(&self, args: &[&str]) -> io::Result<()> {
+        let verb = args[0];
+        let out = std::process::Command::new("bash")
+            .arg(&self.script)
+            .arg(verb)
+            .arg(&self.name)
+            .args(&args[1..])
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "netns-sink.sh {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+
+    /// Runs `f` on a new thread inside namespace `NAMEa` (sender) or `NAMEb`.
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        side: char,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
+        let path = format!("/run/netns/{}{}", self.name, side);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open netns");
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .expect("setns");
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}

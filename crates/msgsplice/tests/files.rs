@@ -1,0 +1,206 @@
+//! File ranges: header + range + trailer over many offset and length
+//! combinations, on TCP and Unix stream, blocking and squeezed; past EOF
+//! and record sockets are typed errors that send nothing.
+
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+
+use common::{pair, read_records, read_to_end, send_all, source, Transport};
+use msgsplice::send::Builder;
+use msgsplice::{FragCache, Msg, SendError, Splicer};
+
+/// A file of `len` random bytes, removed on drop.
+struct TempFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl TempFile {
+    fn new(tag: &str, data: &[u8]) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "msgsplice-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut file = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(data).unwrap();
+        TempFile { path, file }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn combos(size: u64) -> Vec<(u64, u64)> {
+    let offs = [0, 1, 511, 4095, 4096, 4097, 8191, 12000, size - 1, size];
+    let lens = [0, 1, 100, 4095, 4096, 4097, u64::MAX];
+    let mut v = Vec::new();
+    for &o in &offs {
+        for &l in &lens {
+            let l = if l == u64::MAX { size - o } else { l };
+            if o + l <= size {
+                v.push((o, l));
+            }
+        }
+    }
+    v
+}
+
+fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool) {
+    let data = &source()[..3 * 4096 + 123];
+    let tf = TempFile::new("combos", data);
+    let (tx, rx) = pair(t).unwrap();
+    if squeeze {
+        rustix::io::ioctl_fionbio(&tx, true).unwrap();
+        rustix::net::sockopt::set_socket_send_buffer_size(&tx, 4096).unwrap();
+    }
+    let h = read_to_end(rx);
+    let cache = FragCache::new();
+    let mut sp = Builder::new().splice(splice).build(tx).unwrap();
+    let mut want = Vec::new();
+    let all = combos(data.len() as u64);
+    for (i, &(off, len)) in all.iter().enumerate() {
+        let hdr = format!("<{i}:{off}+{len}>");
+        let tail = cache.memdup(&[i as u8; 8]).unwrap();
+        let mut m = Msg::new();
+        m.push(hdr.as_bytes())
+            .push_file(&tf.file, off, len)
+            .push(tail);
+        send_all(&mut sp, &mut m).unwrap();
+        want.extend_from_slice(hdr.as_bytes());
+        want.extend_from_slice(&data[off as usize..(off + len) as usize]);
+        want.extend_from_slice(&[i as u8; 8]);
+    }
+    let st = sp.stats();
+    assert_eq!(st.messages, all.len() as u64);
+    let file_bytes: u64 = all.iter().map(|&(_, l)| l).sum();
+    assert!(st.bytes_spliced >= file_bytes, "file bytes go by sendfile");
+    drop(sp);
+    let got = h.join().unwrap().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want);
+}
+
+#[test]
+fn tcp_ranges_arrive_whole() {
+    ranges_arrive_whole(Transport::Tcp4, true, false);
+}
+
+#[test]
+fn tcp_ranges_arrive_whole_copy() {
+    ranges_arrive_whole(Transport::Tcp6, false, false);
+}
+
+#[test]
+fn tcp_ranges_arrive_whole_short_writes() {
+    ranges_arrive_whole(Transport::Tcp4, true, true);
+}
+
+#[test]
+fn unix_stream_ranges_arrive_whole() {
+    ranges_arrive_whole(Transport::UnixStream, true, false);
+}
+
+#[test]
+fn unix_stream_ranges_arrive_whole_short_writes() {
+    ranges_arrive_whole(Transport::UnixStream, false, true);
+}
+
+/// Two large ranges with zero-copy memory between them, through a 4 KiB
+/// non-blocking send buffer: sendfile stops and resumes many times.
+#[test]
+fn large_ranges_resume_mid_file() {
+    let data = &source()[..3 << 20];
+    let tf = TempFile::new("large", data);
+    let (tx, rx) = pair(Transport::Tcp4).unwrap();
+    rustix::io::ioctl_fionbio(&tx, true).unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&tx, 4096).unwrap();
+    let h = read_to_end(rx);
+    let cache = FragCache::new();
+    let mut sp = Builder::new().frag_cache(cache.clone()).build(tx).unwrap();
+    let mid = cache.memdup(&data[..64 << 10]).unwrap();
+    let mut m = Msg::new();
+    m.push(b"head")
+        .push_file(&tf.file, 1, (1 << 20) + 3)
+        .push(mid)
+        .push_file(&tf.file, 2 << 20, 1 << 20)
+        .push(b"tail".to_vec());
+    let stops = send_all(&mut sp, &mut m).unwrap();
+    assert!(stops > 0);
+    drop(sp);
+    let mut want = b"head".to_vec();
+    want.extend_from_slice(&data[1..(1 << 20) + 4]);
+    want.extend_from_slice(&data[..64 << 10]);
+    want.extend_from_slice(&data[2 << 20..3 << 20]);
+    want.extend_from_slice(b"tail");
+    assert!(h.join().unwrap().unwrap() == want);
+}
+
+/// A range past the end of the file fails before any byte of the message
+/// is sent; the connection stays usable.
+#[test]
+fn past_eof_is_typed_and_sends_nothing() {
+    let data = &source()[..10_000];
+    let tf = TempFile::new("eof", data);
+    let (tx, rx) = pair(Transport::Tcp4).unwrap();
+    let h = read_to_end(rx);
+    let mut sp = Splicer::new(tx).unwrap();
+    for (off, len) in [(9_990, 11), (10_000, 1), (20_000, 0), (0, u64::MAX)] {
+        let mut m = Msg::new();
+        m.push(b"hdr").push_file(&tf.file, off, len).push(b"end");
+        match sp.send(&mut m) {
+            Err(SendError::PastEof {
+                offset,
+                len: l,
+                file_len,
+            }) => {
+                assert_eq!((offset, l, file_len), (off, len, 10_000));
+            }
+            // An empty range past EOF is still nothing to send.
+            Ok(_) if len == 0 => {}
+            other => panic!("{off}+{len}: {other:?}"),
+        }
+        if len > 0 {
+            assert_eq!(m.sent(), 0);
+        }
+    }
+    let mut m = Msg::new();
+    m.push(b"ok").push_file(&tf.file, 9_990, 10);
+    sp.send(&mut m).unwrap();
+    drop(sp);
+    let got = h.join().unwrap().unwrap();
+    let mut want = b"hdrend".to_vec(); // the empty range's message
+    want.extend_from_slice(b"ok");
+    want.extend_from_slice(&data[9_990..]);
+    assert_eq!(got, want);
+}
+
+/// On a seqpacket socket a file range would split the record: typed error.
+#[test]
+fn record_sockets_refuse_file_ranges() {
+    let tf = TempFile::new("rec", b"0123456789");
+    let (tx, rx) = pair(Transport::UnixSeqpacket).unwrap();
+    let mut sp = Splicer::new(tx).unwrap();
+    let mut m = Msg::new();
+    m.push(b"hdr").push_file(&tf.file, 0, 10);
+    assert!(matches!(
+        sp.send(&mut m),
+        Err(SendError::FileOnRecordSocket)
+    ));
+    let mut m = Msg::new();
+    m.push(b"fine");
+    sp.send(&mut m).unwrap();
+    assert_eq!(read_records(rx, 1).join().unwrap().unwrap()[0], b"fine");
+}

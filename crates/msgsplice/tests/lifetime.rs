@@ -1,0 +1,193 @@
+//! Spliced pages are never recycled while the kernel may still read them.
+//!
+//! Two network namespaces joined by a veth pair (`shared/netns-sink.sh`)
+//! whose sending side is throttled, so zero-copy pages wait in a slow queue
+//! for a long time. Meanwhile the sender keeps allocating and freeing
+//! fragments from a cache that poisons every recycled folio, and the
+//! receiver checks every byte. If a folio were recycled before its
+//! completion, the kernel would transmit poison (or newer data) and the
+//! receiver would see it. Needs root; skipped with a message otherwise.
+//! Traffic stays between 10.213.0.1 and 10.213.0.2 inside the namespaces.
+
+mod common;
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::Netns;
+use msgsplice::send::{Builder, OnCopied};
+use msgsplice::{FragCache, Msg};
+
+const POISON: u8 = 0xEE;
+const PAYLOAD: usize = 24 << 10;
+
+/// Byte `j` of message `i`'s payload: never the poison byte.
+fn pattern(i: u32, j: usize) -> u8 {
+    let v = (i as usize)
+        .wrapping_mul(131)
+        .wrapping_add(j.wrapping_mul(7))
+        % 251;
+    if v as u8 == POISON {
+        1
+    } else {
+        v as u8
+    }
+}
+
+fn listen_in_b(
+    ns: &Netns,
+) -> (
+    SocketAddr,
+    std::thread::JoinHandle<std::io::Result<TcpStream>>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let h = ns.in_ns('b', move || {
+        let l = TcpListener::bind((Ipv4Addr::new(10, 213, 0, 2), 0))?;
+        tx.send(l.local_addr()?).ok();
+        let (s, _) = l.accept()?;
+        Ok(s)
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("listener");
+    (addr, h)
+}
+
+#[test]
+fn spliced_pages_outlive_a_slow_link() {
+    let Some(ns) = Netns::up("spliced_pages_outlive_a_slow_link") else {
+        return;
+    };
+    ns.mode("throttle").expect("throttle");
+    let (addr, accept) = listen_in_b(&ns);
+    let messages = 640u32; // 15 MiB: about 0.7 s at 200 Mbit/s
+    let receiver = std::thread::spawn(move || {
+        let mut s = accept.join().unwrap().expect("accept");
+        let mut bad = 0u64;
+        let mut first_bad = None;
+        let mut buf = vec![0u8; 8 + PAYLOAD];
+        for i in 0..messages {
+            s.read_exact(&mut buf).expect("read");
+            assert_eq!(buf[..4], i.to_be_bytes(), "header of message {i}");
+            for (j, &b) in buf[8..].iter().enumerate() {
+                if b != pattern(i, j) {
+                    bad += 1;
+                    first_bad.get_or_insert((i, j, b));
+                }
+            }
+        }
+        (bad, first_bad)
+    });
+
+    let sender = ns.in_ns('a', move || {
+        let cache = FragCache::builder()
+            .folio_size(64 << 10)
+            .poison_recycled(POISON)
+            .build()
+            .unwrap();
+        let sock = TcpStream::connect(addr).expect("connect");
+        // Header copies go to a cache of their own: if they shared folios
+        // with the payload, holding them would keep the payload's folios
+        // alive too and hide a payload fragment released too early.
+        let copies = FragCache::builder()
+            .poison_recycled(POISON)
+            .build()
+            .unwrap();
+        // Over the veth every completion is COPIED (the peer is local);
+        // keep zero-copy on so every page stays in flight.
+        let mut sp = Builder::new()
+            .on_copied(OnCopied::Keep)
+            .frag_cache(copies)
+            .build(sock)
+            .unwrap();
+        for i in 0..messages {
+            let mut f = cache.alloc(PAYLOAD, 64).unwrap();
+            for (j, b) in f.iter_mut().enumerate() {
+                *b = pattern(i, j);
+            }
+            let f = f.freeze();
+            let mut hdr = [0u8; 8];
+            hdr[..4].copy_from_slice(&i.to_be_bytes());
+            let mut m = Msg::new();
+            m.push(&hdr[..]).push(f);
+            // Our handle goes at the end of this iteration; only the
+            // Splicer keeps the page alive from here on.
+            sp.send(&mut m).expect("send");
+            // Churn: allocate and free more fragments from the same cache.
+            let mut junk = cache.alloc(8 << 10, 1).unwrap();
+            junk.fill(0x55);
+        }
+        let in_flight_at_end = sp.in_flight();
+        assert!(sp.wait_completions(Duration::from_secs(30)).unwrap());
+        let st = sp.stats();
+        drop(sp);
+        (st, in_flight_at_end, cache.stats())
+    });
+    let (st, in_flight_at_end, cs) = sender.join().expect("sender");
+    let (bad, first_bad) = receiver.join().expect("receiver");
+    eprintln!("splicer {st:?}\nin flight after the last send: {in_flight_at_end}\ncache {cs:?}");
+    assert_eq!(
+        bad, 0,
+        "corrupted bytes, first (msg, offset, byte) = {first_bad:?}"
+    );
+    assert_eq!(
+        st.zerocopy_sends,
+        u64::from(messages),
+        "every page was spliced"
+    );
+    assert_eq!(st.completions, st.zerocopy_sends);
+    assert!(
+        in_flight_at_end > 0,
+        "pages were in flight while the sender went on"
+    );
+    assert!(
+        cs.recycled > 0,
+        "folios were recycled: the test could catch early reuse"
+    );
+}
+
+/// Closing a Splicer whose sends can never complete (the link drops every
+/// packet) waits its bounded time, then retires the folios: unmapped when
+/// free, never recycled.
+#[test]
+fn close_with_sends_stuck_retires_folios() {
+    let Some(ns) = Netns::up("close_with_sends_stuck_retires_folios") else {
+        return;
+    };
+    let (addr, accept) = listen_in_b(&ns);
+    let sock = ns
+        .in_ns('a', move || TcpStream::connect(addr))
+        .join()
+        .unwrap()
+        .expect("connect");
+    let _peer = accept.join().unwrap().expect("accept");
+    ns.mode("drop").expect("drop");
+
+    let cache = FragCache::builder()
+        .poison_recycled(POISON)
+        .build()
+        .unwrap();
+    let mut sp = Builder::new()
+        .drain_timeout(Duration::from_millis(200))
+        .frag_cache(cache.clone())
+        .build(sock)
+        .unwrap();
+    let mut f = cache.alloc(PAYLOAD, 4096).unwrap();
+    f.fill(3);
+    let f = f.freeze();
+    let mut m = Msg::new();
+    m.push(f.clone());
+    sp.send(&mut m).unwrap();
+    assert_eq!(sp.in_flight(), 1);
+    let t = std::time::Instant::now();
+    let st = sp.close();
+    assert!(t.elapsed() < Duration::from_secs(5), "bounded wait");
+    assert_eq!(st.retired_on_close, 1);
+    let recycled = cache.stats().recycled;
+    drop((m, f));
+    cache.drain();
+    let cs = cache.stats();
+    assert_eq!(cs.recycled, recycled, "a retired folio is never reused");
+    assert_eq!(cs.retired, 1, "{cs:?}");
+    drop(ns);
+}
