@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_RECORD: usize = (1 << 20) + 4096;
 /// Default largest number of fragments in one record.
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 1024;
 
+/// Buffer capacity kept between records; more is given back.
+const SHRINK_OVER: usize = 64 * 1024;
+
 /// The marker for a single-fragment record of `len` bytes.
 ///
 /// # Panics
@@ -127,6 +130,11 @@ impl RecordAssembler {
         }
         if self.complete {
             self.buf.clear();
+            // One large record (a WRITE) must not pin its buffer for the
+            // life of the connection; small calls never reach this.
+            if self.buf.capacity() > SHRINK_OVER {
+                self.buf.shrink_to(SHRINK_OVER);
+            }
             self.complete = false;
             self.fragments = 0;
         }
@@ -311,6 +319,15 @@ mod tests {
         let mut input: &[u8] = b"\x80\x00\x10\x00abcd"; // claims 1 MiB... 4 KiB
         assert_eq!(asm.push(&mut input), Ok(None));
         assert!(asm.buffer_capacity() < 4096);
+    }
+
+    #[test]
+    fn a_large_record_does_not_pin_its_buffer() {
+        let mut asm = RecordAssembler::new(1 << 20);
+        let stream = encode(&[vec![1; 300_000], vec![2; 10]], 1 << 20);
+        let recs = feed(&mut asm, &stream, &[1 << 16]).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert!(asm.buffer_capacity() <= SHRINK_OVER);
     }
 
     #[test]

@@ -160,12 +160,18 @@ impl Export {
     /// the table; other names must be single components. Returns the
     /// node's id and attributes, and the directory's attributes.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<(u64, Attr, Attr), Nfsstat> {
-        let dir_attr = self.getattr(dir)?;
-        if dir_attr.kind != Ftype::Dir {
-            return Err(Nfsstat::NotDir);
+        if name.len() > MAX_NAME {
+            return Err(Nfsstat::NameTooLong);
         }
+        if name.is_empty() {
+            return Err(Nfsstat::NoEnt);
+        }
+        if name.contains(&b'/') || name.contains(&0) {
+            return Err(Nfsstat::Acces);
+        }
+        // O_DIRECTORY: a handle of a non-directory fails with NOTDIR.
+        let (dfd, dir_attr) = self.open_node(dir, OFlags::PATH | OFlags::DIRECTORY)?;
         match name {
-            b"" => return Err(Nfsstat::NoEnt),
             b"." => return Ok((dir, dir_attr, dir_attr)),
             b".." => {
                 let parent = self.table().node(dir).ok_or(Nfsstat::Stale)?.parent;
@@ -173,13 +179,6 @@ impl Export {
             }
             _ => {}
         }
-        if name.len() > MAX_NAME {
-            return Err(Nfsstat::NameTooLong);
-        }
-        if name.contains(&b'/') || name.contains(&0) {
-            return Err(Nfsstat::Acces);
-        }
-        let (dfd, _) = self.open_node(dir, OFlags::PATH | OFlags::DIRECTORY)?;
         let st =
             rustix::fs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_to_stat)?;
         let a = Attr::from_stat(&st);
