@@ -1,0 +1,243 @@
+//! File attributes (`fattr3`, RFC 1813 section 2.6) and access checks.
+
+use bytes::BufMut;
+use rustix::fs::{FileType, Stat};
+
+use crate::rpc::Credential;
+
+/// Encoded size of `fattr3`.
+pub const FATTR3_LEN: usize = 84;
+/// Encoded size of a present `post_op_attr`.
+pub const POST_OP_ATTR_LEN: usize = 4 + FATTR3_LEN;
+
+/// `ftype3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Ftype {
+    /// Regular file.
+    Reg = 1,
+    /// Directory.
+    Dir = 2,
+    /// Block device.
+    Blk = 3,
+    /// Character device.
+    Chr = 4,
+    /// Symbolic link.
+    Lnk = 5,
+    /// Socket.
+    Sock = 6,
+    /// Named pipe.
+    Fifo = 7,
+}
+
+/// The attributes of a file, as NFS reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// File type.
+    pub kind: Ftype,
+    /// Permission bits (and set-id, sticky).
+    pub mode: u32,
+    /// Hard links.
+    pub nlink: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Bytes of storage used.
+    pub used: u64,
+    /// Device numbers (major, minor) of a device file.
+    pub rdev: (u32, u32),
+    /// File system id (the device).
+    pub fsid: u64,
+    /// File id (the inode).
+    pub fileid: u64,
+    /// Last access (seconds, nanoseconds).
+    pub atime: (u32, u32),
+    /// Last modification.
+    pub mtime: (u32, u32),
+    /// Last status change.
+    pub ctime: (u32, u32),
+}
+
+impl Attr {
+    /// Attributes from a `stat` result.
+    #[allow(clippy::unnecessary_cast)] // field types differ between targets
+    pub fn from_stat(st: &Stat) -> Attr {
+        let kind = match FileType::from_raw_mode(st.st_mode as _) {
+            FileType::RegularFile => Ftype::Reg,
+            FileType::Directory => Ftype::Dir,
+            FileType::Symlink => Ftype::Lnk,
+            FileType::BlockDevice => Ftype::Blk,
+            FileType::CharacterDevice => Ftype::Chr,
+            FileType::Socket => Ftype::Sock,
+            _ => Ftype::Fifo,
+        };
+        let t = |s: i64, ns: u64| (s as u32, ns as u32);
+        Attr {
+            kind,
+            mode: st.st_mode as u32 & 0o7777,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid as u32,
+            gid: st.st_gid as u32,
+            size: st.st_size as u64,
+            used: (st.st_blocks as u64).saturating_mul(512),
+            rdev: (
+                rustix::fs::major(st.st_rdev as u64),
+                rustix::fs::minor(st.st_rdev as u64),
+            ),
+            fsid: st.st_dev as u64,
+            fileid: st.st_ino as u64,
+            atime: t(st.st_atime as i64, st.st_atime_nsec as u64),
+            mtime: t(st.st_mtime as i64, st.st_mtime_nsec as u64),
+            ctime: t(st.st_ctime as i64, st.st_ctime_nsec as u64),
+        }
+    }
+
+    /// Writes `fattr3` ([`FATTR3_LEN`] bytes).
+    pub fn put<B: BufMut>(&self, b: &mut B) {
+        b.put_u32(self.kind as u32);
+        b.put_u32(self.mode);
+        b.put_u32(self.nlink);
+        b.put_u32(self.uid);
+        b.put_u32(self.gid);
+        b.put_u64(self.size);
+        b.put_u64(self.used);
+        b.put_u32(self.rdev.0);
+        b.put_u32(self.rdev.1);
+        b.put_u64(self.fsid);
+        b.put_u64(self.fileid);
+        for (s, ns) in [self.atime, self.mtime, self.ctime] {
+            b.put_u32(s);
+            b.put_u32(ns);
+        }
+    }
+
+    /// What the caller may do, as ACCESS3 bits, among `want`. This export is
+    /// read-only: MODIFY, EXTEND and DELETE are never granted.
+    pub fn access(&self, cred: &Credential<'_>, want: u32) -> u32 {
+        let (r, x) = self.may(cred);
+        let mut ok = 0;
+        if r {
+            ok |= access::READ;
+        }
+        if x {
+            ok |= if self.kind == Ftype::Dir {
+                access::LOOKUP
+            } else {
+                access::EXECUTE
+            };
+        }
+        ok & want
+    }
+
+    /// Whether the caller may read, and execute (search, for a directory).
+    /// AUTH_NONE callers are "nobody"; uid 0 may read anything and search
+    /// any directory (execute a file only if some execute bit is set).
+    pub fn may(&self, cred: &Credential<'_>) -> (bool, bool) {
+        let (uid, gid, gids): (u32, u32, &[u32]) = match cred {
+            Credential::Sys(s) => (s.uid, s.gid, s.gids.as_slice()),
+            Credential::None => (NOBODY, NOBODY, &[]),
+        };
+        if uid == 0 {
+            let x = self.kind == Ftype::Dir || self.mode & 0o111 != 0;
+            return (true, x);
+        }
+        let bits = if uid == self.uid {
+            self.mode >> 6
+        } else if gid == self.gid || gids.contains(&self.gid) {
+            self.mode >> 3
+        } else {
+            self.mode
+        };
+        (bits & 4 != 0, bits & 1 != 0)
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// ACCESS3 bits (RFC 1813 section 3.3.4).
+pub mod access {
+    /// Read data or list a directory.
+    pub const READ: u32 = 0x01;
+    /// Look up a name in a directory.
+    pub const LOOKUP: u32 = 0x02;
+    /// Rewrite data or directory entries.
+    pub const MODIFY: u32 = 0x04;
+    /// Append data or add entries.
+    pub const EXTEND: u32 = 0x08;
+    /// Delete entries.
+    pub const DELETE: u32 = 0x10;
+    /// Execute a file.
+    pub const EXECUTE: u32 = 0x20;
+}
+
+/// Writes `post_op_attr`: present with `attr`, or absent.
+pub fn put_post_op_attr<B: BufMut>(b: &mut B, attr: Option<&Attr>) {
+    match attr {
+        Some(a) => {
+            b.put_u32(1);
+            a.put(b);
+        }
+        None => b.put_u32(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::AuthSys;
+
+    fn attr(kind: Ftype, mode: u32) -> Attr {
+        Attr {
+            kind,
+            mode,
+            nlink: 1,
+            uid: 1000,
+            gid: 100,
+            size: 0,
+            used: 0,
+            rdev: (0, 0),
+            fsid: 1,
+            fileid: 2,
+            atime: (0, 0),
+            mtime: (0, 0),
+            ctime: (0, 0),
+        }
+    }
+
+    #[test]
+    fn fattr3_has_its_fixed_size() {
+        let mut v = Vec::new();
+        attr(Ftype::Reg, 0o644).put(&mut v);
+        assert_eq!(v.len(), FATTR3_LEN);
+        let mut v = Vec::new();
+        put_post_op_attr(&mut v, Some(&attr(Ftype::Reg, 0o644)));
+        assert_eq!(v.len(), POST_OP_ATTR_LEN);
+    }
+
+    #[test]
+    fn access_follows_mode_bits_and_never_grants_writes() {
+        let all = 0x3f;
+        let owner = AuthSys::new(b"h", 1000, 1, &[]).unwrap();
+        let group = AuthSys::new(b"h", 2000, 5, &[100]).unwrap();
+        let other = AuthSys::new(b"h", 3000, 5, &[]).unwrap();
+        let root = AuthSys::new(b"h", 0, 0, &[]).unwrap();
+        let f = attr(Ftype::Reg, 0o640);
+        assert_eq!(f.access(&Credential::Sys(owner), all), access::READ);
+        assert_eq!(f.access(&Credential::Sys(group), all), access::READ);
+        assert_eq!(f.access(&Credential::Sys(other), all), 0);
+        assert_eq!(f.access(&Credential::None, all), 0);
+        assert_eq!(f.access(&Credential::Sys(root), all), access::READ);
+        let d = attr(Ftype::Dir, 0o755);
+        assert_eq!(
+            d.access(&Credential::Sys(other), all),
+            access::READ | access::LOOKUP
+        );
+        assert_eq!(
+            d.access(&Credential::Sys(other), access::LOOKUP),
+            access::LOOKUP
+        );
+    }
+}

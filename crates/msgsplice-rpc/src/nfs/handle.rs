@@ -1,0 +1,270 @@
+//! File handles: opaque to clients, unforgeable, checked on every call.
+//!
+//! A handle names an entry of the server's [`HandleTable`]: the node's id,
+//! followed by a 128-bit SipHash-2-4 tag over (layout version, id, device,
+//! inode) keyed with a random per-server key. A client cannot make a valid
+//! handle without the key, and a handle from another server (or from this
+//! one before a restart) does not verify.
+//!
+//! The table records, for each node, its parent and its name, so the
+//! server reaches a node again by walking names down from the export root,
+//! one `openat(O_NOFOLLOW)` per component (see `export.rs`). The device and
+//! inode in the table are checked against what that walk finds: a name that
+//! now points to another file makes the old handle stale.
+
+use std::collections::HashMap;
+
+use siphasher::sip128::SipHasher24;
+
+/// Length of every handle this server makes.
+pub const FH_LEN: usize = 28;
+const LAYOUT: [u8; 4] = *b"MSf1";
+
+/// The id of the export root in every table.
+pub const ROOT_ID: u64 = 0;
+
+/// Why a handle was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleError {
+    /// Not a handle of this server's format (NFS3ERR_BADHANDLE).
+    Malformed,
+    /// Well-formed but unknown or not verifiable: forged, or from another
+    /// server instance (NFS3ERR_STALE).
+    Stale,
+}
+
+/// A file handle as sent to clients.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileHandle([u8; FH_LEN]);
+
+impl FileHandle {
+    /// The handle's bytes (the `nfs_fh3` opaque).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for FileHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileHandle(")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// A node of the exported tree, as the server first found it.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The parent directory's id (the root is its own parent).
+    pub parent: u64,
+    /// The name in the parent (empty for the root).
+    pub name: Box<[u8]>,
+    /// Device number found when the node was registered.
+    pub dev: u64,
+    /// Inode number found when the node was registered.
+    pub ino: u64,
+}
+
+/// The table was full: the server refuses to remember more nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull;
+
+/// Every node the server has handed a handle for.
+///
+/// Memory: one entry per (parent, name, inode) looked up, bounded by
+/// `max_nodes`.
+#[derive(Debug)]
+pub struct HandleTable {
+    key: [u8; 16],
+    nodes: Vec<Node>,
+    by_name: HashMap<(u64, Box<[u8]>), u64>,
+    max_nodes: usize,
+}
+
+impl HandleTable {
+    /// A table whose root has device `dev` and inode `ino`, tagging handles
+    /// with `key`.
+    pub fn new(key: [u8; 16], dev: u64, ino: u64, max_nodes: usize) -> HandleTable {
+        HandleTable {
+            key,
+            nodes: vec![Node {
+                parent: ROOT_ID,
+                name: Box::default(),
+                dev,
+                ino,
+            }],
+            by_name: HashMap::new(),
+            max_nodes: max_nodes.max(1),
+        }
+    }
+
+    fn tag(&self, id: u64, node: &Node) -> [u8; 16] {
+        let mut msg = [0u8; 28];
+        msg[..4].copy_from_slice(&LAYOUT);
+        msg[4..12].copy_from_slice(&id.to_be_bytes());
+        msg[12..20].copy_from_slice(&node.dev.to_be_bytes());
+        msg[20..28].copy_from_slice(&node.ino.to_be_bytes());
+        SipHasher24::new_with_key(&self.key).hash(&msg).as_bytes()
+    }
+
+    /// The handle of node `id`.
+    ///
+    /// # Panics
+    /// If `id` is not in the table.
+    pub fn handle(&self, id: u64) -> FileHandle {
+        let node = &self.nodes[id as usize];
+        let mut fh = [0u8; FH_LEN];
+        fh[..4].copy_from_slice(&LAYOUT);
+        fh[4..12].copy_from_slice(&id.to_be_bytes());
+        fh[12..28].copy_from_slice(&self.tag(id, node));
+        FileHandle(fh)
+    }
+
+    /// Checks a handle from a client and returns its node id.
+    pub fn verify(&self, fh: &[u8]) -> Result<u64, HandleError> {
+        if fh.len() != FH_LEN || fh[..4] != LAYOUT {
+            return Err(HandleError::Malformed);
+        }
+        let mut idb = [0u8; 8];
+        idb.copy_from_slice(&fh[4..12]);
+        let id = u64::from_be_bytes(idb);
+        let node = self
+            .nodes
+            .get(usize::try_from(id).map_err(|_| HandleError::Stale)?)
+            .ok_or(HandleError::Stale)?;
+        let want = self.tag(id, node);
+        // Constant time: how many bytes matched must not leak.
+        let diff = want
+            .iter()
+            .zip(&fh[12..28])
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(HandleError::Stale);
+        }
+        Ok(id)
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: u64) -> Option<&Node> {
+        self.nodes.get(usize::try_from(id).ok()?)
+    }
+
+    /// The id for `name` in directory `parent` whose file has (`dev`,
+    /// `ino`), registering it if new. A name that now holds another inode
+    /// gets a new id; the old id's handle goes stale.
+    pub fn register(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        dev: u64,
+        ino: u64,
+    ) -> Result<u64, TableFull> {
+        let key = (parent, Box::<[u8]>::from(name));
+        if let Some(&id) = self.by_name.get(&key) {
+            let n = &self.nodes[id as usize];
+            if n.dev == dev && n.ino == ino {
+                return Ok(id);
+            }
+        }
+        if self.nodes.len() >= self.max_nodes {
+            return Err(TableFull);
+        }
+        let id = self.nodes.len() as u64;
+        self.nodes.push(Node {
+            parent,
+            name: key.1.clone(),
+            dev,
+            ino,
+        });
+        self.by_name.insert(key, id);
+        Ok(id)
+    }
+
+    /// The names from the root down to node `id` (empty for the root), in
+    /// `out`, which is cleared first.
+    pub fn path_into<'t>(&'t self, mut id: u64, out: &mut Vec<&'t [u8]>) {
+        out.clear();
+        while id != ROOT_ID {
+            let n = &self.nodes[id as usize];
+            out.push(&n.name);
+            id = n.parent;
+        }
+        out.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table() -> HandleTable {
+        HandleTable::new([7; 16], 1, 2, 100)
+    }
+
+    #[test]
+    fn handles_verify_and_name_their_node() {
+        let mut t = table();
+        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+        let b = t.register(a, b"b", 1, 11).unwrap();
+        assert_eq!(t.register(a, b"b", 1, 11), Ok(b));
+        assert_eq!(t.verify(t.handle(b).as_bytes()), Ok(b));
+        assert_eq!(t.verify(t.handle(ROOT_ID).as_bytes()), Ok(ROOT_ID));
+        let mut path = Vec::new();
+        t.path_into(b, &mut path);
+        assert_eq!(path, vec![&b"a"[..], &b"b"[..]]);
+    }
+
+    #[test]
+    fn replaced_file_gets_a_new_id() {
+        let mut t = table();
+        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+        let a2 = t.register(ROOT_ID, b"a", 1, 99).unwrap();
+        assert_ne!(a, a2);
+        // Both handles still verify; the export's walk finds the old one stale.
+        assert_eq!(t.verify(t.handle(a).as_bytes()), Ok(a));
+    }
+
+    #[test]
+    fn malformed_and_forged_handles_are_refused() {
+        let mut t = table();
+        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+        let good = t.handle(a);
+        assert_eq!(
+            t.verify(&good.as_bytes()[..27]),
+            Err(HandleError::Malformed)
+        );
+        assert_eq!(t.verify(&[0; FH_LEN]), Err(HandleError::Malformed));
+        // Same id, another key: another server's handle.
+        let other = HandleTable::new([8; 16], 1, 2, 100);
+        assert_eq!(
+            t.verify(other.handle(ROOT_ID).as_bytes()),
+            Err(HandleError::Stale)
+        );
+        // An id the table does not have.
+        let mut forged = good.as_bytes().to_vec();
+        forged[11] = 50;
+        assert_eq!(t.verify(&forged), Err(HandleError::Stale));
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let mut t = HandleTable::new([0; 16], 1, 2, 2);
+        assert!(t.register(ROOT_ID, b"a", 1, 3).is_ok());
+        assert_eq!(t.register(ROOT_ID, b"b", 1, 4), Err(TableFull));
+    }
+
+    proptest! {
+        /// Flipping any bit of a valid handle makes it invalid.
+        #[test]
+        fn any_bit_flip_is_detected(bit in 0usize..FH_LEN * 8) {
+            let mut t = table();
+            let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+            let mut fh = t.handle(a).as_bytes().to_vec();
+            fh[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(t.verify(&fh).is_err());
+        }
+    }
+}

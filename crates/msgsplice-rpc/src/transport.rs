@@ -1,0 +1,245 @@
+//! How replies leave: the [`ReplyTransport`] trait and a plain socket
+//! implementation.
+//!
+//! The server driver hands every [`Reply`] to a `ReplyTransport`. The
+//! implementation here, [`SocketTransport`], needs nothing from the send
+//! engine: memory parts go with `writev` (or `send(MSG_MORE)` when a file
+//! range follows) and file ranges with `sendfile(2)`. The msgsplice
+//! `Splicer` is meant to replace it: one [`Reply`] maps to one message of
+//! segments (head frag, data frags or file range, tail copied), sent in one
+//! call with splicing on.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd};
+
+use rustix::io::Errno;
+use rustix::net::SendFlags;
+
+use crate::reply::{FileRange, Reply, ReplyData};
+
+/// Sends complete replies on one connection, in order.
+///
+/// An error means the connection is unusable (the peer may have seen part of
+/// a record); the driver closes it.
+pub trait ReplyTransport: Send {
+    /// Sends `reply` entirely, or fails.
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()>;
+}
+
+impl<T: ReplyTransport + ?Sized> ReplyTransport for Box<T> {
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
+        (**self).send_reply(reply)
+    }
+}
+
+/// A [`ReplyTransport`] over a connected stream socket, with no send engine:
+/// `writev` for memory, `sendfile` for file ranges.
+///
+/// System calls per reply: one `writev` without a file range (more only on
+/// partial writes); with a file range, one `send(MSG_MORE)` for the head,
+/// `sendfile` until the range is sent, and one `send` for a non-empty tail.
+/// Heap allocations: none, except a `Vec` of slices when the data is more
+/// than one fragment, and a copy buffer (once per transport) for files that
+/// cannot be `sendfile`d.
+#[derive(Debug)]
+pub struct SocketTransport<S> {
+    socket: S,
+    bounce: Vec<u8>,
+}
+
+impl<S: AsFd + Send> SocketTransport<S> {
+    /// A transport writing to `socket`.
+    pub fn new(socket: S) -> SocketTransport<S> {
+        SocketTransport {
+            socket,
+            bounce: Vec::new(),
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.socket
+    }
+
+    fn writev_all(&self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        IoSlice::advance_slices(&mut bufs, 0);
+        while !bufs.is_empty() {
+            match rustix::io::writev(&self.socket, bufs) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_all(&self, mut buf: &[u8], more: bool) -> io::Result<()> {
+        let flags = if more {
+            SendFlags::MORE | SendFlags::NOSIGNAL
+        } else {
+            SendFlags::NOSIGNAL
+        };
+        while !buf.is_empty() {
+            match rustix::net::send(&self.socket, buf, flags) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_file(&mut self, range: &FileRange, more: bool) -> io::Result<()> {
+        let mut offset = range.offset;
+        let end = range.offset + range.len;
+        while offset < end {
+            let want = (end - offset).min(1 << 30) as usize;
+            match rustix::fs::sendfile(&self.socket, &*range.file, Some(&mut offset), want) {
+                Ok(0) => return Err(shrank(range)),
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                // Filesystems without splice support: copy through a buffer.
+                Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
+                    return self.copy_file(range, offset, more);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_file(&mut self, range: &FileRange, mut offset: u64, more: bool) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = range.offset + range.len;
+        let mut bounce = std::mem::take(&mut self.bounce);
+        bounce.resize(64 * 1024, 0);
+        let res = (|| {
+            while offset < end {
+                let want = ((end - offset) as usize).min(bounce.len());
+                let n = range.file.read_at(&mut bounce[..want], offset)?;
+                if n == 0 {
+                    return Err(shrank(range));
+                }
+                offset += n as u64;
+                self.send_all(&bounce[..n], more || offset < end)?;
+            }
+            Ok(())
+        })();
+        self.bounce = bounce;
+        res
+    }
+}
+
+fn shrank(range: &FileRange) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "file (fd {}) ended before offset {} + {}: it shrank while being sent",
+            range.file.as_raw_fd(),
+            range.offset,
+            range.len
+        ),
+    )
+}
+
+impl<S: AsFd + Send> ReplyTransport for SocketTransport<S> {
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
+        let (head, data, tail) = reply.into_parts();
+        match &data {
+            ReplyData::None => {
+                self.writev_all(&mut [IoSlice::new(&head), IoSlice::new(tail.as_bytes())])
+            }
+            ReplyData::Frags(frags) => {
+                let mut iov = Vec::with_capacity(frags.len() + 2);
+                iov.push(IoSlice::new(&head));
+                iov.extend(frags.iter().map(|f| IoSlice::new(f)));
+                iov.push(IoSlice::new(tail.as_bytes()));
+                self.writev_all(&mut iov)
+            }
+            ReplyData::File(range) => {
+                let has_tail = !tail.as_bytes().is_empty();
+                self.send_all(&head, range.len > 0 || has_tail)?;
+                self.send_file(range, has_tail)?;
+                self.send_all(tail.as_bytes(), false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyBuilder;
+    use bytes::BufMut;
+    use msgsplice::FragCache;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+
+    fn collect(build: impl FnOnce(&mut ReplyBuilder)) -> Vec<u8> {
+        let cache = FragCache::new();
+        let mut b = ReplyBuilder::new(&cache, 64).unwrap();
+        build(&mut b);
+        let reply = b.finish().unwrap();
+        let want = reply.wire_len() as usize;
+        let (a, mut z) = UnixStream::pair().unwrap();
+        let mut t = SocketTransport::new(a);
+        t.send_reply(reply).unwrap();
+        drop(t);
+        let mut out = Vec::new();
+        z.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), want);
+        out
+    }
+
+    #[test]
+    fn memory_reply_arrives_whole() {
+        let out = collect(|b| {
+            b.head().put_u32(9);
+            b.tail().put_u32(10);
+        });
+        assert_eq!(out, [0x80, 0, 0, 8, 0, 0, 0, 9, 0, 0, 0, 10]);
+    }
+
+    #[test]
+    fn frag_and_file_replies_arrive_whole() {
+        let cache = FragCache::new();
+        let f1 = cache.memdup(b"abc").unwrap();
+        let f2 = cache.memdup(b"de").unwrap();
+        let out = collect(|b| b.put_opaque_data(ReplyData::Frags(vec![f1, f2])));
+        assert_eq!(out, b"\x80\0\0\x0c\0\0\0\x05abcde\0\0\0");
+
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"0123456789").unwrap();
+        let file = Arc::new(file);
+        let out = collect(|b| {
+            b.put_opaque_data(ReplyData::File(FileRange {
+                file: file.clone(),
+                offset: 1,
+                len: 5,
+            }));
+            b.tail().put_u32(1);
+        });
+        assert_eq!(out, b"\x80\0\0\x10\0\0\0\x0512345\0\0\0\0\0\0\x01");
+    }
+
+    #[test]
+    fn a_file_that_shrank_fails_the_send() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"0123").unwrap();
+        let cache = FragCache::new();
+        let mut b = ReplyBuilder::new(&cache, 16).unwrap();
+        b.put_opaque_data(ReplyData::File(FileRange {
+            file: Arc::new(file),
+            offset: 0,
+            len: 8,
+        }));
+        let (a, _z) = UnixStream::pair().unwrap();
+        let err = SocketTransport::new(a)
+            .send_reply(b.finish().unwrap())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}

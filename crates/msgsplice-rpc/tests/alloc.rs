@@ -1,0 +1,132 @@
+//! "The common case must allocate nothing" (Chuck's point in seed 004): a
+//! READ, from the record to the bytes on the socket, makes no heap
+//! allocation once warm. Counted with a global allocator, so this file
+//! holds one test only (tests in one binary share the allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::BufMut;
+use msgsplice::FragCache;
+use msgsplice_rpc::mount::MountProgram;
+use msgsplice_rpc::nfs::{Export, NfsProgram, NFS_PROGRAM};
+use msgsplice_rpc::rpc::{decode_reply, put_call, AuthSys, Credential};
+use msgsplice_rpc::server::{Dispatcher, Handled, Program};
+use msgsplice_rpc::transport::{ReplyTransport, SocketTransport};
+use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn call(xid: u32, proc_num: u32, args: &[u8]) -> Vec<u8> {
+    let sys = AuthSys::new(b"t", 0, 0, &[]).unwrap();
+    let mut v = Vec::new();
+    put_call(&mut v, xid, NFS_PROGRAM, 3, proc_num, &Credential::Sys(sys));
+    v.put_slice(args);
+    v
+}
+
+#[test]
+fn a_warm_read_reply_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), vec![7u8; 1 << 20]).unwrap();
+    let export = Arc::new(Export::open(dir.path(), "/export", 64).unwrap());
+    let programs: Vec<Arc<dyn Program>> = vec![
+        Arc::new(NfsProgram::new(export.clone())),
+        Arc::new(MountProgram::new(export.clone())),
+    ];
+    let dispatcher = Dispatcher::new(programs, FragCache::new());
+
+    // LOOKUP the file to get its handle.
+    let mut a = Vec::new();
+    a.put_xdr_opaque(export.handle(0).as_bytes());
+    a.put_xdr_opaque(b"f");
+    let Handled::Reply(r) = dispatcher.handle(&call(1, 3, &a)).unwrap() else {
+        panic!("no reply")
+    };
+    let head = r.head()[4..].to_vec();
+    let (_, _, res) = decode_reply(&head).unwrap();
+    let mut d = XdrDecoder::new(res);
+    assert_eq!(d.u32().unwrap(), 0);
+    let fh = d.opaque(64).unwrap().to_vec();
+
+    let (tx, mut rx) = UnixStream::pair().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match rx.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    });
+    let mut transport = SocketTransport::new(tx);
+    let reads: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| {
+            let mut a = Vec::new();
+            a.put_xdr_opaque(&fh);
+            a.put_u64(u64::from(i) * 4093);
+            a.put_u32(32 * 1024 + i);
+            call(100 + i, 6, &a)
+        })
+        .collect();
+    // The counter works: one allocation in the window is seen.
+    ALLOCS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let probe = std::hint::black_box(Vec::<u8>::with_capacity(1));
+    COUNTING.store(false, Ordering::Relaxed);
+    drop(probe);
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 1);
+
+    let mut sent = 0u64;
+    let mut allocs = Vec::new();
+    for (i, rec) in reads.iter().enumerate() {
+        ALLOCS.store(0, Ordering::Relaxed);
+        COUNTING.store(i >= 8, Ordering::Relaxed); // the first few warm up
+        let Handled::Reply(reply) = dispatcher.handle(rec).unwrap() else {
+            panic!("no reply")
+        };
+        sent += reply.wire_len();
+        transport.send_reply(reply).unwrap();
+        COUNTING.store(false, Ordering::Relaxed);
+        allocs.push(ALLOCS.load(Ordering::Relaxed));
+    }
+    drop(transport);
+    assert_eq!(drain.join().unwrap() as u64, sent);
+    assert!(
+        allocs[8..].iter().all(|&n| n == 0),
+        "heap allocations per READ (decode + handle + send): {allocs:?}"
+    );
+}
