@@ -30,11 +30,15 @@
 //!   range) + tail, with the record marker over all three: the shape of one
 //!   msgsplice message.
 //! - [`transport`]: [`transport::ReplyTransport`] sends replies on a
-//!   connection. [`transport::SocketTransport`] uses `writev` and
-//!   `sendfile`; the msgsplice `Splicer` plugs in here.
+//!   connection. [`transport::SplicerTransport`], the default, turns a
+//!   reply into one [`msgsplice::Msg`] and sends it with one
+//!   [`msgsplice::Splicer::send`], SPLICE on;
+//!   [`transport::SocketTransport`] sends the same bytes with plain
+//!   `writev` and `sendfile`.
 //! - [`server`]: [`server::Dispatcher`] routes a record to a
 //!   [`server::Program`] (sans-IO); [`server::RpcServer`] is the blocking
-//!   driver: listeners, one thread per connection, shutdown handle.
+//!   driver: listeners, one thread per connection, shutdown handle, and
+//!   [`server::ServerStats`] (records, replies, system calls per reply).
 //! - [`mount`] and [`nfs`]: MOUNT v3 and a read-only NFSv3 export of one
 //!   directory, with unforgeable file handles and resolution that cannot
 //!   leave the export root. [`nfs::NfsServer`] puts it all together.
@@ -62,5 +66,5 @@ pub mod xdr;
 
 pub use nfs::{NfsConfig, NfsServer};
 pub use reply::{FileRange, Reply, ReplyData};
-pub use server::{ServerConfig, ServerHandle};
-pub use transport::{ReplyTransport, SocketTransport};
+pub use server::{ServerConfig, ServerHandle, ServerStats, StatsSnapshot};
+pub use transport::{ReplyTransport, SocketTransport, SplicerTransport};

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BufMut;
 use common::{pattern, skip_post_op_attr, RpcClient, TestServer, MOUNT_PROGRAM};
+use msgsplice::send::Builder;
 use msgsplice_rpc::nfs::NFS_PROGRAM;
 use msgsplice_rpc::rpc::{put_call, AcceptStat, AuthStat, Credential, Rejection, ReplyHeader};
+use msgsplice_rpc::transport;
 use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
 
 const NFS3ERR_NOENT: u32 = 2;
@@ -45,10 +47,22 @@ fn connect(s: &TestServer) -> (RpcClient, Vec<u8>) {
     (c, root)
 }
 
+/// The kernel's first-page-offset bug (clients read zeroes) must not
+/// happen with any transport: the default Splicer, the Splicer with SPLICE
+/// off, and plain writev/sendfile.
 #[test]
 fn reads_at_odd_offsets_and_around_eof() {
-    let s = TestServer::start(fill);
-    let (mut c, root) = connect(&s);
+    odd_reads(&TestServer::start(fill));
+    odd_reads(&TestServer::start_with(fill, |c| {
+        c.server.transport = transport::splicer_factory(Builder::new().splice(false));
+    }));
+    odd_reads(&TestServer::start_with(fill, |c| {
+        c.server.transport = transport::socket_factory();
+    }));
+}
+
+fn odd_reads(s: &TestServer) {
+    let (mut c, root) = connect(s);
     let fh = c.lookup(&root, b"odd.bin").unwrap();
     let data = pattern(ODD, 7);
     let offsets = [
@@ -89,6 +103,37 @@ fn read_clips_to_the_1mib_maximum() {
     assert_eq!(got.len(), 1 << 20);
     assert!(!eof);
     assert!(got == pattern(2 << 20, 3)[5..5 + (1 << 20)]);
+}
+
+/// The counters behind the benchmark's "system calls per READ reply".
+#[test]
+fn the_server_counts_read_replies_and_their_system_calls() {
+    let s = TestServer::start(|root| {
+        std::fs::write(root.join("three.bin"), pattern(3 << 20, 5)).unwrap();
+    });
+    let (mut c, root) = connect(&s);
+    let fh = c.lookup(&root, b"three.bin").unwrap();
+    // A connection counts a reply once it is sent, so the client may see
+    // it first; a NULL call after it makes sure it was counted.
+    c.ok(NFS_PROGRAM, 0, &[]);
+    let before = s.stats();
+    for i in 0..3u64 {
+        let (_, got, _) = c.read(&fh, i << 20, 1 << 20);
+        assert_eq!(got.len(), 1 << 20);
+    }
+    c.ok(NFS_PROGRAM, 0, &[]);
+    let after = s.stats();
+    assert_eq!(after.bulk_replies - before.bulk_replies, 3);
+    assert!((4..=5).contains(&(after.replies - before.replies)));
+    // Each READ reply: fstat of the range, sendmsg(MSG_MORE) of the head,
+    // one sendfile (the socket buffer may make it take more than one).
+    let per_read = (after.bulk_syscalls - before.bulk_syscalls) as f64 / 3.0;
+    assert!(
+        (3.0..6.0).contains(&per_read),
+        "{per_read} syscalls per READ"
+    );
+    assert!(after.bulk_bytes - before.bulk_bytes > 3 << 20);
+    assert!(after.connections >= 2, "{after:?}");
 }
 
 #[test]

@@ -32,7 +32,7 @@ pub use export::Export;
 pub use proc::NfsProgram;
 
 use crate::mount::MountProgram;
-use crate::server::{Dispatcher, Program, RpcServer, ServerConfig, ServerHandle};
+use crate::server::{Dispatcher, Program, RpcServer, ServerConfig, ServerHandle, ServerStats};
 
 /// The NFS program number.
 pub const NFS_PROGRAM: u32 = 100003;
@@ -223,6 +223,13 @@ impl NfsServer {
             self.nfs_port(),
             self.mount_port()
         )
+    }
+
+    /// The server's counters: records, replies, READ replies and the
+    /// system calls spent on them. Shared; they go on counting once the
+    /// server is spawned or serving.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.rpc.stats()
     }
 
     /// Serves on a background thread; the handle stops it.

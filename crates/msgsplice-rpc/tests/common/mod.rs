@@ -16,7 +16,7 @@ use msgsplice_rpc::record::RecordAssembler;
 use msgsplice_rpc::rpc::{decode_reply, put_call, AcceptStat, AuthSys, Credential, ReplyHeader};
 use msgsplice_rpc::server::{ServerConfig, ServerEvent};
 use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
-use msgsplice_rpc::ServerHandle;
+use msgsplice_rpc::{ServerHandle, StatsSnapshot};
 
 pub const MOUNT_PROGRAM: u32 = 100005;
 
@@ -93,6 +93,10 @@ impl TestServer {
     pub fn url_for(&self, path: &str) -> String {
         let (base, query) = self.url.split_once('?').unwrap();
         format!("{base}/{}?{query}", path.trim_start_matches('/'))
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.handle.as_ref().expect("running").stats()
     }
 
     pub fn events(&self) -> Vec<String> {

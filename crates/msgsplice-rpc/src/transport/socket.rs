@@ -1,13 +1,6 @@
-//! How replies leave: the [`ReplyTransport`] trait and a plain socket
-//! implementation.
-//!
-//! The server driver hands every [`Reply`] to a `ReplyTransport`. The
-//! implementation here, [`SocketTransport`], needs nothing from the send
-//! engine: memory parts go with `writev` (or `send(MSG_MORE)` when a file
-//! range follows) and file ranges with `sendfile(2)`. The msgsplice
-//! `Splicer` is meant to replace it: one [`Reply`] maps to one message of
-//! segments (head frag, data frags or file range, tail copied), sent in one
-//! call with splicing on.
+//! [`SocketTransport`]: replies with plain `writev`, `send` and `sendfile`,
+//! no send engine. Kept as the reference the Splicer is compared with, and
+//! for sockets a Splicer does not drive.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd};
@@ -15,22 +8,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use rustix::io::Errno;
 use rustix::net::SendFlags;
 
+use super::ReplyTransport;
 use crate::reply::{FileRange, Reply, ReplyData};
-
-/// Sends complete replies on one connection, in order.
-///
-/// An error means the connection is unusable (the peer may have seen part of
-/// a record); the driver closes it.
-pub trait ReplyTransport: Send {
-    /// Sends `reply` entirely, or fails.
-    fn send_reply(&mut self, reply: Reply) -> io::Result<()>;
-}
-
-impl<T: ReplyTransport + ?Sized> ReplyTransport for Box<T> {
-    fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
-        (**self).send_reply(reply)
-    }
-}
 
 /// A [`ReplyTransport`] over a connected stream socket, with no send engine:
 /// `writev` for memory, `sendfile` for file ranges.
@@ -45,6 +24,7 @@ impl<T: ReplyTransport + ?Sized> ReplyTransport for Box<T> {
 pub struct SocketTransport<S> {
     socket: S,
     bounce: Vec<u8>,
+    syscalls: u64,
 }
 
 impl<S: AsFd + Send> SocketTransport<S> {
@@ -53,6 +33,7 @@ impl<S: AsFd + Send> SocketTransport<S> {
         SocketTransport {
             socket,
             bounce: Vec::new(),
+            syscalls: 0,
         }
     }
 
@@ -61,9 +42,10 @@ impl<S: AsFd + Send> SocketTransport<S> {
         &self.socket
     }
 
-    fn writev_all(&self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    fn writev_all(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
         IoSlice::advance_slices(&mut bufs, 0);
         while !bufs.is_empty() {
+            self.syscalls += 1;
             match rustix::io::writev(&self.socket, bufs) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
@@ -74,13 +56,14 @@ impl<S: AsFd + Send> SocketTransport<S> {
         Ok(())
     }
 
-    fn send_all(&self, mut buf: &[u8], more: bool) -> io::Result<()> {
+    fn send_all(&mut self, mut buf: &[u8], more: bool) -> io::Result<()> {
         let flags = if more {
             SendFlags::MORE | SendFlags::NOSIGNAL
         } else {
             SendFlags::NOSIGNAL
         };
         while !buf.is_empty() {
+            self.syscalls += 1;
             match rustix::net::send(&self.socket, buf, flags) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => buf = &buf[n..],
@@ -96,6 +79,7 @@ impl<S: AsFd + Send> SocketTransport<S> {
         let end = range.offset + range.len;
         while offset < end {
             let want = (end - offset).min(1 << 30) as usize;
+            self.syscalls += 1;
             match rustix::fs::sendfile(&self.socket, &*range.file, Some(&mut offset), want) {
                 Ok(0) => return Err(shrank(range)),
                 Ok(_) => {}
@@ -118,6 +102,7 @@ impl<S: AsFd + Send> SocketTransport<S> {
         let res = (|| {
             while offset < end {
                 let want = ((end - offset) as usize).min(bounce.len());
+                self.syscalls += 1;
                 let n = range.file.read_at(&mut bounce[..want], offset)?;
                 if n == 0 {
                     return Err(shrank(range));
@@ -145,6 +130,10 @@ fn shrank(range: &FileRange) -> io::Error {
 }
 
 impl<S: AsFd + Send> ReplyTransport for SocketTransport<S> {
+    fn syscalls(&self) -> u64 {
+        self.syscalls
+    }
+
     fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
         let (head, data, tail) = reply.into_parts();
         match &data {

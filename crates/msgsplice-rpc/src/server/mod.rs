@@ -8,8 +8,15 @@
 //! [`RpcServer`] is the thin I/O around it: listeners on one or more
 //! addresses, one thread per connection (so a slow or hostile client stalls
 //! only its own thread), a [`RecordAssembler`] per connection, and a
-//! [`ReplyTransport`] per connection for the replies. Replies on a
-//! connection are sent in the order the calls arrived.
+//! [`ReplyTransport`] per connection for the replies (by default a
+//! [`SplicerTransport`](crate::transport::SplicerTransport): one reply, one
+//! message, one send). Replies on a connection are sent in the order the
+//! calls arrived. [`ServerStats`] counts records, replies and the system
+//! calls spent on them.
+
+mod stats;
+
+pub use stats::{ServerStats, StatsSnapshot};
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -30,7 +37,8 @@ use crate::rpc::{
     decode_call, put_accepted, put_rejected, AcceptStat, CallError, CallHeader,
     MAX_ACCEPTED_HEADER, MAX_DENIED_REPLY,
 };
-use crate::transport::{ReplyTransport, SocketTransport};
+use crate::transport::{splicer_factory, ReplyTransport};
+use stats::ReplyKind;
 
 /// One RPC program (NFS, MOUNT, ...): runs its procedures.
 pub trait Program: Send + Sync {
@@ -198,7 +206,9 @@ pub enum CloseReason {
 pub type EventSink = Arc<dyn Fn(&ServerEvent<'_>) + Send + Sync>;
 
 /// Makes the [`ReplyTransport`] for a new connection from (a clone of) its
-/// socket. The default is [`SocketTransport`].
+/// socket. The default is [`splicer_factory`] with the default Splicer
+/// settings (SPLICE on); [`crate::transport::socket_factory`] gives plain
+/// `writev`/`sendfile`.
 pub type TransportFactory =
     Arc<dyn Fn(TcpStream) -> io::Result<Box<dyn ReplyTransport>> + Send + Sync>;
 
@@ -227,7 +237,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             send_timeout: Some(Duration::from_secs(60)),
             events: Arc::new(log_to_stderr),
-            transport: Arc::new(|s| Ok(Box::new(SocketTransport::new(s)))),
+            transport: splicer_factory(msgsplice::send::Builder::new()),
         }
     }
 }
@@ -264,6 +274,7 @@ pub struct RpcServer {
     listeners: Vec<TcpListener>,
     dispatcher: Arc<Dispatcher>,
     config: ServerConfig,
+    stats: Arc<ServerStats>,
 }
 
 impl std::fmt::Debug for RpcServer {
@@ -291,7 +302,14 @@ impl RpcServer {
             listeners,
             dispatcher: Arc::new(dispatcher),
             config,
+            stats: Arc::default(),
         })
+    }
+
+    /// The server's counters (shared: they keep counting after
+    /// [`spawn`](Self::spawn) or during [`serve`](Self::serve)).
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
     }
 
     /// The addresses actually bound, in the order given to `bind`.
@@ -307,6 +325,7 @@ impl RpcServer {
     pub fn spawn(self) -> io::Result<ServerHandle> {
         let (wake_rx, wake_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let addrs = self.local_addrs();
+        let stats = self.stats.clone();
         let thread = std::thread::Builder::new()
             .name("rpc-accept".into())
             .spawn(move || self.accept_loop(Some(wake_rx)))?;
@@ -314,6 +333,7 @@ impl RpcServer {
             wake: Some(wake_tx),
             thread: Some(thread),
             addrs,
+            stats,
         })
     }
 
@@ -387,6 +407,7 @@ impl RpcServer {
         let id = conns.next_id.fetch_add(1, Ordering::Relaxed);
         let dispatcher = self.dispatcher.clone();
         let config = self.config.clone();
+        let stats = self.stats.clone();
         let registry = conns.clone();
         // Registered before the thread starts, so its own removal cannot
         // come first.
@@ -394,7 +415,14 @@ impl RpcServer {
         let spawned = std::thread::Builder::new()
             .name(format!("rpc-conn-{id}"))
             .spawn(move || {
-                serve_connection(stream, peer, &dispatcher, transport, &config);
+                stats.connection();
+                let conn = Connection {
+                    peer,
+                    dispatcher: &dispatcher,
+                    config: &config,
+                    stats: &stats,
+                };
+                conn.serve(stream, transport);
                 registry.lock().remove(&id);
             });
         match spawned {
@@ -435,59 +463,71 @@ impl Connections {
     }
 }
 
-/// Serves one connection until the client leaves or misbehaves.
-fn serve_connection(
-    mut stream: TcpStream,
+/// What a connection's thread needs besides its socket and transport.
+struct Connection<'a> {
     peer: SocketAddr,
-    dispatcher: &Dispatcher,
-    mut transport: Box<dyn ReplyTransport>,
-    config: &ServerConfig,
-) {
-    let events = &config.events;
-    let mut asm = RecordAssembler::new(config.max_record);
-    let mut buf = vec![0u8; 64 * 1024];
-    let reason = 'conn: loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) if asm.is_idle() => {
-                events(&ServerEvent::Ended { peer });
-                return;
-            }
-            Ok(0) => break CloseReason::Truncated,
-            // Clients (libnfs among them) often reset rather than close.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && asm.is_idle() => {
-                events(&ServerEvent::Ended { peer });
-                return;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break CloseReason::Io(e),
-        };
-        let mut input = &buf[..n];
-        while !input.is_empty() {
-            let record = match asm.push(&mut input) {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(e) => break 'conn CloseReason::Record(e),
-            };
-            match dispatcher.handle(record) {
-                Ok(Handled::Reply(reply)) => {
-                    if let Err(e) = transport.send_reply(reply) {
-                        break 'conn CloseReason::Io(e);
-                    }
+    dispatcher: &'a Dispatcher,
+    config: &'a ServerConfig,
+    stats: &'a ServerStats,
+}
+
+impl Connection<'_> {
+    /// Serves one connection until the client leaves or misbehaves.
+    fn serve(&self, mut stream: TcpStream, mut transport: Box<dyn ReplyTransport>) {
+        let (peer, events) = (self.peer, &self.config.events);
+        let mut asm = RecordAssembler::new(self.config.max_record);
+        let mut buf = vec![0u8; 64 * 1024];
+        let reason = 'conn: loop {
+            let n = stream.read(&mut buf);
+            self.stats.received(1, 0);
+            let n = match n {
+                Ok(0) if asm.is_idle() => {
+                    events(&ServerEvent::Ended { peer });
+                    return;
                 }
-                Ok(Handled::Dropped(error)) => events(&ServerEvent::Dropped {
-                    peer,
-                    error: &error,
-                }),
-                Err(e) => break 'conn CloseReason::Reply(e),
+                Ok(0) => break CloseReason::Truncated,
+                // Clients (libnfs among them) often reset rather than close.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset && asm.is_idle() => {
+                    events(&ServerEvent::Ended { peer });
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break CloseReason::Io(e),
+            };
+            let mut input = &buf[..n];
+            while !input.is_empty() {
+                let record = match asm.push(&mut input) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(e) => break 'conn CloseReason::Record(e),
+                };
+                self.stats.received(0, 1);
+                match self.dispatcher.handle(record) {
+                    Ok(Handled::Reply(reply)) => {
+                        let (kind, bytes) = (ReplyKind::of(reply.data()), reply.wire_len());
+                        let before = transport.syscalls();
+                        let sent = transport.send_reply(reply);
+                        let syscalls = transport.syscalls().wrapping_sub(before);
+                        self.stats.replied(kind, bytes, syscalls);
+                        if let Err(e) = sent {
+                            break 'conn CloseReason::Io(e);
+                        }
+                    }
+                    Ok(Handled::Dropped(error)) => events(&ServerEvent::Dropped {
+                        peer,
+                        error: &error,
+                    }),
+                    Err(e) => break 'conn CloseReason::Reply(e),
+                }
             }
-        }
-    };
-    events(&ServerEvent::Closed {
-        peer,
-        reason: &reason,
-    });
-    let _ = stream.shutdown(Shutdown::Both);
+        };
+        events(&ServerEvent::Closed {
+            peer,
+            reason: &reason,
+        });
+        let _ = stream.shutdown(Shutdown::Both);
+    }
 }
 
 /// A server running in the background. Dropping it shuts it down.
@@ -496,12 +536,18 @@ pub struct ServerHandle {
     wake: Option<OwnedFd>,
     thread: Option<JoinHandle<io::Result<()>>>,
     addrs: Vec<SocketAddr>,
+    stats: Arc<ServerStats>,
 }
 
 impl ServerHandle {
     /// The bound addresses.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
     }
 
     /// Stops accepting, closes every connection, waits for their threads,

@@ -1,0 +1,77 @@
+//! How replies leave: the [`ReplyTransport`] trait and its two
+//! implementations.
+//!
+//! The server driver hands every [`Reply`] to the `ReplyTransport` of its
+//! connection, made by the [`TransportFactory`]
+//! in [`ServerConfig`](crate::server::ServerConfig).
+//!
+//! - [`SplicerTransport`] (the default): one reply is one
+//!   [`msgsplice::Msg`] (head fragment with the marker in place, data
+//!   fragments or a file range, tail) given to a [`msgsplice::Splicer`] in
+//!   one `send` call, with the SPLICE hint on. This is the user-space
+//!   form of sunrpc's `svc_tcp_sendmsg` after seed 004.
+//! - [`SocketTransport`]: the same bytes with plain `writev`, `send` and
+//!   `sendfile` and no send engine; the reference to compare with.
+//!
+//! Both send exactly the same bytes (the tests compare them), and both
+//! count the system calls they make ([`ReplyTransport::syscalls`]), which
+//! the server adds up per reply kind in its
+//! [`ServerStats`](crate::server::ServerStats).
+
+mod socket;
+mod splicer;
+
+use std::io;
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use crate::reply::Reply;
+use crate::server::TransportFactory;
+
+pub use socket::SocketTransport;
+pub use splicer::SplicerTransport;
+
+/// Sends complete replies on one connection, in order.
+///
+/// An error means the connection is unusable (the peer may have seen part of
+/// a record); the driver closes it.
+pub trait ReplyTransport: Send {
+    /// Sends `reply` entirely, or fails.
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()>;
+
+    /// System calls made on the connection so far, if the transport counts
+    /// them (0 otherwise). The driver reads it around each
+    /// [`send_reply`](Self::send_reply) to attribute them to that reply.
+    fn syscalls(&self) -> u64 {
+        0
+    }
+}
+
+impl<T: ReplyTransport + ?Sized> ReplyTransport for Box<T> {
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
+        (**self).send_reply(reply)
+    }
+
+    fn syscalls(&self) -> u64 {
+        (**self).syscalls()
+    }
+}
+
+/// A factory making a [`SplicerTransport`] with `builder`'s settings for
+/// each connection (the default factory is `splicer_factory(Builder::new())`,
+/// SPLICE on).
+pub fn splicer_factory(builder: msgsplice::send::Builder) -> TransportFactory {
+    Arc::new(move |s: TcpStream| {
+        let t: Box<dyn ReplyTransport> =
+            Box::new(SplicerTransport::with_builder(s, builder.clone())?);
+        Ok(t)
+    })
+}
+
+/// A factory making a [`SocketTransport`] for each connection.
+pub fn socket_factory() -> TransportFactory {
+    Arc::new(|s: TcpStream| {
+        let t: Box<dyn ReplyTransport> = Box::new(SocketTransport::new(s));
+        Ok(t)
+    })
+}

@@ -1,0 +1,337 @@
+//! [`SplicerTransport`]: one reply, one [`Msg`], one [`Splicer::send`].
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+
+use msgsplice::send::Builder;
+use msgsplice::{Msg, SendError, SendStats, Splicer};
+use rustix::io::Errno;
+
+use super::ReplyTransport;
+use crate::reply::{FileRange, Reply, ReplyData};
+
+/// Bytes read per `pread` when a file cannot be `sendfile`d.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// A [`ReplyTransport`] that sends each reply as one [`Msg`] through a
+/// [`Splicer`] with the SPLICE hint on (unless the [`Builder`] says
+/// otherwise).
+///
+/// The message is the reply's parts in order: the head [`Frag`](msgsplice::Frag)
+/// (record marker written in place, spliceable), the data (fragments,
+/// spliceable; or a file range, sent with `sendfile`) and the tail
+/// (at most 60 bytes, copied). What the Splicer then does:
+///
+/// - Memory only: one `sendmsg` for the whole reply. Fragments of at least
+///   the Splicer's zero-copy threshold (10 KiB) go with `MSG_ZEROCOPY`
+///   where that pays (see `msgsplice::send`); smaller replies are copied.
+/// - With a file range (a READ): one `fstat` to check the range before any
+///   byte goes, one `sendmsg(MSG_MORE)` for the head, one `sendfile` for
+///   the data when the socket has room, and one `sendmsg` for a non-empty
+///   tail (XDR padding: only when the count is not a multiple of 4).
+///
+/// Heap allocations per reply: none. The `Msg` lives on the stack (eight
+/// inline segments: head, up to six data fragments, tail) and the
+/// Splicer reuses its `iovec` array. A reply with more than six data
+/// fragments moves the segment list to the heap once; a file that cannot
+/// be `sendfile`d (a file system without splice support) is read through
+/// a 64 KiB buffer made once per connection.
+pub struct SplicerTransport<S: AsFd> {
+    splicer: Splicer<S>,
+    bounce: Vec<u8>,
+}
+
+impl<S: AsFd> SplicerTransport<S> {
+    /// A transport over `socket` with the default Splicer (SPLICE on).
+    /// Fails if the socket is not one a Splicer drives (TCP, Unix stream).
+    pub fn new(socket: S) -> Result<SplicerTransport<S>, SendError> {
+        SplicerTransport::with_builder(socket, Builder::new())
+    }
+
+    /// A transport over `socket` with a Splicer built by `builder` (to turn
+    /// SPLICE off, change the zero-copy threshold, ...).
+    pub fn with_builder(socket: S, builder: Builder) -> Result<SplicerTransport<S>, SendError> {
+        Ok(SplicerTransport {
+            splicer: builder.build(socket)?,
+            bounce: Vec::new(),
+        })
+    }
+
+    /// The Splicer.
+    pub fn splicer(&self) -> &Splicer<S> {
+        &self.splicer
+    }
+
+    /// The Splicer's counters.
+    pub fn stats(&self) -> SendStats {
+        self.splicer.stats()
+    }
+
+    /// Sends `msg` to its end. A send timeout that strikes after some
+    /// progress returns early from the Splicer; the send goes on from the
+    /// cursor, so a timeout only closes a connection that made no progress
+    /// for that long.
+    fn send_all(&mut self, msg: &mut Msg<'_>) -> Result<(), SendError> {
+        while !msg.is_sent() {
+            if self.splicer.send(msg)? == 0 {
+                return Err(SendError::Io(io::ErrorKind::WriteZero.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rest of a file range that `sendfile` refused, from byte `done`
+    /// of it, read and sent in chunks; then the tail.
+    fn copy_file(&mut self, range: &FileRange, mut done: u64, tail: &[u8]) -> io::Result<()> {
+        let mut bounce = std::mem::take(&mut self.bounce);
+        bounce.resize(COPY_CHUNK, 0);
+        let res = (|| {
+            while done < range.len {
+                let want = ((range.len - done) as usize).min(bounce.len());
+                let n = range
+                    .file
+                    .read_at(&mut bounce[..want], range.offset + done)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being sent",
+                    ));
+                }
+                done += n as u64;
+                let mut msg = Msg::new();
+                msg.push(&bounce[..n]);
+                if done == range.len {
+                    msg.push(tail);
+                }
+                self.send_all(&mut msg)?;
+            }
+            Ok(())
+        })();
+        self.bounce = bounce;
+        res
+    }
+}
+
+/// True for the errors `sendfile` gives for a file it cannot splice from.
+fn sendfile_unsupported(e: &SendError) -> bool {
+    let SendError::Io(e) = e else { return false };
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP)
+    )
+}
+
+impl<S: AsFd + Send> ReplyTransport for SplicerTransport<S> {
+    fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
+        let (head, data, tail) = reply.into_parts();
+        let head_len = head.len() as u64;
+        let mut msg = Msg::new();
+        msg.push(head);
+        match &data {
+            ReplyData::None => {}
+            // A clone is a reference-count increment, no copy.
+            ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
+            ReplyData::File(r) => {
+                msg.push_file(&*r.file, r.offset, r.len);
+            }
+        }
+        msg.push(tail.as_bytes());
+        let err = match self.send_all(&mut msg) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        // A file system without splice support fails `sendfile` with the
+        // head already sent: go on from the exact byte by copying.
+        if let ReplyData::File(r) = &data {
+            let done = msg.sent().saturating_sub(head_len);
+            if msg.sent() >= head_len && done < r.len && sendfile_unsupported(&err) {
+                return self.copy_file(r, done, tail.as_bytes());
+            }
+        }
+        Err(err.into())
+    }
+
+    fn syscalls(&self) -> u64 {
+        self.splicer.stats().syscalls
+    }
+}
+
+impl<S: AsFd> std::fmt::Debug for SplicerTransport<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplicerTransport")
+            .field("splicer", &self.splicer)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::ReplyBuilder;
+    use crate::transport::SocketTransport;
+    use bytes::BufMut;
+    use msgsplice::FragCache;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
+    }
+
+    /// Sends `reply` through `transport` over TCP and returns the bytes that
+    /// arrived and the transport's system calls.
+    fn wire(reply: Reply, make: impl FnOnce(TcpStream) -> Box<dyn ReplyTransport>) -> Vec<u8> {
+        let (a, mut z) = tcp_pair();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            z.read_to_end(&mut out).unwrap();
+            out
+        });
+        let want = reply.wire_len() as usize;
+        let mut t = make(a);
+        t.send_reply(reply).unwrap();
+        drop(t);
+        let out = reader.join().unwrap();
+        assert_eq!(out.len(), want);
+        out
+    }
+
+    fn file(bytes: &[u8]) -> Arc<std::fs::File> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        Arc::new(f)
+    }
+
+    /// The reply shapes a server sends: memory only, data fragments (more
+    /// than the Msg's inline segments too), file ranges with and without
+    /// padding, large enough to be zero-copied.
+    fn replies(cache: &FragCache) -> Vec<Reply> {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let f = file(&big);
+        let frags = |n: usize, len: usize| -> ReplyData {
+            ReplyData::Frags(
+                (0..n)
+                    .map(|i| cache.memdup(&big[i * len..(i + 1) * len]).unwrap())
+                    .collect(),
+            )
+        };
+        let shapes: Vec<(ReplyData, u32)> = vec![
+            (ReplyData::None, 0),
+            (frags(2, 5), 1),
+            (frags(9, 33), 2),
+            (frags(3, 20_000), 3),
+            (
+                ReplyData::File(FileRange {
+                    file: f.clone(),
+                    offset: 4093,
+                    len: 65537,
+                }),
+                4,
+            ),
+            (
+                ReplyData::File(FileRange {
+                    file: f,
+                    offset: 1,
+                    len: 131_072,
+                }),
+                5,
+            ),
+        ];
+        shapes
+            .into_iter()
+            .map(|(data, trailer)| {
+                let mut b = ReplyBuilder::new(cache, 64).unwrap();
+                b.head().put_u32(0xfeed);
+                b.put_opaque_data(data);
+                if trailer % 2 == 1 {
+                    b.tail().put_u32(trailer);
+                }
+                b.finish().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_reply_shape_arrives_as_the_socket_transport_sends_it() {
+        let cache = FragCache::new();
+        let reference: Vec<Vec<u8>> = replies(&cache)
+            .into_iter()
+            .map(|r| wire(r, |s| Box::new(SocketTransport::new(s))))
+            .collect();
+        for splice in [true, false] {
+            for (i, r) in replies(&cache).into_iter().enumerate() {
+                let got = wire(r, |s| {
+                    let b = Builder::new().splice(splice).zerocopy_threshold(4096);
+                    Box::new(SplicerTransport::with_builder(s, b).unwrap())
+                });
+                assert!(got == reference[i], "reply {i}, splice {splice}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_reply_is_one_message() {
+        let cache = FragCache::new();
+        let f = file(&[9u8; 1 << 20]);
+        let (a, mut z) = tcp_pair();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            z.read_to_end(&mut out).unwrap();
+            out.len()
+        });
+        let mut t = SplicerTransport::new(a).unwrap();
+        let mut total = 0;
+        for (i, len) in [1u64 << 20, 1000, 4096].into_iter().enumerate() {
+            let mut b = ReplyBuilder::new(&cache, 128).unwrap();
+            b.head().put_slice(&[0; 100]);
+            b.put_opaque_data(ReplyData::File(FileRange {
+                file: f.clone(),
+                offset: 0,
+                len,
+            }));
+            let r = b.finish().unwrap();
+            total += r.wire_len();
+            let before = t.stats();
+            t.send_reply(r).unwrap();
+            let after = t.stats();
+            assert_eq!(after.messages - before.messages, 1, "reply {i}");
+            // fstat of the range, sendmsg(MSG_MORE) of the head, sendfile;
+            // no tail to send: the length is a multiple of four.
+            assert_eq!(after.syscalls - before.syscalls, 3, "reply {i}");
+            assert_eq!(t.syscalls(), after.syscalls);
+        }
+        drop(t);
+        assert_eq!(reader.join().unwrap() as u64, total);
+    }
+
+    #[test]
+    fn a_file_that_shrank_fails_the_send_before_a_byte_goes() {
+        let cache = FragCache::new();
+        let mut b = ReplyBuilder::new(&cache, 16).unwrap();
+        b.put_opaque_data(ReplyData::File(FileRange {
+            file: file(b"0123"),
+            offset: 0,
+            len: 8,
+        }));
+        let (a, _z) = tcp_pair();
+        let err = SplicerTransport::new(a)
+            .unwrap()
+            .send_reply(b.finish().unwrap())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn only_unsupported_file_errors_fall_back_to_copying() {
+        let os = |e: Errno| SendError::Io(io::Error::from(e));
+        assert!(sendfile_unsupported(&os(Errno::INVAL)));
+        assert!(sendfile_unsupported(&os(Errno::OPNOTSUPP)));
+        assert!(!sendfile_unsupported(&os(Errno::IO)));
+        assert!(!sendfile_unsupported(&SendError::BrokenPipe));
+    }
+}
