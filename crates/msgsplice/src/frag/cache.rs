@@ -599,6 +599,27 @@ fn with_thread_bucket<R>(sh: &Shared, op: impl FnOnce(&mut BucketState) -> R) ->
         .ok()
 }
 
+/// If this thread's bucket for `folio` has just handed out the range ending
+/// at `old_end`, moves its bump pointer back to `new_end`. The caller holds
+/// the only handle to `new_end..old_end`, so nobody can see those bytes.
+pub(super) fn give_back_tail(folio: NonNull<Folio>, old_end: usize, new_end: usize) {
+    // SAFETY: the caller holds a reference, so the folio is alive.
+    if unsafe { folio.as_ref() }.owner.load(Ordering::Relaxed) != folio::thread_token() {
+        return; // not carved by this thread's bucket (any more)
+    }
+    let _ = THREAD_BUCKETS.try_with(|cell| {
+        // SAFETY: this thread's own buckets; nothing here re-enters.
+        let buckets = unsafe { &mut *cell.get() };
+        for b in buckets.iter_mut() {
+            let st = &mut b.state;
+            if st.folio == Some(folio) && st.next == old_end {
+                st.next = new_end;
+                st.handed -= (old_end - new_end) as u64;
+            }
+        }
+    });
+}
+
 #[cold]
 fn thread_bucket_slow<'a>(buckets: &'a mut Vec<ThreadBucket>, sh: &Shared) -> &'a mut BucketState {
     // Forget buckets of caches that are gone (their folios unmap).
