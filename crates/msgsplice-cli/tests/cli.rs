@@ -11,10 +11,12 @@ fn msgsplice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_msgsplice"))
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("msgsplice-cli-test-{}", std::process::id()));
+/// A fresh directory for one test (tests run in parallel).
+fn scratch(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("msgsplice-cli-test-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    dir
 }
 
 const CONTENDERS: [&str; 6] = [
@@ -28,8 +30,9 @@ const CONTENDERS: [&str; 6] = [
 
 #[test]
 fn quick_alloc_bench_prints_one_table_of_the_expected_shape() {
-    let json = scratch("alloc.json");
-    let svg = scratch("alloc.svg");
+    let dir = scratch("alloc");
+    let json = dir.join("alloc.json");
+    let svg = dir.join("alloc.svg");
     let out = msgsplice()
         .args(["bench", "--quick", "--sections", "alloc", "--json"])
         .arg(&json)
@@ -104,7 +107,7 @@ fn quick_alloc_bench_prints_one_table_of_the_expected_shape() {
     assert!(chart.contains("single thread, memdup 256 B"));
     assert!(chart.contains("Box&lt;[u8]&gt;"));
     assert!(chart.contains(">1x<"));
-    let _ = std::fs::remove_dir_all(json.parent().unwrap());
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -124,4 +127,85 @@ fn mistakes_exit_with_usage() {
     let out = msgsplice().args(["bench", "--help"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--duration-ms"));
+}
+
+#[test]
+fn quick_run_of_every_section_verifies_and_reports() {
+    let dir = scratch("all");
+    let json = dir.join("all.json");
+    let out = msgsplice()
+        .args([
+            "bench",
+            "--quick",
+            "--sizes",
+            "1K,70K",
+            "--duration-ms",
+            "3",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("FAILED"), "{stdout}");
+    for id in ["alloc", "memcpy", "tcp", "unix", "file"] {
+        assert!(
+            stdout.contains(&format!("\n== {id}: ")),
+            "no {id} section:\n{stdout}"
+        );
+    }
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for s in &report.sections {
+        let Outcome::Ran(t) = &s.outcome else {
+            panic!("{} did not run: {:?}", s.id, s.outcome)
+        };
+        if ["tcp", "unix", "file"].contains(&s.id.as_str()) {
+            let sized: Vec<_> = t
+                .groups
+                .iter()
+                .filter(|g| g.name.starts_with("N = "))
+                .collect();
+            assert_eq!(sized.len(), 2, "{}", s.id);
+            for g in sized {
+                assert!(g.rows[0].baseline);
+                for r in &g.rows {
+                    for col in ["msgs/s", "syscalls/msg", "allocs/msg"] {
+                        assert!(r.extras.contains_key(col), "{} {} {col}", s.id, r.name);
+                    }
+                    // The binary installs the counting allocator: the
+                    // fresh-Vec strategy allocates once per message.
+                    let allocs = r.extras["allocs/msg"].median;
+                    let want = if r.name == "copy into a new Vec + write" {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(allocs, want, "{} {}", s.id, r.name);
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_missing_peer_tool_is_named_in_place() {
+    let empty = scratch("empty-path");
+    let out = msgsplice()
+        .args(["bench", "--quick", "--sections", "tcp", "--sizes", "1K"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("iperf3 not installed (apt-get install iperf3)"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(empty);
 }

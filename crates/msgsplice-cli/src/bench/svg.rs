@@ -90,7 +90,7 @@ pub fn render(r: &Report) -> String {
         lo: lo.max(-5),
         hi: hi.min(5),
         x0: 20.0 + label_w,
-        x1: WIDTH - 70.0,
+        x1: WIDTH - 150.0,
     };
 
     let mut body = String::new();
@@ -265,16 +265,18 @@ fn draw_table(body: &mut String, mut y: f64, t: &Table, sc: &Scale) -> f64 {
                     y - ROW_H + 3.0,
                     ROW_H - 5.0
                 );
-                let (tx, anchor) = if q >= 1.0 {
-                    (x2 + 4.0, "start")
-                } else {
-                    (x2 - 4.0, "end")
-                };
+                // Worse rows put their label right of the 1.0x line, so
+                // that it never runs into the row names.
+                let tx = if q >= 1.0 { x2 + 4.0 } else { x1 + 4.0 };
                 let _ = writeln!(
                     body,
-                    "<text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\" {FONT}>{}</text>",
+                    "<text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"11\" {FONT}>{}</text>",
                     y - 4.0,
-                    esc(&format!("{q:.2}x"))
+                    esc(&format!(
+                        "{q:.2}x  ({} {})",
+                        fmt_num(r.value.median),
+                        t.metric
+                    ))
                 );
             }
         }
@@ -401,13 +403,13 @@ mod tests {
         assert!(svg.contains("Box&lt;[u8]&gt; &amp; co"));
         // The 1.0x reference line and the ratios' labels.
         assert!(svg.contains(">1x<"));
-        assert!(svg.contains("4.50x") && svg.contains("0.50x"));
+        assert!(svg.contains("4.50x  (6.00 ns/op)") && svg.contains("0.50x  (54.0 ns/op)"));
         assert!(svg.contains("1.0x = Bytes::copy_from_slice"));
         // Sections that did not run say why.
         assert!(svg.contains("skipped: no reason"));
         assert!(svg.contains("FAILED: bad bytes"));
         // Baselines are the line, not a bar.
-        assert!(!svg.contains(">1.00x<"));
+        assert!(!svg.contains(">1.00x"));
     }
 
     #[test]

@@ -23,19 +23,32 @@ use std::os::unix::net::UnixStream;
 use msgsplice::frag::Frag;
 use rustix::io::Errno;
 
+use super::harness::Transport;
+
 /// A connected stream socket a strategy writes to.
 pub trait Sock: AsFd + Send {
+    /// Which kind of socket it is (a send engine may treat them apart:
+    /// `SO_ZEROCOPY` exists for TCP only).
+    fn transport(&self) -> Transport;
     /// Shuts down the sending direction, so the peer reads end-of-file.
     fn shutdown_write(&self) -> io::Result<()>;
 }
 
 impl Sock for TcpStream {
+    fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
 }
 
 impl Sock for UnixStream {
+    fn transport(&self) -> Transport {
+        Transport::Unix
+    }
+
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }

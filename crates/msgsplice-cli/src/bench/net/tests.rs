@@ -323,6 +323,11 @@ fn strategies_refuse_the_other_kind_of_payload() {
         trailer: &p.trailer,
     };
     let (tx, _rx) = Transport::Unix.connect().unwrap();
+    assert_eq!(tx.transport(), Transport::Unix);
+    assert_eq!(
+        Transport::Tcp.connect().unwrap().0.transport(),
+        Transport::Tcp
+    );
     for mut s in memory_strategies() {
         let e = s.send(&*tx, &file_msg).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
