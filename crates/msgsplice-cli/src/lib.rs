@@ -4,7 +4,7 @@
 //! The binary (`src/main.rs`) only picks the subcommand; each subcommand is
 //! a module with a `main(words) -> ExitCode` that parses its own options.
 //!
-//! - [`bench`]: sections (allocator, memcpy, send strategies over TCP, Unix
+//! - [`bench`](mod@bench): sections (allocator, memcpy, send strategies over TCP, Unix
 //!   sockets and from files), each printing one table of median, spread
 //!   and ratio against a baseline; JSON and SVG output.
 //! - [`alloc_count`]: the counting global allocator behind "heap
