@@ -42,6 +42,9 @@ pub struct Host {
     pub cpu_model: String,
     /// The kernel release, from /proc/sys/kernel/osrelease.
     pub kernel: String,
+    /// One-minute load average when the run started (other work on the
+    /// machine disturbs the numbers); `None` if /proc does not say.
+    pub load_at_start: Option<f64>,
 }
 
 impl Host {
@@ -61,10 +64,14 @@ impl Host {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
+        let load_at_start = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse().ok()));
         Host {
             cpus,
             cpu_model,
             kernel,
+            load_at_start,
         }
     }
 }
@@ -367,6 +374,7 @@ pub(crate) mod tests {
                 cpus: 2,
                 cpu_model: "test".into(),
                 kernel: "6.x".into(),
+                load_at_start: Some(0.25),
             },
             settings: Settings {
                 sections: vec!["alloc".into(), "tcp".into(), "unix".into()],

@@ -108,10 +108,11 @@ pub fn render(r: &Report) -> String {
         body,
         "<text x=\"20\" y=\"{y}\" font-size=\"12\" fill=\"#555\" {FONT}>{}</text>",
         esc(&format!(
-            "{} CPUs ({}), Linux {}; median of {} runs; right of 1.0x = better (faster), left = worse{}",
+            "{} CPUs ({}), Linux {}, load {} at start; median of {} runs; right of 1.0x = better, left = worse{}",
             r.host.cpus,
             r.host.cpu_model,
             r.host.kernel,
+            r.host.load_at_start.map_or("unknown".into(), |l| format!("{l:.2}")),
             r.settings.runs,
             if r.settings.quick { "; --quick: not meaningful" } else { "" }
         ))
