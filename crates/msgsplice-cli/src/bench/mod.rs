@@ -235,11 +235,13 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
         .collect();
     let estimate: Duration = chosen.iter().map(|s| s.estimate(opts)).sum();
     println!(
-        "msgsplice bench {}: {} CPUs ({}), Linux {}; {} runs per row{}",
+        "msgsplice bench {}: {} CPUs ({}), Linux {}, load {} at start; {} runs per row{}",
         env!("CARGO_PKG_VERSION"),
         host.cpus,
         host.cpu_model,
         host.kernel,
+        host.load_at_start
+            .map_or("unknown".into(), |l| format!("{l:.2}")),
         opts.runs,
         if opts.quick {
             ", --quick (numbers not meaningful)"
@@ -247,6 +249,14 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
             ""
         }
     );
+    if let Some(l) = host.load_at_start {
+        if l > host.cpus as f64 / 2.0 {
+            progress.note(format_args!(
+                "the machine is busy (load {l:.2} on {} CPUs): expect noisy numbers",
+                host.cpus
+            ));
+        }
+    }
     println!();
     progress.note(format_args!(
         "running {} (about {} s)",
