@@ -3,8 +3,9 @@
 //!
 //! One operation is a whole cycle: allocate (and copy, for `memdup`), then
 //! drop. Single-thread, the cycle runs in a loop on one thread. Cross-thread,
-//! a producer allocates and a consumer drops, the items handed over through
-//! the same [`Ring`] for every contender, one by one or in batches of 64;
+//! a producer allocates and a consumer drops, on two threads kept for the
+//! whole section ([`ThreadPair`]), the items handed over through the same
+//! SPSC ring ([`ring`]) for every contender, one by one or in batches of 64;
 //! the time is from start until the consumer has dropped the last item,
 //! divided by the number of items. That is the shape of a server whose
 //! sending thread builds messages and whose completion path frees them.
@@ -16,14 +17,15 @@
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use msgsplice::frag::{BucketMode, FragCache};
 
+use super::pair::ThreadPair;
 use super::report::{Group, Outcome, Row, Table};
-use super::ring::Ring;
+use super::ring;
 use super::{Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
@@ -154,35 +156,44 @@ impl Section for AllocSection {
              Vec::with_capacity, Box/Arc::new_uninit_slice; each writes its first 64 bytes"
                 .into(),
             format!(
-                "cross-thread: allocated on one thread, dropped on another, handed over \
-                 through one SPSC ring ({RING_SLOTS} slots) for all"
+                "cross-thread: allocated on one thread, dropped on another (the same two \
+                 threads all section), handed over through one SPSC ring ({RING_SLOTS} slots)"
             ),
         ];
-        for mode in MODES {
-            for op in OPS {
-                let name = group_name(mode, op);
-                let mut samples = vec![Vec::with_capacity(opts.runs); contenders.len()];
-                for run in 0..opts.runs {
-                    // Interleave contenders within a run, so that a slow
-                    // moment of the shared machine hits them all alike.
-                    for (i, (cname, c)) in contenders.iter().enumerate() {
-                        progress.step(format_args!(
-                            "{name}: {cname}, run {}/{}",
-                            run + 1,
-                            opts.runs
-                        ));
-                        match measure(c, mode, op, &src, dur) {
-                            Ok(ns) => samples[i].push(ns),
-                            Err(error) => return Outcome::Failed { error },
+        // One producer and one consumer thread for the whole section (see
+        // `pair`); `contenders` and `src` outlive them.
+        let measured = std::thread::scope(|s| -> Result<(), String> {
+            let pair = ThreadPair::spawn(s);
+            for mode in MODES {
+                for op in OPS {
+                    let name = group_name(mode, op);
+                    let mut samples = vec![Vec::with_capacity(opts.runs); contenders.len()];
+                    for run in 0..opts.runs {
+                        // Interleave contenders within a run, so that a slow
+                        // moment of the shared machine hits them all alike.
+                        for (i, (cname, c)) in contenders.iter().enumerate() {
+                            progress.step(format_args!(
+                                "{name}: {cname}, run {}/{}",
+                                run + 1,
+                                opts.runs
+                            ));
+                            match measure(&pair, c, mode, op, &src, dur) {
+                                Ok(ns) => samples[i].push(ns),
+                                Err(error) => return Err(error),
+                            }
                         }
                     }
+                    let mut g = Group::new(name);
+                    for ((cname, _), s) in contenders.iter().zip(&samples) {
+                        g.rows.extend(Row::new(*cname, *cname == BASELINE, s));
+                    }
+                    table.groups.push(g);
                 }
-                let mut g = Group::new(name);
-                for ((cname, _), s) in contenders.iter().zip(&samples) {
-                    g.rows.extend(Row::new(*cname, *cname == BASELINE, s));
-                }
-                table.groups.push(g);
             }
+            Ok(())
+        });
+        if let Err(error) = measured {
+            return Outcome::Failed { error };
         }
         for (cname, c) in &contenders {
             if let Contender::Frag(cache) = c {
@@ -201,51 +212,62 @@ impl Section for AllocSection {
     }
 }
 
-/// Runs one contender for `dur` and returns ns per cycle.
-pub fn measure(
-    c: &Contender,
+/// Runs one contender for `dur` and returns ns per cycle; cross-thread
+/// modes run on `pair`.
+pub fn measure<'env>(
+    pair: &ThreadPair<'env>,
+    c: &'env Contender,
     mode: Mode,
     op: Op,
-    src: &[u8],
+    src: &'env [u8],
     dur: Duration,
 ) -> Result<f64, String> {
     let head = &src[..64];
     let ns = match (c, op) {
         (Contender::Frag(cache), Op::Memdup(n)) => {
-            fallible(mode, dur, || cache.memdup(black_box(&src[..n])))?
+            cache.memdup(&src[..n]).map_err(frag_failed)?;
+            run_mode(pair, mode, dur, move || {
+                cache
+                    .memdup(black_box(&src[..n]))
+                    .expect(FRAG_FAILED_MID_RUN)
+            })
         }
-        (Contender::Frag(cache), Op::Alloc(n)) => fallible(mode, dur, || {
-            cache.alloc(n, 16).map(|mut f| {
+        (Contender::Frag(cache), Op::Alloc(n)) => {
+            cache.alloc(n, 16).map_err(frag_failed)?;
+            run_mode(pair, mode, dur, move || {
+                let mut f = cache.alloc(n, 16).expect(FRAG_FAILED_MID_RUN);
                 f[..64].copy_from_slice(black_box(head));
                 f.freeze()
             })
-        })?,
-        (Contender::Bytes, Op::Memdup(n)) => {
-            run_mode(mode, dur, || Bytes::copy_from_slice(black_box(&src[..n])))
         }
-        (Contender::Bytes, Op::Alloc(n)) => run_mode(mode, dur, || {
+        (Contender::Bytes, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
+            Bytes::copy_from_slice(black_box(&src[..n]))
+        }),
+        (Contender::Bytes, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
             let mut b = BytesMut::with_capacity(n);
             b.extend_from_slice(black_box(head));
             b.freeze()
         }),
-        (Contender::Vec, Op::Memdup(n)) => run_mode(mode, dur, || black_box(&src[..n]).to_vec()),
-        (Contender::Vec, Op::Alloc(n)) => run_mode(mode, dur, || {
+        (Contender::Vec, Op::Memdup(n)) => {
+            run_mode(pair, mode, dur, move || black_box(&src[..n]).to_vec())
+        }
+        (Contender::Vec, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
             let mut v = Vec::with_capacity(n);
             v.extend_from_slice(black_box(head));
             v
         }),
-        (Contender::Box, Op::Memdup(n)) => {
-            run_mode(mode, dur, || Box::<[u8]>::from(black_box(&src[..n])))
-        }
-        (Contender::Box, Op::Alloc(n)) => run_mode(mode, dur, || {
+        (Contender::Box, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
+            Box::<[u8]>::from(black_box(&src[..n]))
+        }),
+        (Contender::Box, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
             let mut b = Box::<[u8]>::new_uninit_slice(n);
             write_head(&mut b, head);
             b
         }),
-        (Contender::Arc, Op::Memdup(n)) => {
-            run_mode(mode, dur, || Arc::<[u8]>::from(black_box(&src[..n])))
-        }
-        (Contender::Arc, Op::Alloc(n)) => run_mode(mode, dur, || {
+        (Contender::Arc, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
+            Arc::<[u8]>::from(black_box(&src[..n]))
+        }),
+        (Contender::Arc, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
             let mut a = Arc::<[u8]>::new_uninit_slice(n);
             if let Some(m) = Arc::get_mut(&mut a) {
                 write_head(m, head);
@@ -264,33 +286,27 @@ fn write_head(dst: &mut [MaybeUninit<u8>], head: &[u8]) {
     }
 }
 
-/// [`run_mode`] for an allocator that can fail: the first error is kept
-/// (off the hot path) and returned after the run.
-fn fallible<T, E, F>(mode: Mode, dur: Duration, mut make: F) -> Result<f64, String>
-where
-    T: Send,
-    E: std::fmt::Display,
-    F: FnMut() -> Result<T, E> + Send,
-{
-    let err = OnceLock::new();
-    let ns = run_mode(mode, dur, || match make() {
-        Ok(x) => Some(x),
-        Err(e) => {
-            let _ = err.set(e.to_string());
-            None
-        }
-    });
-    match err.into_inner() {
-        Some(e) => Err(format!("FragCache failed during the benchmark: {e}")),
-        None => Ok(ns),
-    }
+/// Said when `FragCache` cannot map memory in the middle of a timed run.
+/// The heap contenders abort on allocation failure too, and turning the
+/// `Result` into an `Option` in the timed loop was measured to cost
+/// FragCache 2 to 4 ns per operation, so the run stops here instead.
+const FRAG_FAILED_MID_RUN: &str =
+    "FragCache could not map memory during the benchmark (it worked just before the run)";
+
+fn frag_failed(e: msgsplice::frag::FragError) -> String {
+    format!("FragCache cannot allocate: {e}")
 }
 
 /// Times `make` (and dropping what it makes) in `mode`; ns per cycle.
-pub fn run_mode<T: Send, F: FnMut() -> T + Send>(mode: Mode, dur: Duration, make: F) -> f64 {
+/// Single-thread runs on the calling thread, cross-thread on `pair`.
+pub fn run_mode<'env, T, F>(pair: &ThreadPair<'env>, mode: Mode, dur: Duration, make: F) -> f64
+where
+    T: Send + 'env,
+    F: FnMut() -> T + Send + 'env,
+{
     match mode {
         Mode::Single => single(dur, make),
-        Mode::Cross { batch } => cross(dur, batch, make),
+        Mode::Cross { batch } => cross(pair, dur, batch, make),
     }
 }
 
@@ -312,12 +328,18 @@ fn single<T, F: FnMut() -> T>(dur: Duration, mut make: F) -> f64 {
     }
 }
 
-fn cross<T: Send, F: FnMut() -> T + Send>(dur: Duration, batch: usize, mut make: F) -> f64 {
-    let mut ring = Ring::new(RING_SLOTS);
-    let (mut tx, mut rx) = ring.split(batch);
-    std::thread::scope(|s| {
-        let start = Instant::now();
-        let producer = s.spawn(move || {
+/// The producer allocates on `pair`'s first thread until `dur` is over;
+/// the consumer drops on the second until the ring is closed and empty.
+/// Time: start to the consumer's last drop, per item.
+fn cross<'env, T, F>(pair: &ThreadPair<'env>, dur: Duration, batch: usize, mut make: F) -> f64
+where
+    T: Send + 'env,
+    F: FnMut() -> T + Send + 'env,
+{
+    let (mut tx, mut rx) = ring::channel(RING_SLOTS, batch);
+    let start = Instant::now();
+    let (made, (seen, t)) = pair.run(
+        move || {
             let mut n = 0u64;
             loop {
                 for _ in 0..CHUNK {
@@ -329,16 +351,14 @@ fn cross<T: Send, F: FnMut() -> T + Send>(dur: Duration, batch: usize, mut make:
                     return n;
                 }
             }
-        });
-        let consumer = s.spawn(move || {
+        },
+        move || {
             let seen = rx.drain_until_closed(batch, |x| drop(black_box(x)));
             (seen, start.elapsed())
-        });
-        let made = producer.join().expect("the producer does not panic");
-        let (seen, t) = consumer.join().expect("the consumer does not panic");
-        debug_assert_eq!(made, seen);
-        t.as_nanos() as f64 / made as f64
-    })
+        },
+    );
+    debug_assert_eq!(made, seen);
+    t.as_nanos() as f64 / made as f64
 }
 
 #[cfg(test)]
@@ -348,14 +368,19 @@ mod tests {
     #[test]
     fn every_contender_every_mode_runs() {
         let src: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
-        for (_, c) in AllocSection::contenders().unwrap() {
-            for mode in MODES {
-                for op in OPS {
-                    let ns = measure(&c, mode, op, &src, Duration::from_millis(1)).unwrap();
-                    assert!(ns.is_finite() && ns > 0.0);
+        let contenders = AllocSection::contenders().unwrap();
+        std::thread::scope(|s| {
+            let pair = ThreadPair::spawn(s);
+            for (_, c) in &contenders {
+                for mode in MODES {
+                    for op in OPS {
+                        let ns = measure(&pair, c, mode, op, &src, Duration::from_millis(1));
+                        let ns = ns.unwrap();
+                        assert!(ns.is_finite() && ns > 0.0);
+                    }
                 }
             }
-        }
+        });
     }
 
     #[test]
@@ -369,12 +394,20 @@ mod tests {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
         }
-        for batch in [1, 64] {
-            run_mode(Mode::Cross { batch }, Duration::from_millis(2), || {
-                MADE.fetch_add(1, Ordering::Relaxed);
-                Item
-            });
-        }
+        std::thread::scope(|s| {
+            let pair = ThreadPair::spawn(s);
+            for batch in [1, 64] {
+                run_mode(
+                    &pair,
+                    Mode::Cross { batch },
+                    Duration::from_millis(2),
+                    || {
+                        MADE.fetch_add(1, Ordering::Relaxed);
+                        Item
+                    },
+                );
+            }
+        });
         assert_eq!(
             MADE.load(Ordering::Relaxed),
             DROPPED.load(Ordering::Relaxed)

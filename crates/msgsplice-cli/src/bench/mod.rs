@@ -17,6 +17,7 @@
 pub mod alloc;
 pub mod memcpy;
 pub mod net;
+pub mod pair;
 pub mod report;
 pub mod ring;
 pub mod stats;

@@ -15,14 +15,15 @@
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Keeps the producer's and the consumer's index on separate cache lines
 /// (128 bytes covers adjacent-line prefetching).
 #[repr(align(128))]
 struct Padded<T>(T);
 
-/// The ring's storage; use it through [`Ring::split`].
-pub struct Ring<T> {
+/// The ring's storage, shared by its two ends.
+struct Ring<T> {
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
     /// Items consumed so far (written by the consumer only).
@@ -33,71 +34,54 @@ pub struct Ring<T> {
     closed: AtomicBool,
 }
 
-// SAFETY: slots are accessed by at most one producer and one consumer (the
-// handles from `split` borrow the ring mutably, so there is exactly one of
-// each), and a slot is only read after the release/acquire pair on `tail`
-// and only rewritten after the pair on `head`; items are moved between
-// threads, hence `T: Send`.
+// SAFETY: `channel` makes exactly one producer and one consumer (neither
+// is Clone); a slot is only read after the release/acquire pair on `tail`
+// and only rewritten after the pair on `head`; items move between threads,
+// hence `T: Send`.
 unsafe impl<T: Send> Sync for Ring<T> {}
 
-impl<T> Ring<T> {
-    /// A ring holding up to `capacity` items (rounded up to a power of two).
-    pub fn new(capacity: usize) -> Ring<T> {
-        let cap = capacity.max(2).next_power_of_two();
-        Ring {
-            slots: (0..cap)
-                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-                .collect(),
-            mask: cap - 1,
-            head: Padded(AtomicUsize::new(0)),
-            tail: Padded(AtomicUsize::new(0)),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    /// The two ends. The producer publishes every `publish_every` pushes
-    /// (1: each item on its own; 64: batches of 64), and on close.
-    pub fn split(&mut self, publish_every: usize) -> (Producer<'_, T>, Consumer<'_, T>) {
-        // Start from an empty, open ring whatever happened before.
-        self.drop_pending();
-        self.closed.store(false, Ordering::Relaxed);
-        let pos = self.tail.0.load(Ordering::Relaxed);
-        let every = publish_every.clamp(1, self.slots.len());
-        let ring: &Ring<T> = self;
-        (
-            Producer {
-                ring,
-                tail: pos,
-                head_seen: pos,
-                unpublished: 0,
-                every,
-            },
-            Consumer { ring, head: pos },
-        )
-    }
-
-    /// Drops items published but not consumed.
-    fn drop_pending(&mut self) {
-        let head = *self.head.0.get_mut();
-        let tail = *self.tail.0.get_mut();
-        for i in head..tail {
-            // SAFETY: slots in head..tail hold initialised items that no one
-            // else can reach (`&mut self`).
-            unsafe { self.slots[i & self.mask].get_mut().assume_init_drop() };
-        }
-        *self.head.0.get_mut() = tail;
-    }
+/// A ring of `capacity` slots (rounded up to a power of two) and its two
+/// ends. The producer publishes every `publish_every` pushes (1: each item
+/// on its own; 64: batches of 64; clamped to the capacity), and on drop.
+pub fn channel<T: Send>(capacity: usize, publish_every: usize) -> (Producer<T>, Consumer<T>) {
+    let cap = capacity.max(2).next_power_of_two();
+    let ring = Arc::new(Ring {
+        slots: (0..cap)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect(),
+        mask: cap - 1,
+        head: Padded(AtomicUsize::new(0)),
+        tail: Padded(AtomicUsize::new(0)),
+        closed: AtomicBool::new(false),
+    });
+    (
+        Producer {
+            ring: ring.clone(),
+            tail: 0,
+            head_seen: 0,
+            unpublished: 0,
+            every: publish_every.clamp(1, cap),
+        },
+        Consumer { ring, head: 0 },
+    )
 }
 
 impl<T> Drop for Ring<T> {
+    /// Drops items published but never consumed (both ends are gone).
     fn drop(&mut self) {
-        self.drop_pending();
+        let head = *self.head.0.get_mut();
+        let tail = *self.tail.0.get_mut();
+        for i in head..tail {
+            // SAFETY: slots in head..tail hold initialised items, and no
+            // one else can reach them (`&mut self`).
+            unsafe { self.slots[i & self.mask].get_mut().assume_init_drop() };
+        }
     }
 }
 
 /// The pushing end.
-pub struct Producer<'a, T> {
-    ring: &'a Ring<T>,
+pub struct Producer<T> {
+    ring: Arc<Ring<T>>,
     /// Next position to write.
     tail: usize,
     /// The consumer's head as last read (a lower bound of the real one).
@@ -106,7 +90,7 @@ pub struct Producer<'a, T> {
     every: usize,
 }
 
-impl<T: Send> Producer<'_, T> {
+impl<T: Send> Producer<T> {
     /// Appends `item`, waiting while the ring is full.
     #[inline]
     pub fn push(&mut self, item: T) {
@@ -143,7 +127,7 @@ impl<T: Send> Producer<'_, T> {
     }
 }
 
-impl<T> Drop for Producer<'_, T> {
+impl<T> Drop for Producer<T> {
     /// Publishes what is left and tells the consumer nothing more comes.
     fn drop(&mut self) {
         self.ring.tail.0.store(self.tail, Ordering::Release);
@@ -152,12 +136,12 @@ impl<T> Drop for Producer<'_, T> {
 }
 
 /// The popping end.
-pub struct Consumer<'a, T> {
-    ring: &'a Ring<T>,
+pub struct Consumer<T> {
+    ring: Arc<Ring<T>>,
     head: usize,
 }
 
-impl<T: Send> Consumer<'_, T> {
+impl<T: Send> Consumer<T> {
     /// Hands up to `max` published items to `f`, in order, and returns how
     /// many; 0 if none is published yet.
     #[inline]
@@ -227,8 +211,7 @@ mod tests {
     use std::sync::atomic::AtomicU64;
 
     fn transfer(publish_every: usize, max: usize, count: u64) {
-        let mut ring = Ring::<Box<u64>>::new(16);
-        let (mut p, mut c) = ring.split(publish_every);
+        let (mut p, mut c) = channel::<Box<u64>>(16, publish_every);
         let got = std::thread::scope(|s| {
             s.spawn(move || {
                 for i in 0..count {
@@ -266,27 +249,16 @@ mod tests {
                 DROPS.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let mut ring = Ring::new(8);
-        {
-            let (mut p, _c) = ring.split(1);
-            for _ in 0..5 {
-                p.push(Counted);
-            }
-        }
-        // Splitting again starts from an empty ring.
-        {
-            let (mut p, mut c) = ring.split(1);
-            assert_eq!(DROPS.load(Ordering::Relaxed), 5);
-            p.push(Counted);
-            drop(p);
-            assert_eq!(c.pop_up_to(10, drop), 1);
-        }
-        assert_eq!(DROPS.load(Ordering::Relaxed), 6);
-        {
-            let (mut p, _c) = ring.split(1);
+        let (mut p, mut c) = channel(8, 1);
+        for _ in 0..5 {
             p.push(Counted);
         }
-        drop(ring);
-        assert_eq!(DROPS.load(Ordering::Relaxed), 7);
+        assert_eq!(c.pop_up_to(2, drop), 2);
+        assert_eq!(DROPS.load(Ordering::Relaxed), 2);
+        drop(p);
+        assert_eq!(DROPS.load(Ordering::Relaxed), 2);
+        // The last end to go drops the three items still in the ring.
+        drop(c);
+        assert_eq!(DROPS.load(Ordering::Relaxed), 5);
     }
 }
