@@ -74,7 +74,7 @@ pub struct RunResult {
     pub bytes: u64,
     /// First send to the receiver's end-of-file.
     pub elapsed: Duration,
-    /// System calls the strategy made (send, connected and finish).
+    /// System calls the strategy reported (`send` and `finish`).
     pub syscalls: SyscallCount,
     /// Heap allocations per message on the sending thread in steady state;
     /// `None` if the counting allocator is not installed.
@@ -235,8 +235,10 @@ pub fn drive<S: Sink>(
             }
         });
         let sent = send_loop(strategy, &*tx, msg, stop, warm, counting);
-        // Shut down even after an error, so that the receiver ends.
+        // Shut down even after an error, and close, so that the receiver
+        // reads end-of-file whatever happened.
         let shut = tx.shutdown_write();
+        drop(tx);
         let received = receiver.join().expect("the receiver thread does not panic");
         let (syscalls, messages, allocs, start) = sent.map_err(io_err)?;
         shut.map_err(io_err)?;

@@ -337,3 +337,38 @@ fn strategies_refuse_the_other_kind_of_payload() {
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
     }
 }
+
+/// Fails on its third message.
+struct Failing(u64);
+
+impl SendStrategy for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+
+    fn send(&mut self, sock: &dyn Sock, msg: &Message<'_>) -> io::Result<SyscallCount> {
+        self.0 += 1;
+        if self.0 == 3 {
+            return Err(io::Error::other("injected failure"));
+        }
+        let mut n = SyscallCount(0);
+        write_all(sock.as_fd(), msg.header, &mut n)?;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_strategy_ends_its_run_with_its_error() {
+    let p = parts(10);
+    for t in TRANSPORTS {
+        let e = drive(
+            &mut Failing(0),
+            t,
+            &p.memory(),
+            Stop::Messages(100),
+            Vec::new(),
+        )
+        .expect_err("the third send fails");
+        assert!(e.to_string().contains("failing: injected failure"), "{e}");
+    }
+}
