@@ -160,10 +160,12 @@ impl Section for AllocSection {
                  threads all section), handed over through one SPSC ring ({RING_SLOTS} slots)"
             ),
         ];
+        let mut pinned = None;
         // One producer and one consumer thread for the whole section (see
         // `pair`); `contenders` and `src` outlive them.
         let measured = std::thread::scope(|s| -> Result<(), String> {
             let pair = ThreadPair::spawn(s);
+            pinned = pair.pinned();
             for mode in MODES {
                 for op in OPS {
                     let name = group_name(mode, op);
@@ -195,6 +197,12 @@ impl Section for AllocSection {
         if let Err(error) = measured {
             return Outcome::Failed { error };
         }
+        table.about.push(match pinned {
+            Some((a, b)) => {
+                format!("cross-thread: producer pinned to CPU {a}, consumer to CPU {b}")
+            }
+            None => "cross-thread: threads not pinned (fewer than two CPUs allowed)".into(),
+        });
         for (cname, c) in &contenders {
             if let Contender::Frag(cache) = c {
                 let st = cache.stats();

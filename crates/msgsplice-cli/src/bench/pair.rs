@@ -5,9 +5,18 @@
 //! threads do: the fragment cache keeps one bucket per thread, and glibc
 //! gives each new thread an arena, so fresh threads in every run would
 //! measure thread start-up states rather than the steady state.
+//!
+//! When the process may run on two CPUs or more, the threads are pinned to
+//! two different CPUs, so that "allocated on one thread, freed on another"
+//! always means another CPU too. Unpinned, a busy machine sometimes runs
+//! both on one CPU in turns, and the hand-off then costs what a same-CPU
+//! free costs (measured here: glibc's cross-thread cycle swung between
+//! about 70 and 380 ns from run to run).
 
 use std::sync::mpsc::{channel, Sender};
 use std::thread::Scope;
+
+use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 
 type Job<'env> = Box<dyn FnOnce() + Send + 'env>;
 
@@ -16,24 +25,51 @@ type Job<'env> = Box<dyn FnOnce() + Send + 'env>;
 pub struct ThreadPair<'env> {
     first: Sender<Job<'env>>,
     second: Sender<Job<'env>>,
+    pinned: Option<(usize, usize)>,
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    match sched_getaffinity(None) {
+        Ok(set) => (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 impl<'env> ThreadPair<'env> {
-    /// Starts two threads in `scope`.
+    /// Starts two threads in `scope`, pinned to two different CPUs if the
+    /// process may use two.
     pub fn spawn<'scope>(scope: &'scope Scope<'scope, 'env>) -> ThreadPair<'env> {
-        let start = || {
+        let cpus = allowed_cpus();
+        let want = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+        let start = |cpu: Option<usize>| {
             let (tx, rx) = channel::<Job<'env>>();
+            let (ptx, prx) = channel();
             scope.spawn(move || {
+                let pinned = cpu.is_some_and(|c| {
+                    let mut set = CpuSet::new();
+                    set.set(c);
+                    sched_setaffinity(None, &set).is_ok()
+                });
+                let _ = ptx.send(pinned);
                 for job in rx {
                     job();
                 }
             });
-            tx
+            (tx, prx.recv().unwrap_or(false))
         };
+        let (first, p1) = start(want.map(|w| w.0));
+        let (second, p2) = start(want.map(|w| w.1));
         ThreadPair {
-            first: start(),
-            second: start(),
+            first,
+            second,
+            pinned: want.filter(|_| p1 && p2),
         }
+    }
+
+    /// The CPUs of the first and the second thread, if both are pinned.
+    pub fn pinned(&self) -> Option<(usize, usize)> {
+        self.pinned
     }
 
     /// Runs `a` on the first thread and `b` on the second, concurrently,
@@ -82,6 +118,20 @@ mod tests {
             assert_ne!(a1, b1);
             assert_eq!((a1, b1), (a2, b2));
             assert_ne!(a1, std::thread::current().id());
+        });
+    }
+
+    #[test]
+    fn threads_are_pinned_to_two_cpus_when_there_are_two() {
+        std::thread::scope(|s| {
+            let pair = ThreadPair::spawn(s);
+            let Some((c1, c2)) = pair.pinned() else {
+                assert!(allowed_cpus().len() < 2, "two CPUs but not pinned");
+                return;
+            };
+            assert_ne!(c1, c2);
+            let cpu = rustix::thread::sched_getcpu;
+            assert_eq!(pair.run(cpu, cpu), (c1, c2));
         });
     }
 
