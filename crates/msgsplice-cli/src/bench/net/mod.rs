@@ -15,6 +15,7 @@
 
 pub mod harness;
 pub mod iperf;
+pub mod splicer;
 pub mod strategy;
 
 use std::fs::File;

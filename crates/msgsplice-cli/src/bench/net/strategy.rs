@@ -24,6 +24,7 @@ use msgsplice::frag::Frag;
 use rustix::io::Errno;
 
 use super::harness::Transport;
+use super::splicer::{Mode as SplicerMode, SplicerRow};
 
 /// A connected stream socket a strategy writes to.
 pub trait Sock: AsFd + Send {
@@ -157,12 +158,19 @@ pub fn memory_strategies() -> Vec<Box<dyn SendStrategy>> {
         Box::new(VecCopy::new(false)),
         Box::new(VecCopy::new(true)),
         Box::new(Writev),
+        Box::new(SplicerRow::new(SplicerMode::Off, false)),
+        Box::new(SplicerRow::new(SplicerMode::On, false)),
+        Box::new(SplicerRow::new(SplicerMode::OnKeep, false)),
     ]
 }
 
 /// The strategies for file-backed payloads; the first is the baseline.
 pub fn file_strategies() -> Vec<Box<dyn SendStrategy>> {
-    vec![Box::new(ReadWrite::new()), Box::new(ReadWritev::new())]
+    vec![
+        Box::new(ReadWrite::new()),
+        Box::new(ReadWritev::new()),
+        Box::new(SplicerRow::new(SplicerMode::On, true)),
+    ]
 }
 
 /// `write(2)` until all of `buf` is taken.
