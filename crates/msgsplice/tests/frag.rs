@@ -328,3 +328,26 @@ proptest! {
         prop_assert_eq!(c.stats().folios_live, 0);
     }
 }
+
+#[test]
+fn a_fragbuf_gives_its_unused_capacity_back() {
+    let c = FragCache::new();
+    let mut w = FragBuf::new(&c, 30_000).unwrap();
+    w.put_slice(b"short");
+    let f = w.freeze();
+    let next = c.memdup(b"next").unwrap();
+    assert_eq!(
+        next.as_ptr() as usize,
+        f.as_ptr() as usize + 5,
+        "the tail was given back"
+    );
+    assert_eq!(&f[..], b"short");
+    assert_eq!(&next[..], b"next");
+    // Not the latest allocation any more: truncating cannot give back.
+    let mut a = c.alloc(100, 1).unwrap();
+    let b = c.memdup(b"b").unwrap();
+    a.truncate(10);
+    let d = c.memdup(b"d").unwrap();
+    assert_eq!(d.as_ptr() as usize, b.as_ptr() as usize + 1);
+    assert_eq!(c.stats().bytes_handed_out, 5 + 4 + 100 + 1 + 1);
+}

@@ -363,10 +363,19 @@ impl FragMut {
         self.len == 0
     }
 
-    /// Shortens the fragment; the bytes past `len` are not reused until the
-    /// folio is (the bump allocator never gives memory back piecemeal).
+    /// Shortens the fragment. If it is the most recent allocation of the
+    /// calling thread's bucket, the cut-off tail goes back to the bucket for
+    /// the next allocation (so a generously sized [`FragBuf`](super::FragBuf)
+    /// costs only what was written); otherwise the tail is reused with the
+    /// folio.
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        if len >= self.len {
+            return;
+        }
+        let old_end = self.ptr.as_ptr() as usize + self.len;
+        self.len = len;
+        let new_end = self.ptr.as_ptr() as usize + len;
+        super::cache::give_back_tail(self.folio, old_end, new_end);
     }
 
     /// Turns this into a shared, read-only [`Frag`]. Free: no atomic, no copy.
