@@ -36,6 +36,15 @@ pub struct Opt {
     inline: Option<String>,
 }
 
+/// One command-line word: an option, or a positional word such as a path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// `--name`, `--name=value`, `-h`.
+    Opt(Opt),
+    /// Anything else, as given (paths need not be UTF-8).
+    Word(OsString),
+}
+
 /// The words after the subcommand.
 pub struct Args {
     words: std::vec::IntoIter<OsString>,
@@ -50,16 +59,26 @@ impl Args {
     }
 
     /// The next option, or `None` at the end. A word that is not an option
-    /// is an error (no subcommand takes positional words yet).
+    /// is an error (see [`next_arg`](Self::next_arg) for commands that take
+    /// positional words).
     pub fn next_opt(&mut self) -> Result<Option<Opt>, ArgError> {
+        match self.next_arg()? {
+            None => Ok(None),
+            Some(Arg::Opt(o)) => Ok(Some(o)),
+            Some(Arg::Word(w)) => Err(ArgError::Unknown(w.to_string_lossy().into_owned())),
+        }
+    }
+
+    /// The next option or positional word, or `None` at the end.
+    pub fn next_arg(&mut self) -> Result<Option<Arg>, ArgError> {
         let Some(w) = self.words.next() else {
             return Ok(None);
         };
-        let w = w.into_string().map_err(|_| ArgError::NotUtf8)?;
-        if !w.starts_with('-') {
-            return Err(ArgError::Unknown(w));
+        if !w.as_encoded_bytes().starts_with(b"-") {
+            return Ok(Some(Arg::Word(w)));
         }
-        Ok(Some(match w.split_once('=') {
+        let w = w.into_string().map_err(|_| ArgError::NotUtf8)?;
+        Ok(Some(Arg::Opt(match w.split_once('=') {
             Some((n, v)) if n.starts_with("--") => Opt {
                 name: n.to_string(),
                 inline: Some(v.to_string()),
@@ -68,7 +87,7 @@ impl Args {
                 name: w,
                 inline: None,
             },
-        }))
+        })))
     }
 
     /// The value of `opt`: after its `=`, or the next word.
@@ -173,6 +192,18 @@ mod tests {
         assert_eq!(a.flag(&o), Ok(()));
         assert_eq!(a.next_opt(), Err(ArgError::Unknown("stray".into())));
         assert_eq!(a.next_opt(), Ok(None));
+    }
+
+    #[test]
+    fn positional_words() {
+        let mut a = args(&["serve", "--port=7", "/some dir"]);
+        assert_eq!(a.next_arg(), Ok(Some(Arg::Word("serve".into()))));
+        let Ok(Some(Arg::Opt(o))) = a.next_arg() else {
+            panic!("an option")
+        };
+        assert_eq!(a.parsed(&o, parse_count), Ok(7));
+        assert_eq!(a.next_arg(), Ok(Some(Arg::Word("/some dir".into()))));
+        assert_eq!(a.next_arg(), Ok(None));
     }
 
     #[test]

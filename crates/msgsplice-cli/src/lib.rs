@@ -9,12 +9,15 @@
 //!   and ratio against a baseline; JSON and SVG output.
 //! - [`alloc_count`]: the counting global allocator behind "heap
 //!   allocations per message".
+//! - [`nfs`](mod@nfs): `msgsplice nfs serve DIR`, a read-only NFSv3 export
+//!   of a directory (msgsplice-rpc's `NfsServer`) that prints its URL.
 //! - [`args`]: hand-written option parsing shared by the subcommands.
 #![warn(missing_docs)]
 
 pub mod alloc_count;
 pub mod args;
 pub mod bench;
+pub mod nfs;
 
 /// Unit tests count allocations too.
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! `msgsplice`: the command-line front of the msgsplice workspace.
 //!
 //! `msgsplice bench` runs the side-by-side benchmark (the README's main
-//! command: `cargo run --release -- bench`). A subcommand is one arm of the
+//! command: `cargo run --release -- bench`); `msgsplice nfs serve DIR`
+//! exports a directory read-only over NFSv3. A subcommand is one arm of the
 //! match in [`main`] and a module with `main(words) -> ExitCode`.
 
 use std::process::ExitCode;
 
 use msgsplice_cli::alloc_count::CountingAlloc;
-use msgsplice_cli::bench;
+use msgsplice_cli::{bench, nfs};
 
 /// Counts heap allocations per thread, for the benchmark's "allocs/msg".
 #[global_allocator]
@@ -19,6 +20,8 @@ usage: msgsplice <command> [options]
 commands:
   bench    measure msgsplice against the usual ways, side by side
            (msgsplice bench --help for its options)
+  nfs      nfs serve DIR: export DIR read-only over NFSv3 and print its URL
+           (msgsplice nfs --help for its options)
 ";
 
 fn main() -> ExitCode {
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let rest: Vec<_> = words.collect();
     match command.as_ref().and_then(|c| c.to_str()) {
         Some("bench") => bench::main(rest),
+        Some("nfs") => nfs::main(rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS

@@ -1,0 +1,167 @@
+//! `msgsplice nfs serve` end to end: run the binary, read the URL it prints,
+//! read files through it with libnfs-utils' `nfs-cat` and `nfs-ls`, then
+//! kill the server by its PID.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `msgsplice nfs serve`; killed (by PID) and reaped on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_msgsplice"))
+            .args(["nfs", "serve"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start msgsplice nfs serve");
+        // The URL is the first line on stdout; wait for it with a limit.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut server = Server {
+            child,
+            url: String::new(),
+        };
+        server.url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server prints its URL")
+            .trim()
+            .to_string();
+        server
+    }
+
+    /// The URL of `path` in the export.
+    fn url_for(&self, path: &str) -> String {
+        let (base, query) = self.url.split_once('?').expect("a URL with a query");
+        format!("{base}/{path}?{query}")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Child::kill signals this child's PID, nothing else.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a libnfs-utils tool with a time limit; fails the test, saying how
+/// to install it, if it is missing.
+fn nfs_tool(tool: &str, url: &str) -> Output {
+    let out = Command::new("timeout")
+        .args(["60", tool, url])
+        .output()
+        .expect("run `timeout` (coreutils)");
+    assert_ne!(
+        out.status.code(),
+        Some(127),
+        "{tool} not found: install libnfs-utils (apt-get install -y libnfs-utils)"
+    );
+    assert!(
+        out.status.success(),
+        "{tool} {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn content(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 4093) as u8).collect()
+}
+
+#[test]
+fn nfs_serve_prints_a_url_that_nfs_cat_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"hello, nfs\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let big = content((3 << 20) + 4093);
+    std::fs::write(dir.path().join("sub/big.bin"), &big).unwrap();
+
+    let s = Server::start(dir.path(), &[]);
+    assert!(
+        s.url.starts_with("nfs://127.0.0.1/export?nfsport=") && s.url.ends_with("&version=3"),
+        "{}",
+        s.url
+    );
+    let pid = s.child.id();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+
+    assert_eq!(
+        nfs_tool("nfs-cat", &s.url_for("hello.txt")).stdout,
+        b"hello, nfs\n"
+    );
+    let got = nfs_tool("nfs-cat", &s.url_for("sub/big.bin")).stdout;
+    assert_eq!(got.len(), big.len());
+    assert!(got == big, "nfs-cat of sub/big.bin: wrong bytes");
+    let ls = String::from_utf8(nfs_tool("nfs-ls", &s.url).stdout).unwrap();
+    assert!(ls.lines().any(|l| l.ends_with(" hello.txt")), "{ls}");
+    assert!(ls.lines().any(|l| l.ends_with(" sub")), "{ls}");
+
+    drop(s);
+    // Killed and reaped: the PID names no process of ours any more (or a
+    // new, unrelated one; either way not a zombie of this test).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(!stat.contains(") Z "), "{stat}");
+}
+
+#[test]
+fn nfs_serve_on_one_given_port() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"a\n").unwrap();
+    // A free port: bound, read and released (another program could take it
+    // in between; then this test fails loudly rather than silently).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let s = Server::start(dir.path(), &["--port", &port, "--mount-port", &port]);
+    assert!(
+        s.url
+            .contains(&format!("?nfsport={port}&mountport={port}&")),
+        "{}",
+        s.url
+    );
+    assert_eq!(nfs_tool("nfs-cat", &s.url_for("a.txt")).stdout, b"a\n");
+}
+
+#[test]
+fn nfs_serve_refuses_what_it_cannot_serve() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_msgsplice"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["nfs", "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("which directory?"));
+
+    let out = run(&["nfs", "serve", "/nonexistent/msgsplice-test-dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot export"));
+    assert!(out.stdout.is_empty(), "no URL for a failed start");
+
+    let out = run(&["nfs", "serve", ".", "--port", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = run(&["nfs", "--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--mount-port"));
+}
