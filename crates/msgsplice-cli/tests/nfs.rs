@@ -165,3 +165,61 @@ fn nfs_serve_refuses_what_it_cannot_serve() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--mount-port"));
 }
+
+/// `msgsplice bench --quick --sections nfs`: one table with the four rows,
+/// nfsserve as the baseline, and the per-READ costs of msgsplice's export
+/// (three system calls, no heap allocation). Shapes, never speeds.
+#[test]
+fn bench_nfs_section_runs_every_contender() {
+    use msgsplice_cli::bench::report::{Outcome, Report};
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("nfs.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_msgsplice"))
+        .args(["bench", "--quick", "--sections", "nfs", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bench names its scratch directory after its PID.
+    let scratch = std::env::temp_dir().join(format!("msgsplice-bench-nfs-{}", child.id()));
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("== nfs: "), "{stdout}");
+
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let Outcome::Ran(t) = &report.sections[0].outcome else {
+        panic!(
+            "the nfs section did not run (it needs libnfs-utils: apt-get install -y \
+             libnfs-utils): {:?}",
+            report.sections[0].outcome
+        );
+    };
+    let names: Vec<&str> = t.groups[0].rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "nfsserve 0.11 (tokio)",
+            "msgsplice nfs serve",
+            "sendfile to a plain reader",
+            "sendfile per 1 MiB request"
+        ],
+        "{stdout}"
+    );
+    assert!(t.groups[0].rows[0].baseline);
+    for r in &t.groups[0].rows {
+        assert!(r.value.median > 0.0, "{r:?}");
+        assert!(r.extras["server CPU-s/GiB"].median > 0.0, "{r:?}");
+    }
+    let ours = &t.groups[0].rows[1];
+    assert_eq!(ours.extras["syscalls/READ"].median, 3.0, "{stdout}");
+    assert_eq!(ours.extras["allocs/READ"].max, 0.0, "{stdout}");
+    assert!(
+        t.notes.iter().any(|n| n.contains("target >= 1.4x")),
+        "{stdout}"
+    );
+    // The scratch directory is gone.
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
+}

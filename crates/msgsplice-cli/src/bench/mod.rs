@@ -12,11 +12,13 @@
 //! Sections now: `alloc` (the fragment allocator against heap buffers),
 //! `memcpy` (the physical reference), `tcp` and `unix` (send strategies for
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
-//! payloads).
+//! payloads), `nfs` (the NFSv3 export against the nfsserve crate, with
+//! `nfs-cat` as the client).
 
 pub mod alloc;
 pub mod memcpy;
 pub mod net;
+pub mod nfs;
 pub mod pair;
 pub mod report;
 pub mod ring;
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::args::{parse_count, parse_sizes, ArgError, Args};
+use crate::args::{parse_count, parse_size, parse_sizes, ArgError, Args};
 use report::{render_section, Host, Outcome, Report, SectionReport, Settings};
 
 /// A part of the benchmark that produces one table.
@@ -54,6 +56,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(net::SendSection::tcp()),
         Box::new(net::SendSection::unix()),
         Box::new(net::SendSection::file()),
+        Box::new(nfs::NfsSection),
     ]
 }
 
@@ -75,6 +78,9 @@ pub struct Options {
     /// Tiny durations and two runs: checks that everything runs, measures
     /// nothing worth reading.
     pub quick: bool,
+    /// File size of the `nfs` section (else [`nfs::DEFAULT_SIZE`], or
+    /// [`nfs::QUICK_SIZE`] with `quick`).
+    pub nfs_size: Option<usize>,
 }
 
 /// Runs per row by default.
@@ -96,6 +102,7 @@ impl Default for Options {
             json: None,
             svg: None,
             quick: false,
+            nfs_size: None,
         }
     }
 }
@@ -122,6 +129,12 @@ impl Options {
                     o.duration = Some(Duration::from_millis(ms as u64));
                 }
                 "--sizes" => o.sizes = a.parsed(&opt, parse_sizes)?,
+                "--nfs-size" => {
+                    o.nfs_size = Some(a.parsed(&opt, |s| match parse_size(s)? {
+                        0 => Err("must be at least 1 byte".to_string()),
+                        n => Ok(n),
+                    })?)
+                }
                 "--json" => o.json = Some(a.value(&opt)?.into()),
                 "--svg" => o.svg = Some(a.value(&opt)?.into()),
                 "--quick" => {
@@ -177,10 +190,16 @@ options:
                         tcp     send strategies over TCP loopback, iperf3 reference
                         unix    send strategies over a Unix stream socket
                         file    file-backed payloads over TCP loopback
+                        nfs     NFSv3 READ with nfs-cat: this export against the
+                                nfsserve crate, and the sendfile ceiling
+                                (needs libnfs-utils; builds the nfsserve peer
+                                once if it is not beside this binary)
   --runs N            runs per row (default 5; 2 with --quick)
   --duration-ms N     length of one run in every section (default per section:
                         alloc 50, memcpy 300, tcp/unix/file 200)
   --sizes LIST        payload sizes of tcp, unix and file (default 1K,16K,256K)
+  --nfs-size SIZE     file size of the nfs section (default 256M, 8M with
+                        --quick; 1024M for the 1 GiB of issue 5)
   --json FILE         write every result as JSON
   --svg FILE          draw the ratios as an SVG bar chart
   --quick             tiny runs, to check that everything works
@@ -390,7 +409,11 @@ mod tests {
     #[test]
     fn defaults() {
         let o = parse(&[]).unwrap().unwrap();
-        assert_eq!(o.sections, ["alloc", "memcpy", "tcp", "unix", "file"]);
+        assert_eq!(
+            o.sections,
+            ["alloc", "memcpy", "tcp", "unix", "file", "nfs"]
+        );
+        assert_eq!(o.nfs_size, None);
         assert_eq!(o.runs, 5);
         assert_eq!(o.sizes, [1024, 16384, 262144]);
         assert_eq!(
@@ -412,6 +435,8 @@ mod tests {
             "--json",
             "r.json",
             "--svg=r.svg",
+            "--nfs-size",
+            "1024M",
         ])
         .unwrap()
         .unwrap();
@@ -425,6 +450,7 @@ mod tests {
         assert_eq!(o.sizes, [64, 1 << 20]);
         assert_eq!(o.json.as_deref(), Some(std::path::Path::new("r.json")));
         assert_eq!(o.svg.as_deref(), Some(std::path::Path::new("r.svg")));
+        assert_eq!(o.nfs_size, Some(1 << 30));
     }
 
     #[test]

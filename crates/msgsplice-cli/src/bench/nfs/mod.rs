@@ -1,0 +1,408 @@
+//! The `nfs` section: msgsplice's read-only NFSv3 export against the
+//! `nfsserve` crate, with the same client reading the same file, and raw
+//! `sendfile` as the ceiling (issue 5's benchmark).
+//!
+//! - One file (256 MiB by default, `--nfs-size`; 8 MiB with `--quick`) in a
+//!   temporary directory, written, synced and read once so that it is in
+//!   the page cache.
+//! - Client: `nfs-cat URL > /dev/null` (libnfs-utils), timed from spawn to
+//!   exit. libnfs reads in 1 MiB READs from both servers (both say
+//!   `rtmax` = 1 MiB in FSINFO).
+//! - Servers, each run a fresh process so that its CPU time (user +
+//!   system, from `getrusage(RUSAGE_CHILDREN)` around reaping it) is that
+//!   run's: `msgsplice nfs serve DIR` (this binary) and the nfsserve peer
+//!   (`crates/msgsplice-rpc/examples/nfsserve_peer.rs`, found beside this
+//!   binary or built once with cargo; see [`procs::nfsserve_peer`]), which
+//!   gets libnfs's `auto-traverse-mounts=0` (its MOUNT EXPORT reply makes
+//!   `nfs-cat` fail otherwise). Both listen on 127.0.0.1 only.
+//! - Ceiling: the file by `sendfile` over loopback TCP to a plain reader,
+//!   both threads of this process ([`inproc::sendfile_ceiling`]).
+//! - Per READ reply of msgsplice's export: system calls and heap
+//!   allocations, measured on this thread through the same dispatcher and
+//!   transport the server uses ([`inproc::reply_costs`]).
+//!
+//! Before the timed runs each server's output is compared with the file
+//! once, so a fast wrong server cannot win.
+
+pub mod inproc;
+pub mod procs;
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use self::procs::ServerProc;
+use super::report::{Group, Outcome, Row, Table};
+use super::{fmt_size, Options, Progress, Section};
+
+/// File size by default.
+pub const DEFAULT_SIZE: usize = 256 << 20;
+/// File size with `--quick`.
+pub const QUICK_SIZE: usize = 8 << 20;
+/// The file's name in the exported directory.
+const FILE_NAME: &str = "nfs-bench.bin";
+/// READs of the per-reply measurement, and how many of them warm up.
+const COST_READS: u32 = 40;
+const COST_WARM: u32 = 8;
+
+const SERVER_CPU: &str = "server CPU-s/GiB";
+const CLIENT_CPU: &str = "client CPU-s/GiB";
+const CALLS: &str = "syscalls/READ";
+const ALLOCS: &str = "allocs/READ";
+
+/// The `nfs` section.
+pub struct NfsSection;
+
+/// The contenders, in table order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    Nfsserve,
+    Msgsplice,
+    Ceiling,
+    PerRequest,
+}
+
+impl Who {
+    fn name(self) -> &'static str {
+        match self {
+            Who::Nfsserve => "nfsserve 0.11 (tokio)",
+            Who::Msgsplice => "msgsplice nfs serve",
+            Who::Ceiling => "sendfile to a plain reader",
+            Who::PerRequest => "sendfile per 1 MiB request",
+        }
+    }
+}
+
+/// The samples of one contender, one per run.
+#[derive(Default)]
+struct Samples {
+    gbps: Vec<f64>,
+    server_cpu: Vec<f64>,
+    client_cpu: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, size: u64, elapsed: Duration, server: Duration, client: Duration) {
+        let gib = size as f64 / (1u64 << 30) as f64;
+        self.gbps.push(size as f64 / elapsed.as_secs_f64() / 1e9);
+        self.server_cpu.push(server.as_secs_f64() / gib);
+        self.client_cpu.push(client.as_secs_f64() / gib);
+    }
+}
+
+/// A temporary directory holding the file; removed with it on drop.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    /// Creates the directory and a file of `size` bytes in it (1 MiB blocks
+    /// of pseudo-random bytes, each stamped with its index so that a
+    /// misplaced block cannot verify), synced and then read once.
+    fn create(size: usize) -> std::io::Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("msgsplice-bench-nfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir)?;
+        let s = Scratch { dir };
+        let mut f = std::fs::File::create(s.file())?;
+        let mut block = super::net::pattern(1 << 20, 0x6e66_7333);
+        let mut left = size;
+        let mut i = 0u64;
+        while left > 0 {
+            block[..8].copy_from_slice(&i.to_le_bytes());
+            let n = left.min(block.len());
+            f.write_all(&block[..n])?;
+            left -= n;
+            i += 1;
+        }
+        // Written back before measuring, so writeback does not disturb it.
+        f.sync_all()?;
+        drop(f);
+        let mut f = std::fs::File::open(s.file())?;
+        let mut buf = vec![0u8; 1 << 20];
+        while f.read(&mut buf)? > 0 {}
+        Ok(s)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the section needs to run a server.
+struct Servers {
+    msgsplice: PathBuf,
+    nfsserve: Result<PathBuf, String>,
+}
+
+impl Servers {
+    fn program(&self, who: Who) -> Option<&Path> {
+        match who {
+            Who::Msgsplice => Some(&self.msgsplice),
+            Who::Nfsserve => self.nfsserve.as_deref().ok(),
+            Who::Ceiling | Who::PerRequest => None,
+        }
+    }
+}
+
+/// One run of `who`: timed (output to /dev/null), or checked against the
+/// file (not timed). Returns elapsed, server CPU, client CPU.
+fn run_one(
+    who: Who,
+    servers: &Servers,
+    scratch: &Scratch,
+    check: bool,
+) -> Result<(Duration, Duration, Duration), String> {
+    let Some(program) = servers.program(who) else {
+        let how = match who {
+            Who::PerRequest => inproc::Ceiling::PerRequest,
+            _ => inproc::Ceiling::Stream,
+        };
+        let r = inproc::sendfile_ceiling(&scratch.file(), how)?;
+        return Ok((r.elapsed, r.server_cpu, r.client_cpu));
+    };
+    let dir = scratch.dir.as_os_str();
+    let args: Vec<&OsStr> = match who {
+        Who::Msgsplice => vec![OsStr::new("nfs"), OsStr::new("serve"), dir],
+        _ => vec![dir],
+    };
+    let errors = std::env::temp_dir().join(format!(
+        "msgsplice-bench-nfs-{}-server.err",
+        std::process::id()
+    ));
+    let server = ServerProc::start(program, &args, &errors);
+    let _ = std::fs::remove_file(&errors);
+    let server = server.map_err(|e| format!("{}: {e}", who.name()))?;
+    let file = scratch.file();
+    let client = procs::nfs_cat(&server.file_url(FILE_NAME), check.then_some(file.as_path()));
+    let server_cpu = server.stop();
+    let client = client.map_err(|e| format!("{}: {e}", who.name()))?;
+    Ok((client.elapsed, server_cpu, client.cpu))
+}
+
+impl NfsSection {
+    fn size(opts: &Options) -> usize {
+        opts.nfs_size
+            .unwrap_or(if opts.quick { QUICK_SIZE } else { DEFAULT_SIZE })
+    }
+
+    fn measure(&self, opts: &Options, progress: &mut Progress) -> Outcome {
+        if !procs::nfs_cat_available() {
+            return Outcome::Skipped {
+                reason: "nfs-cat not found: this section's client is libnfs-utils \
+                         (apt-get install libnfs-utils)"
+                    .into(),
+            };
+        }
+        let msgsplice = match procs::msgsplice_binary() {
+            Ok(p) => p,
+            Err(reason) => return Outcome::Skipped { reason },
+        };
+        let size = Self::size(opts);
+        progress.step(format_args!(
+            "writing and warming a {} file",
+            fmt_size(size)
+        ));
+        let scratch = match Scratch::create(size) {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Failed {
+                    error: format!("cannot make the {} test file: {e}", fmt_size(size)),
+                }
+            }
+        };
+        let servers = Servers {
+            msgsplice,
+            nfsserve: procs::nfsserve_peer(progress),
+        };
+        match self.table(opts, progress, &servers, &scratch, size as u64) {
+            Ok(t) => Outcome::Ran(t),
+            Err(error) => Outcome::Failed { error },
+        }
+    }
+
+    fn table(
+        &self,
+        opts: &Options,
+        progress: &mut Progress,
+        servers: &Servers,
+        scratch: &Scratch,
+        size: u64,
+    ) -> Result<Table, String> {
+        let mut who = vec![Who::Msgsplice, Who::Ceiling, Who::PerRequest];
+        if servers.nfsserve.is_ok() {
+            who.insert(0, Who::Nfsserve);
+        }
+        // Each server's output is checked once; this also warms it up.
+        for &w in who.iter().filter(|&&w| servers.program(w).is_some()) {
+            progress.step(format_args!("{}: checking what nfs-cat gets", w.name()));
+            run_one(w, servers, scratch, true)?;
+        }
+        let mut samples: Vec<Samples> = who.iter().map(|_| Samples::default()).collect();
+        for run in 0..opts.runs {
+            // A different order each round, so that no contender always
+            // follows the same one.
+            for k in 0..who.len() {
+                let i = (k + run) % who.len();
+                progress.step(format_args!(
+                    "{}, run {}/{}",
+                    who[i].name(),
+                    run + 1,
+                    opts.runs
+                ));
+                let (elapsed, server, client) = run_one(who[i], servers, scratch, false)?;
+                samples[i].push(size, elapsed, server, client);
+            }
+        }
+        progress.step(format_args!("msgsplice: cost of one READ reply"));
+        let costs = inproc::reply_costs(
+            &scratch.dir,
+            FILE_NAME,
+            if opts.quick { 16 } else { COST_READS },
+            COST_WARM,
+        )?;
+
+        let mut t = Table::new("GB/s", true, "vs nfsserve");
+        t.about = vec![
+            format!(
+                "one {} file in page cache read whole by `nfs-cat URL > /dev/null` (libnfs-utils, \
+                 1 MiB READs); GB/s from spawn to exit of the client, median of {} runs, spread \
+                 min..max; higher is better",
+                fmt_size(size as usize),
+                opts.runs
+            ),
+            "each run starts a fresh server process; server CPU-s/GiB is its user+system time \
+             (getrusage of the reaped child) per GiB served, lower is better; client likewise"
+                .into(),
+            "nfsserve: the nfsserve crate over a read-only view of the same directory \
+             (msgsplice-rpc's examples/nfsserve_peer.rs), libnfs auto-traverse-mounts=0 for it \
+             only; both servers on 127.0.0.1"
+                .into(),
+            "sendfile to a plain reader: the file by one sendfile(2) over loopback TCP to a \
+             reader of 1 MiB reads, two threads of this process: the ceiling, no protocol at all"
+                .into(),
+            "sendfile per 1 MiB request: the same, but the reader asks for each MiB (4 bytes) \
+             before reading it, as an NFS client does: the bound for this access pattern"
+                .into(),
+        ];
+        t.extra_columns = vec![
+            SERVER_CPU.into(),
+            CLIENT_CPU.into(),
+            CALLS.into(),
+            ALLOCS.into(),
+        ];
+        let mut g = Group::new(format!("{} file", fmt_size(size as usize)));
+        for (w, s) in who.iter().zip(&samples) {
+            let Some(mut row) = Row::new(w.name(), *w == Who::Nfsserve, &s.gbps) else {
+                continue;
+            };
+            row = row
+                .with_extra(SERVER_CPU, &s.server_cpu)
+                .with_extra(CLIENT_CPU, &s.client_cpu);
+            if *w == Who::Msgsplice {
+                row = row
+                    .with_extra(CALLS, &costs.syscalls)
+                    .with_extra(ALLOCS, &costs.allocs);
+            }
+            g.rows.push(row);
+        }
+        t.groups.push(g);
+        t.compute_ratios();
+        t.notes = notes(&t, servers, &costs, opts);
+        Ok(t)
+    }
+}
+
+/// The targets of issue 5, the per-reply costs, and what was missing.
+fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Options) -> Vec<String> {
+    let mut notes = Vec::new();
+    let row = |w: Who| t.groups[0].rows.iter().find(|r| r.name == w.name());
+    let cpu = |w: Who| {
+        row(w)
+            .and_then(|r| r.extras.get(SERVER_CPU))
+            .map(|s| s.median)
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let (Some(ours), Some(peer)) = (row(Who::Msgsplice), row(Who::Nfsserve)) {
+        let tp = ours.value.median / peer.value.median;
+        notes.push(format!(
+            "msgsplice vs nfsserve: {tp:.2}x the throughput (target >= 1.4x: {})",
+            verdict(tp >= 1.4)
+        ));
+        if let (Some(a), Some(b)) = (cpu(Who::Msgsplice), cpu(Who::Nfsserve)) {
+            let r = a / b;
+            notes.push(format!(
+                "msgsplice vs nfsserve: {r:.2}x the server CPU per GiB (target <= 0.6x: {})",
+                verdict(r <= 0.6)
+            ));
+        }
+    }
+    if let (Some(ours), Some(ceiling)) = (row(Who::Msgsplice), row(Who::Ceiling)) {
+        let r = ours.value.median / ceiling.value.median;
+        notes.push(format!(
+            "msgsplice vs the sendfile ceiling: {r:.2}x the throughput (target >= 0.8x: {})",
+            verdict(r >= 0.8)
+        ));
+    }
+    let median = |v: &[f64]| super::stats::Summary::of(v).map_or(f64::NAN, |s| s.median);
+    notes.push(format!(
+        "one 1 MiB READ reply of msgsplice's export, {} READs after {COST_WARM} to warm up, on \
+         this thread through the server's dispatcher and Splicer transport over loopback TCP: \
+         {} system calls (fstat of the file range, sendmsg(MSG_MORE) of the head, sendfile; \
+         the server also makes one read per request) and {} heap allocations",
+        costs.allocs.len(),
+        super::report::fmt_num(median(&costs.syscalls)),
+        super::report::fmt_num(median(&costs.allocs)),
+    ));
+    if !crate::alloc_count::installed() {
+        notes.push("the counting allocator is not installed here: allocs/READ reads 0".into());
+    }
+    if let Err(e) = &servers.nfsserve {
+        notes.push(format!("nfsserve row missing: {e}"));
+    }
+    if opts.nfs_size.is_none() {
+        notes.push(format!(
+            "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M for \
+             the 1 GiB of issue 5",
+            fmt_size(NfsSection::size(opts))
+        ));
+    }
+    notes
+}
+
+impl Section for NfsSection {
+    fn id(&self) -> &'static str {
+        "nfs"
+    }
+
+    fn title(&self) -> String {
+        "NFSv3 READ of a file in page cache, same client: msgsplice's export, nfsserve, \
+         and the sendfile ceiling"
+            .into()
+    }
+
+    fn estimate(&self, opts: &Options) -> Duration {
+        if !procs::nfs_cat_available() {
+            return Duration::ZERO;
+        }
+        // Three contenders per run at about 1 GB/s, two checked reads at
+        // about 0.5 GB/s, a fresh server per run, and making the file.
+        let size = Self::size(opts) as f64;
+        let secs = size * (3 * opts.runs) as f64 / 1e9
+            + size * 2.0 / 0.5e9
+            + 0.1 * (2 * opts.runs) as f64
+            + size / 0.5e9;
+        Duration::from_secs_f64(secs + 0.5)
+    }
+
+    fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
+        self.measure(opts, progress)
+    }
+}
