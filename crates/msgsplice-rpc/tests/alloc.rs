@@ -2,13 +2,14 @@
 //! READ, from the record to the bytes on the socket, makes no heap
 //! allocation once warm, with the server's default transport (a Splicer
 //! over TCP) and with the plain one. Counted with a global allocator, so
-//! this file holds one test only (tests in one binary share the allocator).
+//! this file holds one test only (tests in one binary share the allocator;
+//! the count is per thread).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::BufMut;
@@ -22,16 +23,39 @@ use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+// Counted per thread: the server decodes, handles and sends a request on
+// the connection's thread, and other threads of the test binary (the
+// harness, the socket drain) must not disturb the count.
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn counting(on: bool) {
+    COUNTING.with(|c| c.set(on));
+}
+
+fn reset() {
+    ALLOCS.with(|a| a.set(0));
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
+
+/// Never allocates (const-initialised thread-locals without destructors)
+/// and never panics, even while a thread is being torn down.
+fn bump() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    }
+}
 
 // SAFETY: forwards to the system allocator unchanged; only counts.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        bump();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -40,9 +64,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        bump();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new) }
     }
@@ -84,12 +106,12 @@ fn a_warm_read_reply_allocates_nothing() {
     let fh = d.opaque(64).unwrap().to_vec();
 
     // The counter works: one allocation in the window is seen.
-    ALLOCS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
+    reset();
+    counting(true);
     let probe = std::hint::black_box(Vec::<u8>::with_capacity(1));
-    COUNTING.store(false, Ordering::Relaxed);
+    counting(false);
     drop(probe);
-    assert_eq!(ALLOCS.load(Ordering::Relaxed), 1);
+    assert_eq!(allocs(), 1);
 
     // The server's default: a Splicer (SPLICE on) over TCP.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -142,15 +164,15 @@ fn warm_reads(
     let mut sent = 0u64;
     let mut allocs = Vec::new();
     for (i, rec) in reads.iter().enumerate() {
-        ALLOCS.store(0, Ordering::Relaxed);
-        COUNTING.store(i >= 8, Ordering::Relaxed); // the first few warm up
+        reset();
+        counting(i >= 8); // the first few warm up
         let Handled::Reply(reply) = dispatcher.handle(rec).unwrap() else {
             panic!("no reply")
         };
         sent += reply.wire_len();
         transport.send_reply(reply).unwrap();
-        COUNTING.store(false, Ordering::Relaxed);
-        allocs.push(ALLOCS.load(Ordering::Relaxed));
+        counting(false);
+        allocs.push(self::allocs());
     }
     drop(transport);
     assert_eq!(drain.join().unwrap() as u64, sent);
