@@ -187,6 +187,41 @@ fn past_eof_is_typed_and_sends_nothing() {
     assert_eq!(got, want);
 }
 
+/// With the range check off, a valid range costs one system call less, and
+/// a range past the end still fails with PastEof, once `sendfile` gets
+/// there (after the header went).
+#[test]
+fn unchecked_ranges_save_the_fstat_and_still_fail_past_eof() {
+    let data = &source()[..10_000];
+    let tf = TempFile::new("unchecked", data);
+    let (tx, rx) = pair(Transport::Tcp4).unwrap();
+    let h = read_to_end(rx);
+    let mut sp = Builder::new().check_file_ranges(false).build(tx).unwrap();
+    let mut m = Msg::new();
+    m.push(b"hdr").push_file(&tf.file, 100, 9_900);
+    sp.send(&mut m).unwrap();
+    // sendmsg(MSG_MORE) of the header, sendfile: no fstat.
+    assert_eq!(sp.stats().syscalls, 2);
+    let mut m = Msg::new();
+    m.push(b"bad").push_file(&tf.file, 9_990, 11);
+    match sp.send(&mut m) {
+        Err(SendError::PastEof { file_len, .. }) => assert_eq!(file_len, 10_000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        m.sent(),
+        3 + 10,
+        "the header and the bytes the file has went"
+    );
+    drop(sp);
+    let got = h.join().unwrap().unwrap();
+    let mut want = b"hdr".to_vec();
+    want.extend_from_slice(&data[100..]);
+    want.extend_from_slice(b"bad");
+    want.extend_from_slice(&data[9_990..]);
+    assert_eq!(got, want);
+}
+
 /// On a seqpacket socket a file range would split the record: typed error.
 #[test]
 fn record_sockets_refuse_file_ranges() {

@@ -206,9 +206,9 @@ pub enum CloseReason {
 pub type EventSink = Arc<dyn Fn(&ServerEvent<'_>) + Send + Sync>;
 
 /// Makes the [`ReplyTransport`] for a new connection from (a clone of) its
-/// socket. The default is [`splicer_factory`] with the default Splicer
-/// settings (SPLICE on); [`crate::transport::socket_factory`] gives plain
-/// `writev`/`sendfile`.
+/// socket. The default is [`splicer_factory`] with
+/// [`splicer_settings`](crate::transport::splicer_settings) (SPLICE on);
+/// [`crate::transport::socket_factory`] gives plain `writev`/`sendfile`.
 pub type TransportFactory =
     Arc<dyn Fn(TcpStream) -> io::Result<Box<dyn ReplyTransport>> + Send + Sync>;
 
@@ -237,7 +237,7 @@ impl Default for ServerConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             send_timeout: Some(Duration::from_secs(60)),
             events: Arc::new(log_to_stderr),
-            transport: splicer_factory(msgsplice::send::Builder::new()),
+            transport: splicer_factory(crate::transport::splicer_settings()),
         }
     }
 }

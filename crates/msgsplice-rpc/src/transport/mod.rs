@@ -57,9 +57,19 @@ impl<T: ReplyTransport + ?Sized> ReplyTransport for Box<T> {
     }
 }
 
+/// The Splicer settings of [`SplicerTransport::new`] and of the server's
+/// default factory: msgsplice's defaults (SPLICE on, zero-copy policy from
+/// measurement) with the per-message `fstat` of file ranges off
+/// ([`msgsplice::send::Builder::check_file_ranges`]): a reply's
+/// [`FileRange`](crate::reply::FileRange) was measured when the reply was
+/// built, and one that no longer fits its file fails the send anyway.
+pub fn splicer_settings() -> msgsplice::send::Builder {
+    msgsplice::send::Builder::new().check_file_ranges(false)
+}
+
 /// A factory making a [`SplicerTransport`] with `builder`'s settings for
-/// each connection (the default factory is `splicer_factory(Builder::new())`,
-/// SPLICE on).
+/// each connection (the default factory is
+/// `splicer_factory(splicer_settings())`).
 pub fn splicer_factory(builder: msgsplice::send::Builder) -> TransportFactory {
     Arc::new(move |s: TcpStream| {
         let t: Box<dyn ReplyTransport> =

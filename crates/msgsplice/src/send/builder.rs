@@ -133,6 +133,19 @@ impl Builder {
         self
     }
 
+    /// Check every file range against its file's size (one `fstat` per
+    /// range) before the first byte of a message goes (default on), so that
+    /// a range past the end fails with
+    /// [`SendError::PastEof`](super::SendError::PastEof) and sends nothing.
+    /// Off saves that system call for callers that have just measured the
+    /// file themselves (an NFS READ reply carries the `fstat` it was built
+    /// from); a range past the end then still fails with `PastEof`, but
+    /// only when `sendfile` reaches it, after the bytes before it went.
+    pub fn check_file_ranges(mut self, on: bool) -> Builder {
+        self.policy.check_file_ranges = on;
+        self
+    }
+
     /// The cache that copy segments of zero-copy runs are copied into
     /// (default: [`FragCache::global`]).
     pub fn frag_cache(mut self, cache: FragCache) -> Builder {

@@ -43,6 +43,7 @@ pub(crate) struct Policy {
     pub(crate) max_in_flight: usize,
     pub(crate) on_copied: OnCopied,
     pub(crate) drain_timeout: Duration,
+    pub(crate) check_file_ranges: bool,
 }
 
 impl Default for Policy {
@@ -55,6 +56,7 @@ impl Default for Policy {
             max_in_flight: 1024,
             on_copied: OnCopied::StopAfter(64),
             drain_timeout: Duration::from_secs(1),
+            check_file_ranges: true,
         }
     }
 }

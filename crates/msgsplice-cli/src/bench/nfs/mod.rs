@@ -353,10 +353,12 @@ fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Option
     }
     let median = |v: &[f64]| super::stats::Summary::of(v).map_or(f64::NAN, |s| s.median);
     notes.push(format!(
-        "one 1 MiB READ reply of msgsplice's export, {} READs after {COST_WARM} to warm up, on \
-         this thread through the server's dispatcher and Splicer transport over loopback TCP: \
-         {} system calls (fstat of the file range, sendmsg(MSG_MORE) of the head, sendfile; \
-         the server also makes one read per request) and {} heap allocations",
+        "syscalls/READ and allocs/READ: one 1 MiB READ reply of msgsplice's export ({} READs \
+         after {COST_WARM} to warm up, on this thread, through the server's dispatcher and \
+         Splicer transport over loopback TCP): {} system calls to send it (sendmsg(MSG_MORE) \
+         of the head, sendfile of the range) and {} heap allocations from decoding the call \
+         to the last byte sent; the server also makes one read of the request and one fstat \
+         for the reply's attributes",
         costs.allocs.len(),
         super::report::fmt_num(median(&costs.syscalls)),
         super::report::fmt_num(median(&costs.allocs)),
