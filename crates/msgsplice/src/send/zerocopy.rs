@@ -21,6 +21,11 @@ enum State {
     Unsupported,
     /// Stopped by [`OnCopied::StopAfter`].
     Stopped,
+    /// A send failed in a way that leaves it unknown whether the kernel
+    /// numbered it: later ids could no longer be matched to their buffers,
+    /// so no more zero-copy on this socket (sends in flight still complete
+    /// normally: their ids came before).
+    Desynced,
 }
 
 /// Zero-copy state of one socket.
@@ -51,6 +56,14 @@ impl ZeroCopy {
     /// True while zero-copy can still be used on this socket.
     pub(crate) fn usable(&self) -> bool {
         matches!(self.state, State::Untried | State::On)
+    }
+
+    /// Gives up zero-copy on this socket for good, because the kernel's
+    /// send counter may now be one ahead of the tracker's (see
+    /// [`SendStats::zerocopy_desynced`]). Copying is always safe.
+    pub(crate) fn desync(&mut self, st: &mut SendStats) {
+        self.state = State::Desynced;
+        st.zerocopy_desynced = true;
     }
 
     /// Whether the next run may go zero-copy: turns `SO_ZEROCOPY` on the
