@@ -50,6 +50,43 @@ pub(crate) fn recverr(fd: BorrowedFd<'_>, v6: bool) -> io::Result<bool> {
     Ok(get_int(fd, libc::SOL_IPV6, libc::IPV6_RECVERR)? != 0)
 }
 
+/// Test support: sets `IP_RECVERR` (and `IPV6_RECVERR` on an IPv6 socket).
+#[cfg(test)]
+pub(crate) fn set_recverr(fd: BorrowedFd<'_>, v6: bool, on: bool) -> io::Result<()> {
+    let mut opts = vec![(libc::SOL_IP, libc::IP_RECVERR)];
+    if v6 {
+        opts.push((libc::SOL_IPV6, libc::IPV6_RECVERR));
+    }
+    for (level, name) in opts {
+        let v = libc::c_int::from(on);
+        // SAFETY: a pointer to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Test support: moves the calling thread into a new, unnamed network
+/// namespace (needs root). It holds only a loopback device, and disappears
+/// with the thread and its sockets, so nothing is left to clean up.
+#[cfg(test)]
+pub(crate) fn enter_private_netns() -> io::Result<()> {
+    // SAFETY: only the network namespace is unshared; the file-descriptor
+    // table (the hazard `unshare_unsafe` documents) stays shared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
