@@ -371,3 +371,37 @@ fn default_policy_stops_zero_copy_on_loopback() {
     sp.send(&mut m).unwrap();
     assert_eq!(sp.stats().bytes_spliced, spliced, "copied from now on");
 }
+
+/// One socket buffer pins at most 17 pages: the kernel refuses a
+/// zero-copy datagram whose buffers span more, so the Splicer copies such
+/// a datagram instead, still in one call, and it arrives whole.
+#[test]
+fn datagrams_over_17_pages_are_copied_not_refused() {
+    let cache = FragCache::new();
+    let (tx, rx) = pair(false).unwrap();
+    let mut sp = Builder::new()
+        .zerocopy_threshold(0)
+        .on_copied(OnCopied::Keep)
+        .frag_cache(cache.clone())
+        .build(tx)
+        .unwrap();
+    for pieces in [16usize, 17, 18, 40] {
+        // Each piece on a page of its own.
+        let frags: Vec<Frag> = (0..pieces)
+            .map(|i| payload(&cache, 4096, i).slice(..600))
+            .collect();
+        let mut m: Msg = frags.iter().cloned().collect();
+        let before = sp.stats();
+        sp.send(&mut m).unwrap();
+        let after = sp.stats();
+        let zc = after.zerocopy_sends - before.zerocopy_sends;
+        assert_eq!(zc, u64::from(pieces <= 17), "{pieces} pages");
+        let calls = after.syscalls - before.syscalls;
+        // One send (and SO_ZEROCOPY the first time): the kernel is never
+        // asked for a zero-copy send it would refuse.
+        assert_eq!(calls, 1 + u64::from(pieces == 16), "{pieces} pages");
+        let got = recv_datagrams(&rx, 1).unwrap();
+        let want: Vec<u8> = frags.iter().flat_map(|f| f.iter().copied()).collect();
+        assert_eq!(got[0], want);
+    }
+}

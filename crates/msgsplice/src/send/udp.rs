@@ -178,6 +178,26 @@ impl<S: AsFd> Splicer<S> {
     /// Errors before anything is sent: [`SendError::UdpOnly`] on other
     /// sockets, [`SendError::WrongAddressFamily`], and the size checks of
     /// [`send`](Splicer::send).
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// use msgsplice::{FragCache, Msg, Splicer};
+    ///
+    /// let rx = UdpSocket::bind("127.0.0.1:0")?;
+    /// let mut sp = Splicer::new(UdpSocket::bind("127.0.0.1:0")?)?;
+    /// sp.set_gso_segment(1000)?; // no system call
+    /// let body = FragCache::global().memdup(&[7u8; 2500])?;
+    /// let mut msg = Msg::new();
+    /// msg.push(b"HEAD").push(body);
+    /// sp.send_to(&mut msg, rx.local_addr()?)?; // one sendmsg
+    ///
+    /// // 2504 bytes leave as segments of 1000, 1000 and 504.
+    /// let mut buf = [0u8; 2048];
+    /// let sizes: Vec<usize> = (0..3).map(|_| rx.recv(&mut buf)).collect::<Result<_, _>>()?;
+    /// assert_eq!(sizes, [1000, 1000, 504]);
+    /// assert_eq!(sp.stats().syscalls, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send_to(&mut self, msg: &mut Msg<'_>, addr: SocketAddr) -> Result<u64, SendError> {
         if self.udp.is_none() {
             return Err(SendError::UdpOnly { what: "send_to" });
