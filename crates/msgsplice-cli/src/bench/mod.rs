@@ -12,16 +12,19 @@
 //! Sections now: `alloc` (the fragment allocator against heap buffers),
 //! `memcpy` (the physical reference), `tcp` and `unix` (send strategies for
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
-//! payloads).
+//! payloads), `udp` (UDP GSO with and without zero-copy, on a drop sink and
+//! on loopback).
 
 pub mod alloc;
 pub mod memcpy;
 pub mod net;
+pub mod netns;
 pub mod pair;
 pub mod report;
 pub mod ring;
 pub mod stats;
 pub mod svg;
+pub mod udp;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -54,6 +57,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(net::SendSection::tcp()),
         Box::new(net::SendSection::unix()),
         Box::new(net::SendSection::file()),
+        Box::new(udp::UdpSection),
     ]
 }
 
@@ -177,9 +181,11 @@ options:
                         tcp     send strategies over TCP loopback, iperf3 reference
                         unix    send strategies over a Unix stream socket
                         file    file-backed payloads over TCP loopback
+                        udp     UDP GSO, SPLICE off/on/default: sender CPU per GiB
+                                on a drop sink (needs root) and on loopback
   --runs N            runs per row (default 5; 2 with --quick)
   --duration-ms N     length of one run in every section (default per section:
-                        alloc 50, memcpy 300, tcp/unix/file 200)
+                        alloc 50, memcpy 300, tcp/unix/file 200, udp 300)
   --sizes LIST        payload sizes of tcp, unix and file (default 1K,16K,256K)
   --json FILE         write every result as JSON
   --svg FILE          draw the ratios as an SVG bar chart
@@ -390,7 +396,10 @@ mod tests {
     #[test]
     fn defaults() {
         let o = parse(&[]).unwrap().unwrap();
-        assert_eq!(o.sections, ["alloc", "memcpy", "tcp", "unix", "file"]);
+        assert_eq!(
+            o.sections,
+            ["alloc", "memcpy", "tcp", "unix", "file", "udp"]
+        );
         assert_eq!(o.runs, 5);
         assert_eq!(o.sizes, [1024, 16384, 262144]);
         assert_eq!(
