@@ -135,7 +135,8 @@ impl Builder {
 
     /// What to do when completions report COPIED (default
     /// [`OnCopied::StopAfter`]`(64)`: where the kernel copies anyway, as on
-    /// loopback, zero-copy measured slower than a plain copy).
+    /// loopback, zero-copy measured slower than a plain copy, over TCP and
+    /// over UDP).
     pub fn on_copied(mut self, what: OnCopied) -> Builder {
         self.policy.on_copied = what;
         self
