@@ -405,3 +405,33 @@ fn datagrams_over_17_pages_are_copied_not_refused() {
         assert_eq!(got[0], want);
     }
 }
+
+/// `Builder::gso_segment` sets the socket's own `UDP_SEGMENT` (so sends
+/// carry no control message): the socket keeps it, even for a plain
+/// `send`. `set_gso_segment` overrides it per message without touching the
+/// socket.
+#[test]
+fn builder_segment_size_is_the_sockets_own() {
+    let (tx, rx) = pair(false).unwrap();
+    let mut sp = Builder::new().gso_segment(1000).build(&tx).unwrap();
+    tx.send(&[1u8; 2500]).unwrap();
+    let sizes: Vec<usize> = recv_datagrams(&rx, 3)
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert_eq!(sizes, [1000, 1000, 500], "a plain send is segmented too");
+
+    sp.set_gso_segment(0).unwrap();
+    let mut m = Msg::new();
+    m.push(&[2u8; 2500][..]);
+    sp.send(&mut m).unwrap();
+    assert_eq!(recv_datagrams(&rx, 1).unwrap()[0].len(), 2500);
+    tx.send(&[3u8; 2500]).unwrap();
+    assert_eq!(
+        recv_datagrams(&rx, 3).unwrap()[0].len(),
+        1000,
+        "socket unchanged"
+    );
+    assert_eq!(Splicer::new(&tx).unwrap().gso_segment(), 1000, "read back");
+}

@@ -161,7 +161,10 @@ impl Builder {
     /// message; 0 for none. A message longer than this leaves as segments
     /// of this size (the last one shorter), all made from one send. Default:
     /// whatever the socket has (`setsockopt(UDP_SEGMENT)`, usually none).
-    /// Change it per message with [`Splicer::set_gso_segment`].
+    /// [`build`](Builder::build) sets it on the socket itself (one
+    /// `setsockopt`, which stays with the socket), so that sends carry no
+    /// control message. Change it per message with
+    /// [`Splicer::set_gso_segment`].
     pub fn gso_segment(mut self, bytes: u16) -> Builder {
         self.gso_segment = Some(bytes);
         self
@@ -172,9 +175,11 @@ impl Builder {
     /// destination per message ([`Splicer::send_to`]).
     ///
     /// Costs two or three `getsockopt` calls (two more for UDP: its family
-    /// and its GSO segment size). `SO_ZEROCOPY` is turned on lazily, by the
-    /// first message that wants it. Fails with [`SendError::UdpOnly`] if a
-    /// GSO segment size is set for a socket that is not UDP.
+    /// and its GSO segment size, and a `setsockopt` if
+    /// [`gso_segment`](Builder::gso_segment) changes it). `SO_ZEROCOPY` is
+    /// turned on lazily, by the first message that wants it. Fails with
+    /// [`SendError::UdpOnly`] if a GSO segment size is set for a socket
+    /// that is not UDP.
     pub fn build<S: AsFd>(self, sock: S) -> Result<Splicer<S>, SendError> {
         let kind = SocketKind::of(sock.as_fd())?;
         let udp = match kind {

@@ -81,10 +81,20 @@ pub(crate) struct Udp {
 
 impl Udp {
     /// Reads the family and the socket's own segment size (two
-    /// `getsockopt`). `gso`: the segment size asked for, if any.
+    /// `getsockopt`). `gso`: the segment size asked for, if any; if it
+    /// differs from the socket's, it is set on the socket (one
+    /// `setsockopt`), so that sends need no control message: measured on
+    /// the drop sink, parsing one per send cost about 8 % of a zero-copy
+    /// send's CPU time.
     pub(crate) fn of(fd: BorrowedFd<'_>, gso: Option<u16>) -> Result<Udp, SendError> {
         let family = sockopt::socket_domain(fd).map_err(io::Error::from)?;
-        let sock_gso = crate::sys::udp::udp_segment(fd)?;
+        let mut sock_gso = crate::sys::udp::udp_segment(fd)?;
+        if let Some(g) = gso.filter(|&g| g != sock_gso) {
+            // If the kernel refuses, every send carries the size instead.
+            if crate::sys::udp::set_udp_segment(fd, g).is_ok() {
+                sock_gso = g;
+            }
+        }
         Ok(Udp {
             v6: family == AddressFamily::INET6,
             gso: gso.unwrap_or(sock_gso),
@@ -209,9 +219,11 @@ impl<S: AsFd> Splicer<S> {
     }
 
     /// UDP only: the GSO segment size for the following sends (0: none).
-    /// No system call: it travels with each send as a `UDP_SEGMENT`
-    /// control message, so it may change from one message to the next.
-    /// Fails with [`SendError::UdpOnly`] on other sockets.
+    /// No system call: a size other than the socket's own (the one given
+    /// to [`Builder::gso_segment`](super::Builder::gso_segment)) travels
+    /// with each send as a `UDP_SEGMENT` control message, so it may change
+    /// from one message to the next. Fails with [`SendError::UdpOnly`] on
+    /// other sockets.
     pub fn set_gso_segment(&mut self, bytes: u16) -> Result<(), SendError> {
         match &mut self.udp {
             Some(u) => {

@@ -37,6 +37,27 @@ pub(crate) fn udp_segment(fd: BorrowedFd<'_>) -> io::Result<u16> {
     get_int(fd, libc::SOL_UDP, UDP_SEGMENT).map(|v| v.clamp(0, u16::MAX.into()) as u16)
 }
 
+/// Sets the socket's own GSO segment size (`setsockopt(UDP_SEGMENT)`; 0
+/// turns it off). Sends without a `UDP_SEGMENT` control message use it.
+pub(crate) fn set_udp_segment(fd: BorrowedFd<'_>, segment: u16) -> io::Result<()> {
+    let v = libc::c_int::from(segment);
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// True if the socket asked for extended errors: `IP_RECVERR`, or for an
 /// IPv6 socket `IPV6_RECVERR` or `IP_RECVERR` (which governs its sends to
 /// IPv4-mapped addresses). With it, a UDP send whose packet a queue drops
@@ -112,7 +133,7 @@ mod tests {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert_eq!(udp_segment(s.as_fd()).unwrap(), 0);
         assert!(!recverr(s.as_fd(), false).unwrap());
-        set_int(s.as_fd(), libc::SOL_UDP, UDP_SEGMENT, 1200);
+        set_udp_segment(s.as_fd(), 1200).unwrap();
         set_int(s.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1);
         assert_eq!(udp_segment(s.as_fd()).unwrap(), 1200);
         assert!(recverr(s.as_fd(), false).unwrap());
