@@ -435,3 +435,27 @@ fn builder_segment_size_is_the_sockets_own() {
     );
     assert_eq!(Splicer::new(&tx).unwrap().gso_segment(), 1000, "read back");
 }
+
+/// `send` on an unconnected socket is `NotConnected`; the kernel refuses it
+/// before numbering anything, so zero-copy goes on for the next datagram.
+#[test]
+fn send_without_a_peer_is_not_connected() {
+    let rx = udp_receiver(loopback(false)).unwrap();
+    let cache = FragCache::new();
+    let mut sp = Builder::new()
+        .zerocopy_threshold(0)
+        .on_copied(OnCopied::Keep)
+        .build(UdpSocket::bind("127.0.0.1:0").unwrap())
+        .unwrap();
+    let body = payload(&cache, 8192, 5);
+    let mut m = Msg::new();
+    m.push(body.clone());
+    assert!(matches!(sp.send(&mut m), Err(SendError::NotConnected)));
+    assert_eq!(m.sent(), 0);
+    sp.send_to(&mut m, rx.local_addr().unwrap()).unwrap();
+    assert_eq!(recv_datagrams(&rx, 1).unwrap()[0], body[..]);
+    assert!(sp.wait_completions(Duration::from_secs(5)).unwrap());
+    let st = sp.stats();
+    assert!(!st.zerocopy_desynced, "{st:?}");
+    assert_eq!((st.zerocopy_sends, st.completions), (1, 1));
+}

@@ -313,9 +313,18 @@ impl<S: AsFd> Splicer<S> {
         if zc && r.is_err() {
             let errno = r.as_ref().err().and_then(io::Error::raw_os_error);
             match errno {
-                // Refused while the packet was being built, or before:
-                // the kernel took back the id.
-                Some(libc::EAGAIN | libc::ECONNREFUSED) => {}
+                // Refused before the packet was built (no peer, no route,
+                // a broadcast without SO_BROADCAST, a pending ICMP error)
+                // or while it was being built (no room): no id is used.
+                Some(
+                    libc::EAGAIN
+                    | libc::ECONNREFUSED
+                    | libc::EDESTADDRREQ
+                    | libc::ENOTCONN
+                    | libc::EACCES
+                    | libc::ENETUNREACH
+                    | libc::EHOSTUNREACH,
+                ) => {}
                 Some(libc::ENOBUFS) => {
                     self.stats.syscalls += 1;
                     let recverr = crate::sys::udp::recverr(fd, udp.v6).unwrap_or(true);
