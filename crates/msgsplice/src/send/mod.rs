@@ -368,6 +368,8 @@ impl<S: AsFd> Splicer<S> {
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if zc {
             zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
+        } else {
+            self.zc.reap(fd, &self.policy, &mut self.stats);
         }
         let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
 

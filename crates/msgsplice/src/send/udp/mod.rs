@@ -275,6 +275,8 @@ impl<S: AsFd> Splicer<S> {
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if zc {
             zc = copy_into_frags(&self.cache, &mut self.copies, segs, 0);
+        } else {
+            self.zc.reap(fd, &self.policy, &mut self.stats);
         }
 
         let mut batch = self.iov.batch();
