@@ -5,8 +5,9 @@
 //! a module with a `main(words) -> ExitCode` that parses its own options.
 //!
 //! - [`bench`](mod@bench): sections (allocator, memcpy, send strategies over TCP, Unix
-//!   sockets and from files), each printing one table of median, spread
-//!   and ratio against a baseline; JSON and SVG output.
+//!   sockets and from files, UDP GSO with and without zero-copy), each
+//!   printing one table of median, spread and ratio against a baseline;
+//!   JSON and SVG output.
 //! - [`alloc_count`]: the counting global allocator behind "heap
 //!   allocations per message".
 //! - [`nfs`](mod@nfs): `msgsplice nfs serve DIR`, a read-only NFSv3 export

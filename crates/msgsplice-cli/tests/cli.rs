@@ -153,7 +153,7 @@ fn quick_run_of_every_section_verifies_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("FAILED"), "{stdout}");
-    for id in ["alloc", "memcpy", "tcp", "unix", "file"] {
+    for id in ["alloc", "memcpy", "tcp", "unix", "file", "udp"] {
         assert!(
             stdout.contains(&format!("\n== {id}: ")),
             "no {id} section:\n{stdout}"

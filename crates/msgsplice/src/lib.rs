@@ -19,14 +19,19 @@
 //!   are the guard the kernel keeps in `sys_sendmsg`: only memory whose
 //!   lifetime the library can hold is ever spliced. A `Msg` of up to eight
 //!   segments lives on the stack, and it carries its own send cursor.
-//! - [`send`]: a [`Splicer`] sends a `Msg` over a connected TCP or Unix
-//!   socket in one system call when it is all memory: with the SPLICE hint
-//!   on, large spliceable runs go with `MSG_ZEROCOPY` and stay referenced
-//!   until the kernel's completion arrives on the error queue (the folio is
-//!   recycled only then, or retired if it never comes); small ones and
-//!   everything with SPLICE off are copied. File ranges go by `sendfile`
-//!   between memory parts corked with `MSG_MORE`. Short writes resume at the
-//!   exact byte; a full non-blocking socket reports how far it got.
+//! - [`send`]: a [`Splicer`] sends a `Msg` over a TCP, UDP or Unix socket
+//!   in one system call when it is all memory: with the SPLICE hint on,
+//!   large spliceable runs go with `MSG_ZEROCOPY` (TCP and UDP) and stay
+//!   referenced until the kernel's completion arrives on the error queue
+//!   (the folio is recycled only then, or retired if it never comes); small
+//!   ones and everything with SPLICE off are copied. Where completions say
+//!   the kernel copied anyway (local delivery), the default policy stops
+//!   zero-copy on that socket. File ranges go by `sendfile` between memory
+//!   parts corked with `MSG_MORE`. Short writes resume at the exact byte; a
+//!   full non-blocking socket reports how far it got. Over UDP a message is
+//!   one datagram, to the connected peer or to an address per message; with
+//!   a GSO segment size it leaves as segments of that size, and every size
+//!   limit is a typed error before any byte is sent.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
 #![warn(missing_docs)]

@@ -155,8 +155,15 @@ fn socket_kinds_are_found_and_checked() {
     let f = std::fs::File::open("/proc/self/exe").unwrap();
     assert!(matches!(Splicer::new(f), Err(SendError::NotASocket)));
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(Splicer::new(u).unwrap().kind(), msgsplice::SocketKind::Udp);
+    let netlink = rustix::net::socket(
+        rustix::net::AddressFamily::NETLINK,
+        rustix::net::SocketType::DGRAM,
+        None,
+    )
+    .unwrap();
     assert!(matches!(
-        Splicer::new(u),
+        Splicer::new(netlink),
         Err(SendError::UnsupportedSocket { .. })
     ));
     for (t, k) in [

@@ -6,17 +6,19 @@
 //! fragments from a cache that poisons every recycled folio, and the
 //! receiver checks every byte. If a folio were recycled before its
 //! completion, the kernel would transmit poison (or newer data) and the
-//! receiver would see it. Needs root; skipped with a message otherwise.
-//! Traffic stays between 10.213.0.1 and 10.213.0.2 inside the namespaces.
+//! receiver would see it. The same over TCP and over UDP with GSO (where
+//! the segments of a datagram wait in the queue holding the pages). Needs
+//! root; skipped with a message otherwise. Traffic stays between 10.213.0.1
+//! and 10.213.0.2 inside the namespaces.
 
 mod common;
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Netns;
+use common::{big_rcvbuf, Netns};
 use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
 
@@ -190,4 +192,154 @@ fn close_with_sends_stuck_retires_folios() {
     assert_eq!(cs.recycled, recycled, "a retired folio is never reused");
     assert_eq!(cs.retired, 1, "{cs:?}");
     drop(ns);
+}
+
+/// GSO segment size of the UDP lifetime test, and segments per datagram.
+const SEG: usize = 1400;
+const SEGS: usize = 18;
+
+/// The UDP payload pattern: a cycle of 251 bytes (never the poison byte),
+/// so a message's bytes are a slice of one precomputed buffer and the
+/// sender fills pages with a memcpy, fast enough to outrun the link.
+fn cycle_byte(x: usize) -> u8 {
+    let v = (x % 251) as u8;
+    if v == POISON {
+        1
+    } else {
+        v
+    }
+}
+
+/// Byte `p` of UDP message `i`: every segment starts with a tag (message,
+/// segment) so the receiver can check each segment on its own, in any
+/// order; the rest is the cycle, rotated per message.
+fn udp_byte(i: u32, p: usize) -> u8 {
+    let (k, q) = (p / SEG, p % SEG);
+    match q {
+        0..4 => i.to_be_bytes()[q],
+        4..8 => (k as u32).to_be_bytes()[q - 4],
+        _ => cycle_byte(i as usize * 131 + p),
+    }
+}
+
+/// Bytes `from..from + len` of message `i`, built the fast way.
+fn udp_bytes(cycle: &[u8], i: u32, from: usize, len: usize) -> Vec<u8> {
+    let start = (i as usize * 131 + from) % 251;
+    let mut v = cycle[start..start + len].to_vec();
+    for k in from.div_ceil(SEG)..(from + len).div_ceil(SEG) {
+        for q in 0..8 {
+            if let Some(b) = (k * SEG + q).checked_sub(from).and_then(|x| v.get_mut(x)) {
+                *b = udp_byte(i, k * SEG + q);
+            }
+        }
+    }
+    v
+}
+
+/// The UDP form of the test above: 25200-byte datagrams leave as 18 GSO
+/// segments of 1400 bytes through the throttled link. The sender outruns
+/// the link, so up to its send buffer (2 MiB, kept under the socket's
+/// option memory for completions) of datagrams wait in the queue holding
+/// their spliced pages while the sender churns its cache. The receiver
+/// checks every byte of every segment.
+#[test]
+fn udp_spliced_pages_outlive_a_slow_link() {
+    let Some(ns) = Netns::up("udp_spliced_pages_outlive_a_slow_link") else {
+        return;
+    };
+    ns.mode("throttle").expect("throttle");
+    let messages = 640u32; // 16 MB: about 0.65 s at 200 Mbit/s
+    let cycle: Vec<u8> = (0..251 + SEG * SEGS).map(cycle_byte).collect();
+    let (tx, rx) = mpsc::channel();
+    let cyc = cycle.clone();
+    let receiver = ns.in_ns('b', move || {
+        let r = UdpSocket::bind((Ipv4Addr::new(10, 213, 0, 2), 0)).expect("bind");
+        big_rcvbuf(&r);
+        r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tx.send(r.local_addr().unwrap()).ok();
+        let (mut segments, mut bad, mut first_bad) = (0usize, 0u64, None);
+        let mut buf = vec![0u8; 2 * SEG];
+        while segments < messages as usize * SEGS {
+            let Ok(n) = r.recv(&mut buf) else { break };
+            segments += 1;
+            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            let k = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+            let want =
+                (i < messages && k < SEGS && n == SEG).then(|| udp_bytes(&cyc, i, k * SEG, SEG));
+            if want.as_deref() != Some(&buf[..n]) {
+                for (q, &b) in buf[..n].iter().enumerate() {
+                    if want.as_ref().and_then(|w| w.get(q)) != Some(&b) {
+                        bad += 1;
+                        first_bad.get_or_insert((i, k, q, b));
+                    }
+                }
+            }
+        }
+        (segments, bad, first_bad)
+    });
+    let to: SocketAddr = rx.recv_timeout(Duration::from_secs(10)).expect("receiver");
+
+    let sender = ns.in_ns('a', move || {
+        let cache = FragCache::builder()
+            .folio_size(64 << 10)
+            .poison_recycled(POISON)
+            .build()
+            .unwrap();
+        let copies = FragCache::builder()
+            .poison_recycled(POISON)
+            .build()
+            .unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        sock.connect(to).expect("connect");
+        // 1 MiB, doubled by the kernel: about 80 datagrams in flight, each
+        // holding a completion record in the socket's option memory
+        // (optmem_max, 128 KiB: about 160 records).
+        rustix::net::sockopt::set_socket_send_buffer_size_force(&sock, 1 << 20).expect("sndbuf");
+        let mut sp = Builder::new()
+            .on_copied(OnCopied::Keep)
+            .gso_segment(SEG as u16)
+            .frag_cache(copies)
+            .build(sock)
+            .unwrap();
+        let mut most_in_flight = 0;
+        for i in 0..messages {
+            let mut f = cache.alloc(SEG * SEGS - 8, 64).unwrap();
+            f.copy_from_slice(&udp_bytes(&cycle, i, 8, SEG * SEGS - 8));
+            let f = f.freeze();
+            let tag = udp_bytes(&cycle, i, 0, 8);
+            let mut m = Msg::new();
+            m.push(&tag[..]).push(f);
+            // Only the Splicer keeps the page alive from here on.
+            sp.send(&mut m).expect("send");
+            most_in_flight = most_in_flight.max(sp.in_flight());
+            // Churn: allocate and free more fragments from the same cache.
+            let mut junk = cache.alloc(8 << 10, 1).unwrap();
+            junk.fill(0x55);
+        }
+        let in_flight_at_end = sp.in_flight();
+        assert!(sp.wait_completions(Duration::from_secs(30)).unwrap());
+        let st = sp.stats();
+        drop(sp);
+        (st, in_flight_at_end, most_in_flight, cache.stats())
+    });
+    let (st, in_flight_at_end, most_in_flight, cs) = sender.join().expect("sender");
+    let (segments, bad, first_bad) = receiver.join().expect("receiver");
+    eprintln!(
+        "splicer {st:?}\nin flight: {most_in_flight} at most, {in_flight_at_end} after the last send\ncache {cs:?}"
+    );
+    assert_eq!(
+        bad, 0,
+        "{bad} corrupted bytes, first (msg, segment, offset, byte) = {first_bad:?}"
+    );
+    assert_eq!(segments, messages as usize * SEGS, "every segment arrived");
+    assert_eq!(st.zerocopy_sends, u64::from(messages), "every page spliced");
+    assert_eq!(st.completions, st.zerocopy_sends);
+    assert!(
+        in_flight_at_end > 0 && most_in_flight > 30,
+        "pages waited in the queue"
+    );
+    assert!(
+        cs.recycled > 0,
+        "folios were recycled: the test could catch early reuse"
+    );
 }

@@ -12,18 +12,21 @@
 //! Sections now: `alloc` (the fragment allocator against heap buffers),
 //! `memcpy` (the physical reference), `tcp` and `unix` (send strategies for
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
-//! payloads), `nfs` (the NFSv3 export against the nfsserve crate, with
+//! payloads), `udp` (UDP GSO with and without zero-copy, on a drop sink and
+//! on loopback), `nfs` (the NFSv3 export against the nfsserve crate, with
 //! `nfs-cat` as the client).
 
 pub mod alloc;
 pub mod memcpy;
 pub mod net;
+pub mod netns;
 pub mod nfs;
 pub mod pair;
 pub mod report;
 pub mod ring;
 pub mod stats;
 pub mod svg;
+pub mod udp;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -56,6 +59,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(net::SendSection::tcp()),
         Box::new(net::SendSection::unix()),
         Box::new(net::SendSection::file()),
+        Box::new(udp::UdpSection),
         Box::new(nfs::NfsSection),
     ]
 }
@@ -190,13 +194,15 @@ options:
                         tcp     send strategies over TCP loopback, iperf3 reference
                         unix    send strategies over a Unix stream socket
                         file    file-backed payloads over TCP loopback
+                        udp     UDP GSO, SPLICE off/on/default: sender CPU per GiB
+                                on a drop sink (needs root) and on loopback
                         nfs     NFSv3 READ with nfs-cat: this export against the
                                 nfsserve crate, and the sendfile ceiling
                                 (needs libnfs-utils; builds the nfsserve peer
                                 once if it is not beside this binary)
   --runs N            runs per row (default 5; 2 with --quick)
   --duration-ms N     length of one run in every section (default per section:
-                        alloc 50, memcpy 300, tcp/unix/file 200)
+                        alloc 50, memcpy 300, tcp/unix/file 200, udp 300)
   --sizes LIST        payload sizes of tcp, unix and file (default 1K,16K,256K)
   --nfs-size SIZE     file size of the nfs section (default 256M, 8M with
                         --quick; 1024M for the 1 GiB of issue 5)
@@ -411,7 +417,7 @@ mod tests {
         let o = parse(&[]).unwrap().unwrap();
         assert_eq!(
             o.sections,
-            ["alloc", "memcpy", "tcp", "unix", "file", "nfs"]
+            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs"]
         );
         assert_eq!(o.nfs_size, None);
         assert_eq!(o.runs, 5);

@@ -8,16 +8,21 @@ use std::time::Duration;
 use rustix::net::{sockopt, AddressFamily, SocketType};
 
 use super::policy::{OnCopied, Policy};
+use super::udp::Udp;
 use super::{SendError, Splicer};
 use crate::frag::FragCache;
 
-/// The kinds of connected socket a [`Splicer`] drives. Found from the socket
+/// The kinds of socket a [`Splicer`] drives. Found from the socket
 /// itself (`SO_DOMAIN`, `SO_TYPE`, `SO_PROTOCOL`) when the Splicer is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SocketKind {
     /// TCP over IPv4 or IPv6: zero-copy for memory, `sendfile` for files.
     Tcp,
+    /// UDP over IPv4 or IPv6, connected or not: one message is one datagram
+    /// (or, with GSO, one send that leaves as segments of a set size);
+    /// zero-copy for memory; no file ranges.
+    Udp,
     /// `AF_UNIX` stream: memory is copied (no `SO_ZEROCOPY` for Unix
     /// sockets), file ranges go by `sendfile`.
     UnixStream,
@@ -44,6 +49,13 @@ impl SocketKind {
                 }
                 SocketKind::Tcp
             }
+            (AddressFamily::INET | AddressFamily::INET6, SocketType::DGRAM) => {
+                let proto = sockopt::socket_protocol(fd).map_err(io::Error::from)?;
+                if proto != Some(rustix::net::ipproto::UDP) {
+                    return Err(unsupported);
+                }
+                SocketKind::Udp
+            }
             (AddressFamily::UNIX, SocketType::STREAM) => SocketKind::UnixStream,
             (AddressFamily::UNIX, SocketType::DGRAM) => SocketKind::UnixDatagram,
             (AddressFamily::UNIX, SocketType::SEQPACKET) => SocketKind::UnixSeqpacket,
@@ -54,12 +66,15 @@ impl SocketKind {
     /// True for kinds where one message is one record (datagram,
     /// seqpacket): never split, never partly sent.
     pub fn is_record(self) -> bool {
-        matches!(self, SocketKind::UnixDatagram | SocketKind::UnixSeqpacket)
+        matches!(
+            self,
+            SocketKind::Udp | SocketKind::UnixDatagram | SocketKind::UnixSeqpacket
+        )
     }
 
     /// True for kinds that can send memory with `MSG_ZEROCOPY`.
     pub fn supports_zerocopy(self) -> bool {
-        self == SocketKind::Tcp
+        matches!(self, SocketKind::Tcp | SocketKind::Udp)
     }
 }
 
@@ -69,6 +84,7 @@ impl SocketKind {
 pub struct Builder {
     pub(super) policy: Policy,
     pub(super) cache: Option<FragCache>,
+    pub(super) gso_segment: Option<u16>,
 }
 
 impl Builder {
@@ -119,7 +135,8 @@ impl Builder {
 
     /// What to do when completions report COPIED (default
     /// [`OnCopied::StopAfter`]`(64)`: where the kernel copies anyway, as on
-    /// loopback, zero-copy measured slower than a plain copy).
+    /// loopback, zero-copy measured slower than a plain copy, over TCP and
+    /// over UDP).
     pub fn on_copied(mut self, what: OnCopied) -> Builder {
         self.policy.on_copied = what;
         self
@@ -153,11 +170,38 @@ impl Builder {
         self
     }
 
-    /// Creates the Splicer over a connected socket, finding its kind.
-    /// No system call beyond the kind lookup; `SO_ZEROCOPY` is turned on
-    /// lazily, by the first run that wants it.
+    /// UDP only: the GSO segment size (`UDP_SEGMENT`, Linux 4.18) for every
+    /// message; 0 for none. A message longer than this leaves as segments
+    /// of this size (the last one shorter), all made from one send. Default:
+    /// whatever the socket has (`setsockopt(UDP_SEGMENT)`, usually none).
+    /// [`build`](Builder::build) sets it on the socket itself (one
+    /// `setsockopt`, which stays with the socket), so that sends carry no
+    /// control message. Change it per message with
+    /// [`Splicer::set_gso_segment`].
+    pub fn gso_segment(mut self, bytes: u16) -> Builder {
+        self.gso_segment = Some(bytes);
+        self
+    }
+
+    /// Creates the Splicer over a socket, finding its kind. Stream sockets
+    /// must be connected; a UDP socket may be unconnected and given a
+    /// destination per message ([`Splicer::send_to`]).
+    ///
+    /// Costs two or three `getsockopt` calls (two more for UDP: its family
+    /// and its GSO segment size, and a `setsockopt` if
+    /// [`gso_segment`](Builder::gso_segment) changes it). `SO_ZEROCOPY` is
+    /// turned on lazily, by the first message that wants it. Fails with
+    /// [`SendError::UdpOnly`] if a GSO segment size is set for a socket
+    /// that is not UDP.
     pub fn build<S: AsFd>(self, sock: S) -> Result<Splicer<S>, SendError> {
         let kind = SocketKind::of(sock.as_fd())?;
-        Ok(Splicer::from_parts(sock, kind, self))
+        let udp = match kind {
+            SocketKind::Udp => Some(Udp::of(sock.as_fd(), self.gso_segment)?),
+            _ if self.gso_segment.is_some() => return Err(SendError::UdpOnly { what: "GSO" }),
+            _ => None,
+        };
+        let mut sp = Splicer::from_parts(sock, kind, self);
+        sp.udp = udp;
+        Ok(sp)
     }
 }

@@ -1,11 +1,11 @@
-//! The send engine: [`Splicer`] sends a [`Msg`] over a connected socket,
-//! splicing what can be spliced and copying the rest.
+//! The send engine: [`Splicer`] sends a [`Msg`] over a socket, splicing what
+//! can be spliced and copying the rest.
 //!
 //! # How a message travels
 //!
 //! - **Memory only** (the common case): one `sendmsg` with every segment in
 //!   the `iovec` array (beyond `IOV_MAX` = 1024 segments, one call per 1024,
-//!   corked with `MSG_MORE`). With SPLICE on, over TCP, a run with at least
+//!   corked with `MSG_MORE`). With SPLICE on, over TCP or UDP, a run with at least
 //!   [`Builder::zerocopy_threshold`] spliceable bytes goes with
 //!   `MSG_ZEROCOPY`: the kernel pins the pages of its [`Frag`]s and
 //!   [`Bytes`] and the Splicer keeps them referenced until the kernel
@@ -16,6 +16,17 @@
 //!   goes with `MSG_MORE`, the range by `sendfile` (one call for the whole
 //!   range when the socket has room), then the rest. The peer receives one
 //!   contiguous message.
+//! - **UDP** (v4 and v6, connected, or with a destination per message by
+//!   [`Splicer::send_to`]): one message is one datagram, sent by one
+//!   `sendmsg`, zero-copy as above. With a GSO segment size
+//!   ([`Builder::gso_segment`], [`Splicer::set_gso_segment`]) the call
+//!   carries a `UDP_SEGMENT` control message, and a message of up to
+//!   [`MAX_UDP_PAYLOAD_V4`] bytes leaves as segments of that size. Limits
+//!   (datagram size, [`MAX_GSO_SEGMENTS`]) are checked before any byte is
+//!   sent; file ranges are refused ([`SendError::FileOnRecordSocket`]).
+//!   A zero-copy datagram whose pages would not fit one socket buffer's
+//!   fragment list (17 pages) is copied instead, since the kernel would
+//!   refuse it.
 //! - **Unix sockets** copy memory (`SO_ZEROCOPY` is TCP and UDP only).
 //!   Datagram and seqpacket sockets send a message as one record.
 //!
@@ -40,6 +51,7 @@ mod completion;
 mod error;
 mod file;
 mod policy;
+mod udp;
 mod zerocopy;
 
 use std::io;
@@ -51,6 +63,7 @@ use bytes::Bytes;
 pub use builder::{Builder, SocketKind};
 pub use error::SendError;
 pub use policy::OnCopied;
+pub use udp::{MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 
 use completion::Held;
 use policy::{Policy, RunShape};
@@ -94,6 +107,16 @@ pub struct SendStats {
     pub zerocopy_deferred: u64,
     /// Zero-copy was switched off by [`OnCopied::StopAfter`].
     pub zerocopy_stopped: bool,
+    /// Zero-copy was switched off because a UDP send failed in a way that
+    /// leaves it unknown whether the kernel gave it a completion id (for
+    /// instance `ENOBUFS` from a full queue on a socket with `IP_RECVERR`):
+    /// later completions could no longer be matched to their buffers, and
+    /// copying is always safe. Sends already in flight are unaffected.
+    pub zerocopy_desynced: bool,
+    /// Zero-copy UDP sends the kernel refused after giving them an id (a
+    /// GSO segment too large for the path MTU): their ids complete with no
+    /// data, so `completions` counts them too.
+    pub zerocopy_failed: u64,
     /// Fragments whose completion never came before close: their folios
     /// were retired (unmapped when free, never reused).
     pub retired_on_close: u64,
@@ -110,7 +133,7 @@ pub(crate) enum Stop {
     Typed(SendError),
 }
 
-/// Sends [`Msg`]s over one connected socket, splicing what it can.
+/// Sends [`Msg`]s over one socket, splicing what it can.
 ///
 /// Owns (or borrows, with `S = &T`) the socket. Dropping it waits up to
 /// [`Builder::drain_timeout`] for zero-copy sends in flight, then retires
@@ -149,6 +172,8 @@ pub struct Splicer<S: AsFd> {
     bounce: Vec<u8>,
     cache: FragCache,
     stats: SendStats,
+    /// UDP sockets: family and GSO segment size.
+    udp: Option<udp::Udp>,
 }
 
 impl<S: AsFd> Splicer<S> {
@@ -172,6 +197,7 @@ impl<S: AsFd> Splicer<S> {
             bounce: Vec::new(),
             cache: b.cache.unwrap_or_else(|| FragCache::global().clone()),
             stats: SendStats::default(),
+            udp: None,
         }
     }
 
@@ -216,6 +242,10 @@ impl<S: AsFd> Splicer<S> {
     /// again with the same `msg`; if not a byte could go, the error is
     /// [`SendError::WouldBlock`]. A message that is already sent returns 0.
     ///
+    /// On a datagram or seqpacket socket (UDP included) the message is one
+    /// record: all of it goes, or none and an error says why. A UDP socket
+    /// must be connected here (or see [`send_to`](Splicer::send_to)).
+    ///
     /// Costs: one `sendmsg` for a memory-only message of up to 1024
     /// segments; with file ranges, one `fstat` per range (checked before
     /// anything is sent, unless [`Builder::check_file_ranges`] is off) and
@@ -229,6 +259,9 @@ impl<S: AsFd> Splicer<S> {
             if self.kind.is_record() {
                 if msg.has_file() {
                     return Err(SendError::FileOnRecordSocket);
+                }
+                if self.kind == SocketKind::Udp {
+                    return self.send_datagram(msg, None);
                 }
                 return self.send_record(msg);
             }
@@ -338,6 +371,8 @@ impl<S: AsFd> Splicer<S> {
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if zc {
             zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
+        } else {
+            self.zc.reap(fd, &self.policy, &mut self.stats);
         }
         let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
 
@@ -390,10 +425,19 @@ impl<S: AsFd> Splicer<S> {
             self.stats.bytes_copied += n as u64;
             return Ok(n);
         }
-        // Hold every buffer the kernel took bytes of, until completion.
-        let mut left = n as u64;
+        self.hold_sent(&segs[first..end], off, n as u64);
+        Ok(n)
+    }
+
+    /// After a zero-copy send took `n` bytes of `run` (from byte `off` of
+    /// its first segment): holds every buffer the kernel took bytes of (the
+    /// spliceable segments themselves, and the fragments in `self.copies`
+    /// that copy segments were copied into) until the send completes, and
+    /// records the send.
+    fn hold_sent(&mut self, run: &[Segment<'_>], off: u64, n: u64) {
+        let mut left = n;
         let mut copies = self.copies.drain(..);
-        for (i, s) in segs[first..end].iter().enumerate() {
+        for (i, s) in run.iter().enumerate() {
             if left == 0 {
                 break;
             }
@@ -420,7 +464,6 @@ impl<S: AsFd> Splicer<S> {
         drop(copies);
         self.zc.tracker.commit();
         self.stats.zerocopy_sends += 1;
-        Ok(n)
     }
 
     /// A datagram or seqpacket message: one `sendmsg`, all or nothing.

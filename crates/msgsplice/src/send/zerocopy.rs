@@ -21,6 +21,11 @@ enum State {
     Unsupported,
     /// Stopped by [`OnCopied::StopAfter`].
     Stopped,
+    /// A send failed in a way that leaves it unknown whether the kernel
+    /// numbered it: later ids could no longer be matched to their buffers,
+    /// so no more zero-copy on this socket (sends in flight still complete
+    /// normally: their ids came before).
+    Desynced,
 }
 
 /// Zero-copy state of one socket.
@@ -62,6 +67,14 @@ impl ZeroCopy {
         matches!(self.state, State::Untried | State::On)
     }
 
+    /// Gives up zero-copy on this socket for good, because the kernel's
+    /// send counter may now be one ahead of the tracker's (see
+    /// [`SendStats::zerocopy_desynced`]). Copying is always safe.
+    pub(crate) fn desync(&mut self, st: &mut SendStats) {
+        self.state = State::Desynced;
+        st.zerocopy_desynced = true;
+    }
+
     /// Whether the next run may go zero-copy: turns `SO_ZEROCOPY` on the
     /// first time; every `completion_batch` zero-copy runs, reads *one*
     /// error-queue message (the kernel merges consecutive completions into
@@ -97,6 +110,24 @@ impl ZeroCopy {
         // which only makes the next read come a little early).
         self.since_drain += 1;
         self.state == State::On
+    }
+
+    /// For a message sent without zero-copy while earlier zero-copy sends
+    /// are still held (zero-copy stopped, or the message below the
+    /// threshold): every `completion_batch` such messages, reads one
+    /// error-queue message, so those buffers are released during the
+    /// socket's life rather than at close. No system call once nothing is
+    /// held.
+    pub(crate) fn reap(&mut self, fd: BorrowedFd<'_>, p: &Policy, st: &mut SendStats) {
+        if self.tracker.pending() == 0 {
+            return;
+        }
+        self.since_drain += 1;
+        if self.since_drain >= p.completion_batch {
+            self.since_drain = 0;
+            // An error only means the completions stay queued for now.
+            let _ = self.drain(fd, p, st, 1);
+        }
     }
 
     /// Reads up to `max_reads` error-queue messages (all that are queued
@@ -178,5 +209,56 @@ impl ZeroCopy {
                 std::thread::sleep(left.min(Duration::from_millis(1)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::send::{Builder, OnCopied};
+    use crate::{FragCache, Msg};
+    use std::net::UdpSocket;
+
+    /// Sends still held when zero-copy stops are reaped by the following
+    /// copied sends: one error-queue read per `completion_batch` of them,
+    /// until nothing is held, then none.
+    #[test]
+    fn copied_sends_reap_what_zero_copy_left_behind() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        let mut sp = Builder::new()
+            .on_copied(OnCopied::Keep)
+            .completion_batch(1000) // no reads while zero-copy is on
+            .build(tx)
+            .unwrap();
+        let page = FragCache::new().memdup(&[5u8; 16 << 10]).unwrap();
+        let mut buf = [0u8; 20 << 10];
+        let mut send = |sp: &mut crate::Splicer<UdpSocket>| {
+            let mut m = Msg::new();
+            m.push(page.clone());
+            sp.send(&mut m).unwrap();
+            rx.recv(&mut buf).unwrap();
+        };
+        for _ in 0..10 {
+            send(&mut sp);
+        }
+        assert_eq!(sp.in_flight(), 10);
+        // What OnCopied::StopAfter does, with a small batch for the test.
+        sp.zc.state = State::Stopped;
+        sp.policy.completion_batch = 4;
+        let calls = sp.stats().syscalls;
+        send(&mut sp);
+        assert_eq!(sp.in_flight(), 0, "reaped by the first copied send");
+        assert_eq!(sp.stats().syscalls, calls + 2, "the send and one read");
+        for _ in 0..8 {
+            send(&mut sp);
+        }
+        assert_eq!(
+            sp.stats().syscalls,
+            calls + 10,
+            "no reads once nothing is held"
+        );
+        assert_eq!(sp.stats().completions, 10);
     }
 }

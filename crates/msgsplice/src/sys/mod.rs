@@ -6,3 +6,4 @@
 pub(crate) mod errqueue;
 pub(crate) mod mmap;
 pub(crate) mod sendmsg;
+pub(crate) mod udp;

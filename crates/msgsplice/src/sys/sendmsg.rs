@@ -7,9 +7,14 @@
 //! through an [`IovBatch`], which borrows both the array and the data for
 //! the same lifetime and empties the array when it goes: no pointer outlives
 //! the data it points at, and the array's heap allocation is reused.
+//!
+//! A datagram send can also carry a destination address ([`RawAddr`]) and
+//! a UDP GSO segment size (the `UDP_SEGMENT` control message, `udp(7)`,
+//! Linux 4.18).
 
 use std::io;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// The kernel's limit on `iovec`s per call (`UIO_MAXIOV`, `IOV_MAX`).
@@ -22,6 +27,56 @@ pub(crate) const MSG_ZEROCOPY: i32 = libc::MSG_ZEROCOPY;
 pub(crate) const MSG_MORE: i32 = libc::MSG_MORE;
 /// `MSG_NOSIGNAL`: report `EPIPE` instead of raising `SIGPIPE`.
 pub(crate) const MSG_NOSIGNAL: i32 = libc::MSG_NOSIGNAL;
+
+/// `UDP_SEGMENT` from `linux/udp.h` (level `SOL_UDP`): the GSO segment
+/// size, as a socket option or a per-call control message.
+pub(crate) const UDP_SEGMENT: libc::c_int = 103;
+
+/// A destination address in the kernel's layout (`sockaddr_in` or
+/// `sockaddr_in6`), built once per send from a [`SocketAddr`].
+#[derive(Clone, Copy)]
+pub(crate) enum RawAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+}
+
+impl RawAddr {
+    /// The kernel's form of `a`. No system call.
+    pub(crate) fn new(a: SocketAddr) -> RawAddr {
+        match a {
+            SocketAddr::V4(a) => RawAddr::V4(libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            }),
+            SocketAddr::V6(a) => RawAddr::V6(libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo().to_be(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            }),
+        }
+    }
+
+    fn as_raw(&self) -> (*const libc::c_void, libc::socklen_t) {
+        match self {
+            RawAddr::V4(a) => (
+                (a as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ),
+            RawAddr::V6(a) => (
+                (a as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            ),
+        }
+    }
+}
 
 /// A reusable array of `iovec`s. Empty whenever no [`IovBatch`] is alive.
 #[derive(Default)]
@@ -67,17 +122,77 @@ impl<'a> IovBatch<'a> {
         });
     }
 
+    /// How many page fragments the kernel makes of these buffers when it
+    /// pins them for `MSG_ZEROCOPY`: every page each buffer touches, less
+    /// one where a buffer starts exactly where the previous one ended inside
+    /// the same page (the kernel extends that fragment, `skb_can_coalesce`).
+    /// One socket buffer holds at most `MAX_SKB_FRAGS` (17 by default).
+    pub(crate) fn pages(&self, page: usize) -> usize {
+        let mut n = 0;
+        let mut prev_end = None;
+        for v in self.v.iter().filter(|v| v.iov_len > 0) {
+            let start = v.iov_base as usize;
+            let end = start + v.iov_len;
+            n += (end - 1) / page - start / page + 1;
+            if prev_end == Some(start) && start % page != 0 {
+                n -= 1;
+            }
+            prev_end = Some(end);
+        }
+        n
+    }
+
     /// One `sendmsg(2)` of every buffer, with `flags` (`MSG_*`). Returns the
     /// bytes the kernel took. Not retried on `EINTR`: the caller decides.
     pub(crate) fn sendmsg(&self, fd: BorrowedFd<'_>, flags: i32) -> io::Result<usize> {
+        self.sendmsg_to(fd, flags, None, None)
+    }
+
+    /// [`sendmsg`](IovBatch::sendmsg) with an optional destination (for an
+    /// unconnected datagram socket, or to override a connected one's peer)
+    /// and an optional `UDP_SEGMENT` control message (`Some(0)` turns off a
+    /// segment size set on the socket, for this call).
+    pub(crate) fn sendmsg_to(
+        &self,
+        fd: BorrowedFd<'_>,
+        flags: i32,
+        dest: Option<&RawAddr>,
+        gso_segment: Option<u16>,
+    ) -> io::Result<usize> {
+        // One cmsghdr (16 bytes) and a u16, padded: CMSG_SPACE(2) is 24 on
+        // 64-bit Linux, 16 on 32-bit; u64 elements give cmsghdr's alignment.
+        let mut control = [0u64; 4];
         // SAFETY: an all-zero msghdr is valid (no name, no control data).
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_iov = self.v.as_ptr() as *mut libc::iovec;
         hdr.msg_iovlen = self.v.len() as _;
+        if let Some(d) = dest {
+            let (ptr, len) = d.as_raw();
+            hdr.msg_name = ptr as *mut libc::c_void;
+            hdr.msg_namelen = len;
+        }
+        if let Some(seg) = gso_segment {
+            // SAFETY: CMSG_SPACE is a pure computation.
+            let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+            debug_assert!(space <= std::mem::size_of_val(&control));
+            hdr.msg_control = control.as_mut_ptr().cast();
+            hdr.msg_controllen = space as _;
+            // SAFETY: the control buffer is `space` bytes, aligned for
+            // cmsghdr and zeroed, so CMSG_FIRSTHDR returns a pointer to a
+            // whole cmsghdr inside it, with room for its u16 of data.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&hdr);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+            }
+        }
         // SAFETY: `hdr` points at `self.v`, whose entries point at data
-        // borrowed for `'a`, which outlives `self`; the kernel only reads
-        // them during the call (MSG_ZEROCOPY pins the pages it keeps, and
-        // the caller holds that memory until completion).
+        // borrowed for `'a`, which outlives `self`; at `dest` and `control`,
+        // which live until the call returns. The kernel only reads them
+        // during the call (MSG_ZEROCOPY pins the pages it keeps, and the
+        // caller holds that memory until completion).
         let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, flags) };
         if r < 0 {
             Err(io::Error::last_os_error())
@@ -121,5 +236,26 @@ mod tests {
             assert_eq!(&got[3..], b"-two-");
         }
         assert!(s.v.is_empty() && s.v.capacity() >= 3);
+    }
+
+    #[test]
+    fn counts_pages_as_the_kernel_pins_them() {
+        let buf = vec![0u8; 5 * 4096];
+        let base = (buf.as_ptr() as usize).next_multiple_of(4096) - buf.as_ptr() as usize;
+        let at = |o: usize, n: usize| &buf[base + o..base + o + n];
+        let mut s = IovScratch::default();
+        let count = |s: &mut IovScratch, parts: &[&[u8]]| {
+            let mut b = s.batch();
+            for p in parts {
+                b.push(p);
+            }
+            b.pages(4096)
+        };
+        assert_eq!(count(&mut s, &[at(0, 4096)]), 1);
+        assert_eq!(count(&mut s, &[at(100, 4096)]), 2, "unaligned spans two");
+        assert_eq!(count(&mut s, &[at(0, 100), at(100, 100)]), 1, "contiguous");
+        assert_eq!(count(&mut s, &[at(0, 4096), at(4096, 10)]), 2, "new page");
+        assert_eq!(count(&mut s, &[at(0, 100), at(200, 100)]), 2, "a gap");
+        assert_eq!(count(&mut s, &[at(0, 0), at(8, 0)]), 0, "empty");
     }
 }

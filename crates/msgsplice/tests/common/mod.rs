@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
@@ -208,6 +208,49 @@ pub fn read_records(fd: OwnedFd, n: usize) -> JoinHandle<io::Result<Vec<Vec<u8>>
         }
         Ok(out)
     })
+}
+
+/// Makes `fd`'s receive buffer large (8 MiB; as root beyond `rmem_max`),
+/// so a burst of datagrams or GSO segments is not dropped by the receiver.
+pub fn big_rcvbuf(fd: impl AsFd) {
+    let size = 8 << 20;
+    if rustix::process::geteuid().is_root() {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, size);
+    } else {
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, size);
+    }
+}
+
+/// A UDP socket bound to `ip` (port chosen by the kernel), with a large
+/// receive buffer and a 5 s receive timeout.
+pub fn udp_receiver(ip: IpAddr) -> io::Result<UdpSocket> {
+    let r = UdpSocket::bind((ip, 0))?;
+    big_rcvbuf(&r);
+    r.set_read_timeout(Some(Duration::from_secs(5)))?;
+    Ok(r)
+}
+
+/// Receives `n` datagrams, each whole (a datagram longer than 64 KiB, cut
+/// by the buffer, fails the test).
+pub fn recv_datagrams(sock: &UdpSocket, n: usize) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1 << 17];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (_, len) = rustix::net::recv(sock, &mut buf[..], RecvFlags::TRUNC)?;
+        assert!(len <= buf.len(), "datagram of {len} bytes was cut");
+        out.push(buf[..len].to_vec());
+    }
+    Ok(out)
+}
+
+/// The datagrams already queued on `sock`, without waiting.
+pub fn queued_datagrams(sock: &UdpSocket) -> usize {
+    let mut buf = vec![0u8; 1 << 17];
+    let mut n = 0;
+    while rustix::net::recv(sock, &mut buf[..], RecvFlags::DONTWAIT).is_ok() {
+        n += 1;
+    }
+    n
 }
 
 /// Two network namespaces from `netns-sink.sh`, removed on drop (also on

@@ -399,14 +399,17 @@ impl Section for NfsSection {
         if !procs::nfs_cat_available() {
             return Duration::ZERO;
         }
-        // Four contenders per run at about 1 GB/s, two checked reads at
-        // about 0.5 GB/s, a fresh server per run, and making the file.
+        // Measured here: the contenders read at 2 to 5 GB/s, a checked read
+        // at about 1 GB/s, a server process starts in a few milliseconds,
+        // and making the file runs at about 1 GB/s. So: four contenders per
+        // run at 2 GB/s, two checked reads, a fresh server per run and per
+        // check, and the file.
         let size = Self::size(opts) as f64;
-        let secs = size * (4 * opts.runs) as f64 / 1e9
-            + size * 2.0 / 0.5e9
-            + 0.1 * (2 * opts.runs) as f64
-            + size / 0.5e9;
-        Duration::from_secs_f64(secs + 0.5)
+        let secs = size * (4 * opts.runs) as f64 / 2e9
+            + size * 2.0 / 1e9
+            + 0.02 * (2 * opts.runs + 2) as f64
+            + size / 1e9;
+        Duration::from_secs_f64(secs + 0.2)
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
