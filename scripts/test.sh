@@ -3,7 +3,7 @@
 # packages the tests need can be installed, and so that the network-namespace
 # tests can run).
 #
-#   scripts/test.sh            install what is missing, check style, run every test
+#   scripts/test.sh            install what is missing, check style, fuzz briefly, run every test
 #
 # Environment: MSGSPLICE_SKIP_APT=1 skips the apt-get step.
 set -euo pipefail
@@ -34,5 +34,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== fuzz: every rpc target for 30 s (cargo-fuzz on stable via RUSTC_BOOTSTRAP)"
+scripts/fuzz.sh 30
 echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1
