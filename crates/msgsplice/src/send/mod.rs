@@ -38,7 +38,7 @@
 mod builder;
 mod completion;
 mod error;
-mod file;
+pub(crate) mod file;
 mod policy;
 mod zerocopy;
 

@@ -1,0 +1,215 @@
+//! The receiving side: the peer's records, deframed and opened in place in
+//! one buffer, sans I/O. The driver ([`TlsSplicer::read`](super::TlsSplicer::read))
+//! fills the buffer from the socket and acts on what comes out.
+
+use std::ops::Range;
+
+use super::record::{ContentType, Header, Opener, Version, HEADER_LEN};
+use super::TlsError;
+
+/// Received bytes kept at most (records are at most 2^14 + 2048 + 5).
+const BUF_LEN: usize = 64 << 10;
+/// Largest post-handshake handshake message accepted (a session ticket).
+const MAX_HANDSHAKE_MSG: usize = 64 << 10;
+
+/// What the next record held.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Application data, now at [`Inbound::plaintext`].
+    Data,
+    /// The peer's close_notify: no more data will come.
+    CloseNotify,
+    /// A complete post-handshake handshake message: its type and body.
+    Handshake(u8, Vec<u8>),
+    /// A record that needs nothing (an empty one, a TLS 1.2 warning).
+    Nothing,
+}
+
+/// Received ciphertext and the plaintext opened from it.
+pub(crate) struct Inbound {
+    pub(crate) opener: Opener,
+    version: Version,
+    buf: Box<[u8]>,
+    /// Unprocessed received bytes: `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Opened application data not yet handed out, inside `buf`.
+    plain: Range<usize>,
+    /// Application data rustls decrypted during the handshake.
+    early: Vec<u8>,
+    /// A handshake message that spans records.
+    hs: Vec<u8>,
+    pub(crate) peer_closed: bool,
+    pub(crate) records: u64,
+}
+
+impl Inbound {
+    /// Starts with the bytes the handshake read past its end and the
+    /// application data it decrypted.
+    pub(crate) fn new(
+        opener: Opener,
+        version: Version,
+        leftover: &[u8],
+        early: Vec<u8>,
+    ) -> Inbound {
+        let mut buf = vec![0u8; BUF_LEN.max(leftover.len())].into_boxed_slice();
+        buf[..leftover.len()].copy_from_slice(leftover);
+        Inbound {
+            opener,
+            version,
+            buf,
+            start: 0,
+            end: leftover.len(),
+            plain: 0..0,
+            early,
+            hs: Vec::new(),
+            peer_closed: false,
+            records: 0,
+        }
+    }
+
+    /// Copies opened application data into `out`; 0 if none is waiting.
+    pub(crate) fn take_plaintext(&mut self, out: &mut [u8]) -> usize {
+        if !self.early.is_empty() {
+            let n = out.len().min(self.early.len());
+            out[..n].copy_from_slice(&self.early[..n]);
+            self.early.drain(..n);
+            return n;
+        }
+        let n = out.len().min(self.plain.len());
+        out[..n].copy_from_slice(&self.buf[self.plain.start..self.plain.start + n]);
+        self.plain.start += n;
+        n
+    }
+
+    /// True while opened application data waits to be taken.
+    pub(crate) fn has_plaintext(&self) -> bool {
+        !self.early.is_empty() || !self.plain.is_empty()
+    }
+
+    /// Where the socket's next bytes go. Moves what is unprocessed to the
+    /// front first (only once no plaintext is waiting in the buffer).
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 && self.plain.is_empty() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            self.plain = 0..0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Counts `n` bytes written into [`spare`](Self::spare).
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// What an end of stream means now: after close_notify nothing; between
+    /// records a truncation; inside one a cut record.
+    pub(crate) fn eof_error(&self) -> TlsError {
+        let have = self.end - self.start;
+        if have == 0 {
+            return TlsError::UnexpectedEof;
+        }
+        let want = match Header::parse(&self.buf[self.start..self.end], self.version) {
+            Ok(Some(h)) => HEADER_LEN + h.len,
+            _ => HEADER_LEN,
+        };
+        TlsError::TruncatedRecord { got: have, want }
+    }
+
+    /// Opens the next complete record in the buffer. `Ok(None)`: more bytes
+    /// are needed (and [`spare`](Self::spare) has room for them).
+    pub(crate) fn next(&mut self) -> Result<Option<Event>, TlsError> {
+        debug_assert!(self.plain.is_empty());
+        let Some(h) = Header::parse(&self.buf[self.start..self.end], self.version)? else {
+            return Ok(None);
+        };
+        let len = HEADER_LEN + h.len;
+        if self.end - self.start < len {
+            return Ok(None);
+        }
+        let at = self.start;
+        self.start += len;
+        self.records += 1;
+        let (ty, range) = self.opener.open(&mut self.buf[at..at + len])?;
+        let range = at + range.start..at + range.end;
+        match ty {
+            ContentType::ApplicationData => {
+                if !self.hs.is_empty() {
+                    return Err(TlsError::UnexpectedMessage(
+                        "data inside a handshake message",
+                    ));
+                }
+                self.plain = range;
+                Ok(Some(if self.plain.is_empty() {
+                    Event::Nothing
+                } else {
+                    Event::Data
+                }))
+            }
+            ContentType::Alert => match self.buf[range] {
+                [level, desc] => self.alert(level, desc),
+                _ => Err(TlsError::UnexpectedMessage("malformed alert")),
+            },
+            ContentType::Handshake => {
+                self.hs.extend_from_slice(&self.buf[range]);
+                self.handshake_message()
+            }
+            ContentType::ChangeCipherSpec => Err(TlsError::UnexpectedMessage(
+                "change_cipher_spec after the handshake",
+            )),
+        }
+    }
+
+    fn alert(&mut self, level: u8, desc: u8) -> Result<Option<Event>, TlsError> {
+        if desc == 0 {
+            self.peer_closed = true;
+            return Ok(Some(Event::CloseNotify));
+        }
+        // TLS 1.2 warnings other than close_notify can be ignored; in TLS
+        // 1.3 every alert but close_notify and user_canceled ends the
+        // connection (RFC 8446 section 6).
+        let ignorable = match self.version {
+            Version::Tls12 => level == 1,
+            Version::Tls13 => desc == 90,
+        };
+        if ignorable {
+            Ok(Some(Event::Nothing))
+        } else {
+            Err(TlsError::AlertReceived(rustls::AlertDescription::from(
+                desc,
+            )))
+        }
+    }
+
+    /// Takes one complete message off the handshake buffer, if there is one.
+    pub(crate) fn handshake_message(&mut self) -> Result<Option<Event>, TlsError> {
+        let Some(&[ty, a, b, c]) = self.hs.get(..4) else {
+            return Ok(Some(Event::Nothing));
+        };
+        let len = u32::from_be_bytes([0, a, b, c]) as usize;
+        if len > MAX_HANDSHAKE_MSG {
+            return Err(TlsError::UnexpectedMessage("oversized handshake message"));
+        }
+        if self.hs.len() < 4 + len {
+            return Ok(Some(Event::Nothing));
+        }
+        let body = self.hs[4..4 + len].to_vec();
+        self.hs.drain(..4 + len);
+        Ok(Some(Event::Handshake(ty, body)))
+    }
+
+    /// True if a handshake message already waits in the buffer (several can
+    /// share a record).
+    pub(crate) fn handshake_pending(&self) -> bool {
+        self.hs.len() >= 4
+            && self.hs.len()
+                >= 4 + u32::from_be_bytes([0, self.hs[1], self.hs[2], self.hs[3]]) as usize
+    }
+
+    /// Bytes of handshake messages received but not complete yet.
+    pub(crate) fn handshake_partial(&self) -> bool {
+        !self.hs.is_empty()
+    }
+}
