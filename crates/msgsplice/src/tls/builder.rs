@@ -2,6 +2,7 @@
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
@@ -40,6 +41,7 @@ pub struct Builder {
     cache: Option<FragCache>,
     batch: u64,
     key_limit: Option<u64>,
+    linger: Duration,
 }
 
 impl Default for Builder {
@@ -50,6 +52,7 @@ impl Default for Builder {
             cache: None,
             batch: 64 * MAX_PLAINTEXT as u64,
             key_limit: None,
+            linger: Duration::from_secs(1),
         }
     }
 }
@@ -98,6 +101,13 @@ impl Builder {
     /// [`TlsError::KeyLimit`].
     pub fn key_update_after(mut self, records: u64) -> Builder {
         self.key_limit = Some(records.max(1));
+        self
+    }
+
+    /// How long [`TlsSplicer::close`] waits for the peer to close its side
+    /// after close_notify (default 1 s; zero: not at all).
+    pub fn linger(mut self, timeout: Duration) -> Builder {
+        self.linger = timeout;
         self
     }
 
@@ -198,6 +208,7 @@ impl Builder {
             ktls,
             key_limit: self.key_limit.unwrap_or(limit),
             batch: self.batch,
+            linger: self.linger,
             sent_close: false,
             stats: TlsStats::default(),
         })

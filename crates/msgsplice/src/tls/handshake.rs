@@ -147,8 +147,13 @@ pub(crate) fn drive<C: Unbuffered>(
     let mut outgoing = vec![0u8; 16 << 10];
     let mut out_used = 0usize;
     let mut early_plaintext = Vec::new();
+    // rustls is shown `incoming[..shown]`, whole records only, one more
+    // each time it asks for more. So it stops at the end of the handshake,
+    // and every later record (data or a KeyUpdate that arrived right
+    // behind the peer's Finished) is left to msgsplice's record layer.
+    let mut shown = 0usize;
     loop {
-        let UnbufferedStatus { discard, state } = conn.process(&mut incoming[..used]);
+        let UnbufferedStatus { discard, state } = conn.process(&mut incoming[..shown]);
         let next = match state {
             Err(e) => {
                 send_alert(&mut conn, fd);
@@ -196,10 +201,15 @@ pub(crate) fn drive<C: Unbuffered>(
         };
         incoming.copy_within(discard..used, 0);
         used -= discard;
+        shown -= discard;
         match next {
             Next::Continue => {}
             Next::Done => break,
-            Next::Read => {
+            Next::Read => loop {
+                if let Some(n) = record_len(&incoming[shown..used]) {
+                    shown += n;
+                    break;
+                }
                 if used == incoming.len() {
                     incoming.resize(incoming.len() * 2, 0);
                 }
@@ -207,17 +217,27 @@ pub(crate) fn drive<C: Unbuffered>(
                     0 => return Err(TlsError::HandshakeEof),
                     n => used += n,
                 }
-            }
+            },
         }
     }
     let (secrets, session) = conn.into_session().map_err(TlsError::Handshake)?;
-    incoming.truncate(used);
+    // rustls consumed every record it was shown before reaching traffic.
+    let leftover = incoming[shown..used].to_vec();
     Ok(Established {
         secrets,
         session,
-        leftover: incoming,
+        leftover,
         early_plaintext,
     })
+}
+
+/// The length of the record at the start of `buf`, if all of it is there.
+fn record_len(buf: &[u8]) -> Option<usize> {
+    let [_, _, _, a, b, ..] = *buf else {
+        return None;
+    };
+    let len = 5 + usize::from(u16::from_be_bytes([a, b]));
+    (len <= buf.len()).then_some(len)
 }
 
 /// After a handshake error rustls may have queued a fatal alert: send it,

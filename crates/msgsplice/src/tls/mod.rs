@@ -161,6 +161,7 @@ pub struct TlsSplicer<S: AsFd = TcpStream> {
     /// error (TLS 1.2).
     key_limit: u64,
     batch: u64,
+    linger: std::time::Duration,
     sent_close: bool,
     stats: TlsStats,
 }
@@ -372,13 +373,26 @@ impl<S: AsFd> TlsSplicer<S> {
         Ok(())
     }
 
-    /// Sends close_notify, waits for zero-copy sends in flight (see
-    /// [`Splicer::close`]), shuts down the socket's sending side, and
-    /// returns the final counters.
+    /// Closes the connection cleanly: sends close_notify and everything
+    /// still queued, shuts down the socket's sending side, then reads and
+    /// discards what the peer still sends until it closes too, for at most
+    /// [`Builder::linger`] (1 s by default; most peers close as soon as
+    /// they see close_notify). Without that wait, unread bytes from the
+    /// peer (a session ticket, its own close_notify) would make the kernel
+    /// reset the connection and drop the end of the stream. Then waits for
+    /// zero-copy sends in flight ([`Splicer::close`]) and returns the
+    /// final counters.
+    ///
+    /// On a non-blocking socket, flush until [`pending`](Self::pending)
+    /// is 0 first, or this fails with [`TlsError::WouldBlock`].
     pub fn close(mut self) -> Result<TlsStats, TlsError> {
         self.send_close_notify()?;
         self.flush()?;
-        let _ = rustix::net::shutdown(self.splicer.get_ref().as_fd(), rustix::net::Shutdown::Write);
+        let fd = self.splicer.get_ref().as_fd();
+        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
+        if !self.linger.is_zero() {
+            io::linger(fd, self.linger);
+        }
         let mut stats = self.stats();
         stats.send = self.splicer.close();
         Ok(stats)
