@@ -155,3 +155,29 @@ fn steady_state_does_not_grow() {
     let grew = rss_bytes().saturating_sub(rss_warm);
     assert!(grew < 16 << 20, "RSS grew by {grew} bytes in steady state");
 }
+
+#[test]
+fn a_thread_exit_gives_its_folio_back() {
+    let c = FragCache::new();
+    let c2 = c.clone();
+    let kept = thread::spawn(move || {
+        let keep = c2.memdup(b"outlives its thread").unwrap();
+        for _ in 0..100 {
+            drop(c2.memdup(&[1; 300]).unwrap());
+        }
+        keep
+    })
+    .join()
+    .unwrap();
+    // The thread is gone: its bucket let go of the folio, which stays
+    // mapped only for `kept`.
+    let s = c.stats();
+    assert_eq!((s.folios_live, s.folios_cached), (1, 0), "{s:?}");
+    drop(kept);
+    let s = c.stats();
+    assert_eq!(
+        (s.folios_live, s.folios_cached),
+        (1, 1),
+        "back in the cache: {s:?}"
+    );
+}

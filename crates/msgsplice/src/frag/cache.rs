@@ -13,6 +13,7 @@
 
 use std::cell::UnsafeCell;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -272,9 +273,37 @@ impl Drop for ThreadBucket {
     }
 }
 
+/// This thread's buckets: the most recently used one inline (the fast path
+/// reaches it with no pointer chase), others in a list.
+struct ThreadBuckets {
+    first: Option<ThreadBucket>,
+    rest: Vec<ThreadBucket>,
+}
+
+/// Empties [`THREAD_BUCKETS`] when the thread exits.
+struct BucketGuard;
+
+impl Drop for BucketGuard {
+    fn drop(&mut self) {
+        let taken = THREAD_BUCKETS.with(|cell| {
+            // SAFETY: this thread's own buckets, not borrowed elsewhere now.
+            let set: &mut ThreadBuckets = unsafe { &mut *cell.get() };
+            (set.first.take(), std::mem::take(&mut set.rest))
+        });
+        // Dropped outside the borrow: releasing folios touches no bucket.
+        drop(taken);
+    }
+}
+
 thread_local! {
-    /// This thread's buckets, one per cache it allocates from (usually one).
-    static THREAD_BUCKETS: UnsafeCell<Vec<ThreadBucket>> = const { UnsafeCell::new(Vec::new()) };
+    /// This thread's buckets. `ManuallyDrop`, so the thread-local needs no
+    /// destructor and each access skips the lazy-registration check;
+    /// [`BUCKET_GUARD`], registered when the first bucket is made, empties
+    /// it at thread exit.
+    static THREAD_BUCKETS: UnsafeCell<ManuallyDrop<ThreadBuckets>> = const {
+        UnsafeCell::new(ManuallyDrop::new(ThreadBuckets { first: None, rest: Vec::new() }))
+    };
+    static BUCKET_GUARD: BucketGuard = const { BucketGuard };
 }
 
 /// The allocation state of one bucket.
@@ -582,21 +611,19 @@ impl Drop for Shared {
 /// `None` only while the thread is being torn down (its buckets are gone).
 #[inline]
 fn with_thread_bucket<R>(sh: &Shared, op: impl FnOnce(&mut BucketState) -> R) -> Option<R> {
-    THREAD_BUCKETS
-        .try_with(|cell| {
-            // SAFETY: the Vec is this thread's own, and nothing `op` does
-            // re-enters this function: allocation runs no user code, and the
-            // drops it may cause (a retired folio, a stale bucket) do not
-            // allocate from a cache.
-            let buckets = unsafe { &mut *cell.get() };
-            if let Some(b) = buckets.first_mut() {
-                if b.cache_id == sh.id {
-                    return op(&mut b.state);
-                }
+    THREAD_BUCKETS.with(|cell| {
+        // SAFETY: the set is this thread's own, and nothing `op` does
+        // re-enters this function: allocation runs no user code, and the
+        // drops it may cause (a retired folio, a stale bucket) do not
+        // allocate from a cache.
+        let set: &mut ThreadBuckets = unsafe { &mut *cell.get() };
+        if let Some(b) = &mut set.first {
+            if b.cache_id == sh.id {
+                return Some(op(&mut b.state));
             }
-            op(thread_bucket_slow(buckets, sh))
-        })
-        .ok()
+        }
+        thread_bucket_slow(set, sh).map(op)
+    })
 }
 
 /// If this thread's bucket for `folio` has just handed out the range ending
@@ -607,10 +634,10 @@ pub(super) fn give_back_tail(folio: NonNull<Folio>, old_end: usize, new_end: usi
     if unsafe { folio.as_ref() }.owner.load(Ordering::Relaxed) != folio::thread_token() {
         return; // not carved by this thread's bucket (any more)
     }
-    let _ = THREAD_BUCKETS.try_with(|cell| {
+    THREAD_BUCKETS.with(|cell| {
         // SAFETY: this thread's own buckets; nothing here re-enters.
-        let buckets = unsafe { &mut *cell.get() };
-        for b in buckets.iter_mut() {
+        let set: &mut ThreadBuckets = unsafe { &mut *cell.get() };
+        for b in set.first.iter_mut().chain(set.rest.iter_mut()) {
             let st = &mut b.state;
             if st.folio == Some(folio) && st.next == old_end {
                 st.next = new_end;
@@ -621,23 +648,32 @@ pub(super) fn give_back_tail(folio: NonNull<Folio>, old_end: usize, new_end: usi
 }
 
 #[cold]
-fn thread_bucket_slow<'a>(buckets: &'a mut Vec<ThreadBucket>, sh: &Shared) -> &'a mut BucketState {
+fn thread_bucket_slow<'a>(set: &'a mut ThreadBuckets, sh: &Shared) -> Option<&'a mut BucketState> {
+    // Make sure the buckets are emptied at thread exit; refuse to make new
+    // ones once that has happened (the caller falls back).
+    BUCKET_GUARD.try_with(|_| ()).ok()?;
     // Forget buckets of caches that are gone (their folios unmap).
-    buckets.retain(|b| b.home.strong_count() > 0);
-    let i = match buckets.iter().position(|b| b.cache_id == sh.id) {
-        Some(i) => i,
-        None => {
-            buckets.push(ThreadBucket {
-                cache_id: sh.id,
-                home: sh.weak(),
-                state: BucketState::new(true),
-            });
-            buckets.len() - 1
-        }
+    set.rest.retain(|b| b.home.strong_count() > 0);
+    if set
+        .first
+        .as_ref()
+        .is_some_and(|b| b.home.strong_count() == 0)
+    {
+        set.first = None;
+    }
+    let mine = match set.rest.iter().position(|b| b.cache_id == sh.id) {
+        Some(i) => set.rest.swap_remove(i),
+        None => ThreadBucket {
+            cache_id: sh.id,
+            home: sh.weak(),
+            state: BucketState::new(true),
+        },
     };
     // Most recently used first, so the fast path hits.
-    buckets.swap(0, i);
-    &mut buckets[0].state
+    if let Some(old) = set.first.replace(mine) {
+        set.rest.push(old);
+    }
+    set.first.as_mut().map(|b| &mut b.state)
 }
 
 impl FragCache {

@@ -52,6 +52,16 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker with room for `sends` in flight (and three buffers each)
+    /// before its queues grow.
+    pub(crate) fn with_capacity(sends: usize) -> Tracker {
+        Tracker {
+            slots: VecDeque::with_capacity(sends),
+            held: VecDeque::with_capacity(sends * 3),
+            ..Tracker::default()
+        }
+    }
+
     /// Sends registered but not yet completed.
     pub(crate) fn pending(&self) -> usize {
         self.pending

@@ -33,6 +33,11 @@ pub(crate) struct ZeroCopy {
     since_drain: usize,
 }
 
+/// Sends in flight that the tracker has room for from the start, so the
+/// first zero-copy sends of a connection do not grow its queues (completions
+/// are read every `completion_batch` = 32 sends, so a few batches fit).
+const TYPICAL_IN_FLIGHT: usize = 128;
+
 impl ZeroCopy {
     /// `capable`: the socket kind supports `MSG_ZEROCOPY` at all (TCP).
     pub(crate) fn new(capable: bool) -> ZeroCopy {
@@ -42,7 +47,11 @@ impl ZeroCopy {
             } else {
                 State::Unsupported
             },
-            tracker: Tracker::default(),
+            tracker: if capable {
+                Tracker::with_capacity(TYPICAL_IN_FLIGHT)
+            } else {
+                Tracker::default()
+            },
             copied_streak: 0,
             since_drain: 0,
         }

@@ -1,0 +1,356 @@
+//! The send sections (issue 3's benchmark): whole messages of a 128-byte
+//! header, an N-byte payload and an 8-byte trailer, sent by each strategy
+//! over TCP loopback or a Unix stream socket, with a receiver that checks
+//! every byte.
+//!
+//! - `tcp` and `unix`: payloads in memory, [`strategy::memory_strategies`];
+//!   `tcp` ends with iperf3 as the loopback throughput reference.
+//! - `file`: payloads read from a file in the page cache, over TCP,
+//!   [`strategy::file_strategies`].
+//!
+//! Each row reports GB/s (the ratio column compares it with the list's
+//! first strategy), messages per second, system calls per message (counted
+//! by the strategy) and heap allocations per message (the counting
+//! allocator, sending thread only, steady state).
+
+pub mod harness;
+pub mod iperf;
+pub mod splicer;
+pub mod strategy;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use msgsplice::frag::FragCache;
+
+use self::harness::{run_verified, Stop, Transport};
+use self::strategy::{Message, Payload, SendStrategy};
+use super::report::{Group, Outcome, Row, Table};
+use super::{fmt_size, Options, Progress, Section};
+
+/// Per-run duration unless `--duration-ms` says otherwise.
+const RUN: Duration = Duration::from_millis(200);
+/// Header and trailer sizes of every message.
+pub const HEADER: usize = 128;
+/// See [`HEADER`].
+pub const TRAILER: usize = 8;
+/// Where the payload starts in the file of the `file` section.
+const FILE_OFFSET: u64 = 4096;
+
+/// Extra columns of every send table.
+const MSGS: &str = "msgs/s";
+const CALLS: &str = "syscalls/msg";
+const ALLOCS: &str = "allocs/msg";
+
+/// Where the payload comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Memory,
+    File,
+}
+
+/// One send section.
+pub struct SendSection {
+    id: &'static str,
+    transport: Transport,
+    source: Source,
+}
+
+impl SendSection {
+    /// Memory payloads over TCP loopback, with the iperf3 reference.
+    pub fn tcp() -> SendSection {
+        SendSection {
+            id: "tcp",
+            transport: Transport::Tcp,
+            source: Source::Memory,
+        }
+    }
+
+    /// Memory payloads over a Unix stream socket pair.
+    pub fn unix() -> SendSection {
+        SendSection {
+            id: "unix",
+            transport: Transport::Unix,
+            source: Source::Memory,
+        }
+    }
+
+    /// File-backed payloads over TCP loopback.
+    pub fn file() -> SendSection {
+        SendSection {
+            id: "file",
+            transport: Transport::Tcp,
+            source: Source::File,
+        }
+    }
+
+    fn strategies(&self) -> Vec<Box<dyn SendStrategy>> {
+        match self.source {
+            Source::Memory => strategy::memory_strategies(),
+            Source::File => strategy::file_strategies(),
+        }
+    }
+
+    fn with_iperf(&self) -> bool {
+        self.transport == Transport::Tcp && self.source == Source::Memory
+    }
+
+    fn iperf_runs(opts: &Options) -> usize {
+        if opts.quick {
+            1
+        } else {
+            opts.runs.min(3)
+        }
+    }
+}
+
+/// Deterministic bytes that differ from position to position (xorshift),
+/// so that a reordered or shifted stream cannot verify.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A file in the temporary directory holding `FILE_OFFSET` bytes of
+/// padding and then the payload; removed when dropped.
+struct PayloadFile {
+    path: PathBuf,
+    file: File,
+}
+
+impl PayloadFile {
+    fn create(payload: &[u8]) -> std::io::Result<PayloadFile> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "msgsplice-bench-{}-{nanos}.dat",
+            std::process::id()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let guard = PayloadFile {
+            path,
+            file: file.try_clone()?,
+        };
+        file.write_all(&vec![0xee; FILE_OFFSET as usize])?;
+        file.write_all(payload)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for PayloadFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Section for SendSection {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn title(&self) -> String {
+        match (self.transport, self.source) {
+            (Transport::Tcp, Source::Memory) => "send strategies over TCP loopback",
+            (Transport::Unix, Source::Memory) => "send strategies over a Unix stream socket",
+            (_, Source::File) => "file-backed payloads over TCP loopback",
+        }
+        .into()
+    }
+
+    fn estimate(&self, opts: &Options) -> Duration {
+        let rows = (self.strategies().len() * opts.sizes.len() * opts.runs) as u32;
+        let mut t = opts.run_duration(RUN) * rows;
+        if self.with_iperf() && iperf::available().is_ok() {
+            t += Duration::from_millis(u64::from(iperf::SECONDS) * 1000 + 200)
+                * Self::iperf_runs(opts) as u32;
+        }
+        t
+    }
+
+    fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
+        match self.measure(opts, progress) {
+            Ok(t) => Outcome::Ran(t),
+            Err(error) => Outcome::Failed { error },
+        }
+    }
+}
+
+impl SendSection {
+    fn measure(&self, opts: &Options, progress: &mut Progress) -> Result<Table, String> {
+        let dur = opts.run_duration(RUN);
+        let mut strategies = self.strategies();
+        let header = pattern(HEADER, 1);
+        let trailer = pattern(TRAILER, 2);
+        let max = opts.sizes.iter().copied().max().unwrap_or(0);
+        let payload = pattern(max, 3);
+        let cache = FragCache::new();
+        let file = match self.source {
+            Source::File => Some(
+                PayloadFile::create(&payload)
+                    .map_err(|e| format!("cannot write the payload file: {e}"))?,
+            ),
+            Source::Memory => None,
+        };
+
+        let mut t = Table::new("GB/s", true, "ratio");
+        t.about = vec![
+            format!(
+                "messages of {HEADER} B header + N payload + {TRAILER} B trailer{}; \
+                 the receiver checks every byte",
+                if self.source == Source::File {
+                    " (payload read from a file in the page cache)"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "GB/s of message bytes, higher is better; median of {} runs of {} ms, \
+                 spread min..max; ratio = row / {}",
+                opts.runs,
+                dur.as_millis(),
+                strategies.first().map_or("-", |s| s.name()),
+            ),
+            format!(
+                "{CALLS}: counted in the sending code; {ALLOCS}: heap allocations on the \
+                 sending thread after {} warm-up messages",
+                harness::WARMUP
+            ),
+        ];
+        if self.transport == Transport::Tcp {
+            t.about.push("TCP_NODELAY on the sending socket".into());
+        }
+        t.extra_columns = vec![MSGS.into(), CALLS.into(), ALLOCS.into()];
+
+        for &n in &opts.sizes {
+            let frag = cache
+                .memdup(&payload[..n])
+                .map_err(|e| format!("FragCache::memdup of the payload: {e}"))?;
+            let msg = Message {
+                header: &header,
+                payload: match &file {
+                    Some(f) => Payload::File {
+                        file: &f.file,
+                        offset: FILE_OFFSET,
+                        len: n,
+                    },
+                    None => Payload::Memory(&frag),
+                },
+                trailer: &trailer,
+            };
+            let expected = [&header[..], &payload[..n], &trailer[..]].concat();
+            let group = format!("N = {}", fmt_size(n));
+            // Per strategy: GB/s, msgs/s, syscalls/msg, allocs/msg samples.
+            let mut samples = vec![<[Vec<f64>; 4]>::default(); strategies.len()];
+            for run in 0..opts.runs {
+                for (i, s) in strategies.iter_mut().enumerate() {
+                    progress.step(format_args!(
+                        "{group}: {}, run {}/{}",
+                        s.name(),
+                        run + 1,
+                        opts.runs
+                    ));
+                    let r = run_verified(
+                        s.as_mut(),
+                        self.transport,
+                        &msg,
+                        &expected,
+                        Stop::After(dur),
+                    )
+                    .map_err(|e| format!("{group}: {e}"))?;
+                    samples[i][0].push(r.gbps());
+                    samples[i][1].push(r.msgs_per_sec());
+                    samples[i][2].push(r.syscalls_per_msg());
+                    if let Some(a) = r.allocs_per_msg {
+                        samples[i][3].push(a);
+                    }
+                }
+            }
+            let mut g = Group::new(group);
+            for (i, (s, v)) in strategies.iter().zip(&samples).enumerate() {
+                g.rows.extend(Row::new(s.name(), i == 0, &v[0]).map(|r| {
+                    r.with_extra(MSGS, &v[1])
+                        .with_extra(CALLS, &v[2])
+                        .with_extra(ALLOCS, &v[3])
+                }));
+            }
+            t.groups.push(g);
+        }
+
+        if !crate::alloc_count::installed() {
+            t.notes
+                .push("allocs/msg: not measured (the counting allocator is not installed)".into());
+        }
+        if self.with_iperf() {
+            self.iperf_reference(opts, progress, &mut t);
+        }
+        t.compute_ratios();
+        Ok(t)
+    }
+
+    /// Adds iperf3's loopback rate as a reference group, or a note saying
+    /// why there is none.
+    fn iperf_reference(&self, opts: &Options, progress: &mut Progress, t: &mut Table) {
+        let secs = if opts.quick { 1 } else { iperf::SECONDS };
+        if let Err(e) = iperf::available() {
+            t.notes.push(format!("reference: {e}"));
+            return;
+        }
+        let runs = Self::iperf_runs(opts);
+        let mut samples = Vec::new();
+        for run in 0..runs {
+            progress.step(format_args!("iperf3 -t {secs}, run {}/{runs}", run + 1));
+            match iperf::run(secs) {
+                Ok(g) => samples.push(g),
+                Err(e) => {
+                    t.notes.push(format!("reference: {e}"));
+                    return;
+                }
+            }
+        }
+        let mut g = Group::new(format!("reference: iperf3 -t {secs}, {runs} runs"));
+        g.rows
+            .extend(Row::new("iperf3 (128 KiB writes)", false, &samples));
+        t.groups.push(g);
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn pattern_is_deterministic_and_not_periodic_within_a_message() {
+        assert_eq!(pattern(1000, 3), pattern(1000, 3));
+        let p = pattern(4096, 3);
+        assert_ne!(&p[..2048], &p[2048..]);
+        assert_ne!(pattern(64, 1), pattern(64, 2));
+    }
+
+    #[test]
+    fn payload_file_holds_the_payload_and_is_removed() {
+        let payload = pattern(10_000, 9);
+        let f = PayloadFile::create(&payload).unwrap();
+        let path = f.path.clone();
+        let all = std::fs::read(&path).unwrap();
+        assert_eq!(&all[FILE_OFFSET as usize..], &payload[..]);
+        drop(f);
+        assert!(!path.exists());
+    }
+}

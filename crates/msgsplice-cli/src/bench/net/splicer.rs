@@ -1,0 +1,129 @@
+//! The msgsplice rows of the send sections: a [`Splicer`] with SPLICE off,
+//! on (the default policy), and on with zero-copy kept regardless of COPIED
+//! reports (the measurement behind the default policy).
+//!
+//! One Splicer per connection (over a duplicate of the socket's descriptor,
+//! so that the harness keeps its own). A message is one [`Msg`]: the header
+//! and trailer borrowed (copied), the payload a [`Frag`](msgsplice::Frag)
+//! reference (spliceable) or a file range (`sendfile`). System calls are the
+//! Splicer's own count ([`SendStats::syscalls`]).
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use msgsplice::send::{Builder, OnCopied};
+use msgsplice::{Msg, SendError, SendStats, Splicer};
+
+use super::strategy::{Message, Payload, SendStrategy, Sock, SyscallCount};
+
+/// How a [`SplicerRow`] is configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// SPLICE off: everything copied by the kernel.
+    Off,
+    /// SPLICE on with the default policy.
+    On,
+    /// SPLICE on, and zero-copy kept even when every completion is COPIED.
+    OnKeep,
+}
+
+/// A send strategy backed by a [`Splicer`].
+pub struct SplicerRow {
+    mode: Mode,
+    name: &'static str,
+    /// Which payloads this row is for (each list measures one kind).
+    file: bool,
+    sp: Option<Splicer<OwnedFd>>,
+}
+
+impl SplicerRow {
+    /// A row for memory payloads (`file` false) or file payloads.
+    pub fn new(mode: Mode, file: bool) -> SplicerRow {
+        let name = match (mode, file) {
+            (Mode::Off, false) => "Splicer, SPLICE off",
+            (Mode::On, false) => "Splicer, SPLICE on",
+            (Mode::OnKeep, false) => "Splicer, SPLICE on, zero-copy kept",
+            (_, true) => "Splicer (sendfile)",
+        };
+        SplicerRow {
+            mode,
+            name,
+            file,
+            sp: None,
+        }
+    }
+}
+
+fn io_err(e: SendError) -> io::Error {
+    e.into()
+}
+
+fn syscalls(s: SendStats) -> u64 {
+    s.syscalls
+}
+
+impl SendStrategy for SplicerRow {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn connected(&mut self, sock: &dyn Sock) -> io::Result<()> {
+        let fd = sock.as_fd().try_clone_to_owned()?;
+        let b = Builder::new().splice(self.mode != Mode::Off);
+        let b = match self.mode {
+            Mode::OnKeep => b.on_copied(OnCopied::Keep),
+            _ => b,
+        };
+        self.sp = Some(
+            b.drain_timeout(Duration::from_secs(5))
+                .build(fd)
+                .map_err(io_err)?,
+        );
+        Ok(())
+    }
+
+    fn send(&mut self, _sock: &dyn Sock, msg: &Message<'_>) -> io::Result<SyscallCount> {
+        if matches!(msg.payload, Payload::File { .. }) != self.file {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this row measures the other kind of payload",
+            ));
+        }
+        let sp = self
+            .sp
+            .as_mut()
+            .ok_or_else(|| io::Error::other("send before connected"))?;
+        let before = syscalls(sp.stats());
+        let mut m = Msg::new();
+        m.push(msg.header);
+        match msg.payload {
+            Payload::Memory(f) => {
+                m.push(f.clone());
+            }
+            Payload::File { file, offset, len } => {
+                m.push_file(file, offset, len as u64);
+            }
+        }
+        m.push(msg.trailer);
+        while !m.is_sent() {
+            sp.send(&mut m).map_err(io_err)?;
+        }
+        Ok(SyscallCount(syscalls(sp.stats()) - before))
+    }
+
+    fn finish(&mut self, _sock: &dyn Sock) -> io::Result<SyscallCount> {
+        let Some(sp) = self.sp.take() else {
+            return Ok(SyscallCount(0));
+        };
+        let before = syscalls(sp.stats());
+        let after = sp.close();
+        if after.retired_on_close > 0 {
+            return Err(io::Error::other(format!(
+                "{} zero-copy sends never completed",
+                after.retired_on_close
+            )));
+        }
+        Ok(SyscallCount(syscalls(after) - before))
+    }
+}
