@@ -12,7 +12,8 @@
 //! Sections now: `alloc` (the fragment allocator against heap buffers),
 //! `memcpy` (the physical reference), `tcp` and `unix` (send strategies for
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
-//! payloads).
+//! payloads), `tls` (msgsplice's TLS sender against rustls's buffered
+//! writer).
 
 pub mod alloc;
 pub mod memcpy;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod ring;
 pub mod stats;
 pub mod svg;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -54,6 +56,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(net::SendSection::tcp()),
         Box::new(net::SendSection::unix()),
         Box::new(net::SendSection::file()),
+        Box::new(tls::TlsSection),
     ]
 }
 
@@ -177,6 +180,7 @@ options:
                         tcp     send strategies over TCP loopback, iperf3 reference
                         unix    send strategies over a Unix stream socket
                         file    file-backed payloads over TCP loopback
+                        tls     TLS: msgsplice TlsSplicer against rustls's writer
   --runs N            runs per row (default 5; 2 with --quick)
   --duration-ms N     length of one run in every section (default per section:
                         alloc 50, memcpy 300, tcp/unix/file 200)
@@ -390,7 +394,10 @@ mod tests {
     #[test]
     fn defaults() {
         let o = parse(&[]).unwrap().unwrap();
-        assert_eq!(o.sections, ["alloc", "memcpy", "tcp", "unix", "file"]);
+        assert_eq!(
+            o.sections,
+            ["alloc", "memcpy", "tcp", "unix", "file", "tls"]
+        );
         assert_eq!(o.runs, 5);
         assert_eq!(o.sizes, [1024, 16384, 262144]);
         assert_eq!(

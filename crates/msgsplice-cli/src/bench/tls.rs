@@ -1,0 +1,595 @@
+//! The `tls` section: TLS over TCP loopback, messages of a 128-byte header,
+//! an N-byte payload and an 8-byte trailer, sent by msgsplice's
+//! [`TlsSplicer`] and by rustls's ordinary buffered writer fed the same
+//! three parts. A receiver thread decrypts with rustls and checks every
+//! byte.
+//!
+//! Contenders (interleaved within each run, on a fresh connection each):
+//!
+//! - `rustls writer + write_tls` (baseline): `conn.writer().write_all` of
+//!   the three parts (buffer limit lifted), then `write_tls` until nothing
+//!   is left: rustls's buffered writer with one flush per message, the
+//!   strongest way to use it. Each part becomes its own record(s): the
+//!   header, the payload in 16 KiB pieces, the trailer.
+//! - `rustls StreamOwned, 3 writes`: `write_all` of each part on a
+//!   `StreamOwned`, as most code does; every write flushes.
+//! - `msgsplice TlsSplicer`: one `send` of a three-segment [`Msg`]; records
+//!   are filled across the parts and sealed in fragments (default SPLICE
+//!   policy, which stops `MSG_ZEROCOPY` on loopback after the kernel
+//!   reports it copied anyway).
+//! - `msgsplice TlsSplicer, SPLICE off`: the same with plain copying sends.
+//!
+//! The receiver reads the socket through a 256 KiB buffer (so that
+//! rustls's 4 KiB `read_tls` calls do not each cost a system call) and
+//! takes the plaintext with `fill_buf`/`consume`; it is the same for every
+//! contender. A run is timed from the first send to the receiver's
+//! close_notify. Besides GB/s each row reports the sending thread's CPU
+//! time per message (from `/proc/thread-self/schedstat`, nanoseconds),
+//! which shows the sender's cost even when the receiver sets the pace,
+//! its write system calls and its heap allocations per message.
+
+use std::io::{self, BufRead, BufReader, IoSlice, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use msgsplice::frag::{Frag, FragCache};
+use msgsplice::tls::{Builder, Ktls, TlsSplicer};
+use msgsplice::Msg;
+use rustls::crypto::ring;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
+
+use super::net::harness::Verifier;
+use super::net::{pattern, HEADER, TRAILER};
+use super::report::{Group, Outcome, Row, Table};
+use super::{fmt_size, Options, Progress, Section};
+use crate::alloc_count;
+
+/// Per-run duration unless `--duration-ms` says otherwise.
+const RUN: Duration = Duration::from_millis(200);
+/// The groups of the table: payload size and receiver (the issue's case
+/// is 64 KiB, decrypted).
+pub const CONDITIONS: [(usize, Receiver); 4] = [
+    (16 << 10, Receiver::Decrypt),
+    (64 << 10, Receiver::Decrypt),
+    (256 << 10, Receiver::Decrypt),
+    (64 << 10, Receiver::Discard),
+];
+/// Messages sent before allocations and CPU time are counted.
+const WARMUP: u64 = 8;
+/// A timed run sends at least this many messages.
+const MIN_MESSAGES: u64 = 32;
+/// The receiver's socket buffer.
+const RECV_BUF: usize = 256 << 10;
+
+const MSGS: &str = "msgs/s";
+const CPU: &str = "send CPU us/msg";
+const CALLS: &str = "writes/msg";
+const ALLOCS: &str = "allocs/msg";
+
+/// The ways to send a message over TLS that the section compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contender {
+    /// rustls `writer().write_all` of the three parts, then `write_tls`.
+    RustlsWriter,
+    /// rustls `StreamOwned::write_all` of each part.
+    RustlsStream,
+    /// msgsplice `TlsSplicer::send`, SPLICE on or off.
+    Splicer {
+        /// The Splicer's SPLICE hint.
+        splice: bool,
+    },
+}
+
+/// Every contender, the baseline first.
+pub const CONTENDERS: [Contender; 4] = [
+    Contender::RustlsWriter,
+    Contender::RustlsStream,
+    Contender::Splicer { splice: true },
+    Contender::Splicer { splice: false },
+];
+
+impl Contender {
+    /// The row's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::RustlsWriter => "rustls writer + write_tls",
+            Contender::RustlsStream => "rustls StreamOwned, 3 writes",
+            Contender::Splicer { splice: true } => "msgsplice TlsSplicer",
+            Contender::Splicer { splice: false } => "msgsplice TlsSplicer, SPLICE off",
+        }
+    }
+}
+
+/// What the receiving thread does with the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receiver {
+    /// rustls decrypts every record and every plaintext byte is checked.
+    Decrypt,
+    /// After the handshake (done by rustls) the ciphertext is read and
+    /// dropped: the sender sets the pace. Only the byte count is checked.
+    Discard,
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Messages sent.
+    pub messages: u64,
+    /// Plaintext bytes the receiver read and verified.
+    pub bytes: u64,
+    /// First send to the receiver's close_notify.
+    pub elapsed: Duration,
+    /// Sending thread's CPU time per message after warm-up, microseconds.
+    pub cpu_us_per_msg: f64,
+    /// Write system calls per message (all messages).
+    pub writes_per_msg: f64,
+    /// Heap allocations per message after warm-up (None without the
+    /// counting allocator).
+    pub allocs_per_msg: Option<f64>,
+    /// msgsplice only: plaintext bytes copied in user space per message
+    /// byte, from its counters.
+    pub user_copies_per_byte: Option<f64>,
+}
+
+/// Server and client configurations with a certificate made now.
+pub struct Configs {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl Configs {
+    /// A self-signed certificate for "localhost" and the two ends' settings
+    /// (rustls's ring provider, its default cipher suites).
+    pub fn new() -> Result<Configs, String> {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+        let der: CertificateDer<'static> = ck.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let provider = Arc::new(ring::default_provider());
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .map_err(|e| e.to_string())?;
+        server.enable_secret_extraction = true;
+        server.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).map_err(|e| e.to_string())?;
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Configs {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
+/// A socket that counts the write calls rustls makes on it.
+struct Counted {
+    sock: TcpStream,
+    writes: u64,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes += 1;
+        self.sock.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.writes += 1;
+        self.sock.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The sending side of one connection, after its handshake.
+enum Sender {
+    // Both boxed: keys, key schedules and buffers make them large.
+    Rustls(Box<StreamOwned<ServerConnection, Counted>>),
+    Splicer(Box<TlsSplicer<TcpStream>>),
+}
+
+impl Sender {
+    fn accept(c: Contender, cfg: &Configs, sock: TcpStream) -> Result<Sender, String> {
+        sock.set_nodelay(true).map_err(|e| e.to_string())?;
+        match c {
+            Contender::RustlsWriter | Contender::RustlsStream => {
+                let mut conn =
+                    ServerConnection::new(cfg.server.clone()).map_err(|e| e.to_string())?;
+                conn.set_buffer_limit(None);
+                let mut sock = Counted { sock, writes: 0 };
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut sock)
+                        .map_err(|e| format!("handshake: {e}"))?;
+                }
+                sock.writes = 0;
+                Ok(Sender::Rustls(Box::new(StreamOwned::new(conn, sock))))
+            }
+            Contender::Splicer { splice } => Builder::new()
+                .ktls(Ktls::Off)
+                .splicer(msgsplice::send::Builder::new().splice(splice))
+                .accept(cfg.server.clone(), sock)
+                .map(|t| Sender::Splicer(Box::new(t)))
+                .map_err(|e| format!("handshake: {e}")),
+        }
+    }
+
+    fn send(
+        &mut self,
+        c: Contender,
+        header: &[u8],
+        payload: &Frag,
+        trailer: &[u8],
+    ) -> io::Result<()> {
+        match (self, c) {
+            (Sender::Rustls(s), Contender::RustlsWriter) => {
+                let mut w = s.conn.writer();
+                w.write_all(header)?;
+                w.write_all(payload)?;
+                w.write_all(trailer)?;
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                Ok(())
+            }
+            (Sender::Rustls(s), _) => {
+                s.write_all(header)?;
+                s.write_all(payload)?;
+                s.write_all(trailer)
+            }
+            (Sender::Splicer(t), _) => {
+                let mut msg = Msg::new();
+                msg.push(header).push(payload.clone()).push(trailer);
+                t.send(&mut msg)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        match self {
+            Sender::Rustls(s) => s.sock.writes,
+            Sender::Splicer(t) => t.stats().send.syscalls,
+        }
+    }
+
+    /// Sends close_notify and closes. Returns the user-space copies per
+    /// plaintext byte (msgsplice only).
+    fn close(self) -> io::Result<Option<f64>> {
+        match self {
+            Sender::Rustls(mut s) => {
+                s.conn.send_close_notify();
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                let _ = s.sock.sock.shutdown(std::net::Shutdown::Write);
+                Ok(None)
+            }
+            Sender::Splicer(t) => {
+                let st = t.close()?;
+                Ok(Some(
+                    (st.bytes_copied + st.file_bytes_read) as f64
+                        / st.plaintext_bytes.max(1) as f64,
+                ))
+            }
+        }
+    }
+}
+
+/// The calling thread's CPU time so far, from the scheduler's statistics.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// The receiving end: rustls decrypts, the verifier checks. Returns the
+/// bytes read and when close_notify arrived.
+fn receive(
+    sock: TcpStream,
+    cfg: Arc<ClientConfig>,
+    expected: &[u8],
+    mode: Receiver,
+) -> Result<(u64, Instant), String> {
+    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let mut conn = ClientConnection::new(cfg, name).map_err(|e| e.to_string())?;
+    let mut rd = BufReader::with_capacity(RECV_BUF, &sock);
+    let mut wr = &sock;
+    if mode == Receiver::Discard {
+        while conn.is_handshaking() {
+            conn.complete_io(&mut (&sock)).map_err(|e| e.to_string())?;
+        }
+        // Ciphertext bytes from here to the end of the stream.
+        let mut total = 0u64;
+        let mut buf = vec![0u8; RECV_BUF];
+        loop {
+            match (&sock).read(&mut buf) {
+                Ok(0) => return Ok((total, Instant::now())),
+                Ok(n) => total += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    let mut v = Verifier::new(expected);
+    loop {
+        while conn.wants_write() {
+            conn.write_tls(&mut wr).map_err(|e| e.to_string())?;
+        }
+        match conn.read_tls(&mut rd) {
+            Ok(0) => return Err("the connection ended without close_notify".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+        let state = conn.process_new_packets().map_err(|e| e.to_string())?;
+        let mut reader = conn.reader();
+        loop {
+            match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    v.feed(chunk);
+                    reader.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if state.peer_has_closed() {
+            let total = v.total();
+            if total % expected.len() as u64 != 0 {
+                return Err(format!("{total} bytes is not a whole number of messages"));
+            }
+            v.check(total / expected.len() as u64)?;
+            return Ok((total, Instant::now()));
+        }
+    }
+}
+
+/// One timed run of `c` on a fresh loopback connection.
+pub fn run(
+    c: Contender,
+    cfg: &Configs,
+    payload: &Frag,
+    header: &[u8],
+    trailer: &[u8],
+    stop: Result<Duration, u64>,
+    mode: Receiver,
+) -> Result<RunResult, String> {
+    let expected = [header, &payload[..], trailer].concat();
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let client = cfg.client.clone();
+    std::thread::scope(|s| {
+        let expected = &expected;
+        let rx = s.spawn(move || {
+            let sock = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+            receive(sock, client, expected, mode)
+        });
+        let sent = (|| {
+            let (sock, _) = l.accept().map_err(|e| e.to_string())?;
+            let mut tx = Sender::accept(c, cfg, sock)?;
+            let counting = alloc_count::installed();
+            let start = Instant::now();
+            let (mut cpu0, mut allocs0) = (thread_cpu(), alloc_count::thread_allocs());
+            let mut messages = 0u64;
+            loop {
+                let done = match stop {
+                    Ok(d) => messages >= MIN_MESSAGES && start.elapsed() >= d,
+                    Err(n) => messages >= n,
+                };
+                if done {
+                    break;
+                }
+                if messages == WARMUP {
+                    (cpu0, allocs0) = (thread_cpu(), alloc_count::thread_allocs());
+                }
+                tx.send(c, header, payload, trailer)
+                    .map_err(|e| format!("send: {e}"))?;
+                messages += 1;
+            }
+            let (cpu1, allocs1) = (thread_cpu(), alloc_count::thread_allocs());
+            let writes = tx.writes();
+            let copies = tx.close().map_err(|e| format!("close: {e}"))?;
+            let steady = messages.saturating_sub(WARMUP).max(1) as f64;
+            let cpu = match (cpu0, cpu1) {
+                (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() * 1e6 / steady,
+                _ => f64::NAN,
+            };
+            let allocs =
+                (counting && messages > WARMUP).then(|| (allocs1 - allocs0) as f64 / steady);
+            Ok::<_, String>((start, messages, cpu, writes, allocs, copies))
+        })();
+        let received = rx.join().map_err(|_| "the receiver panicked".to_string())?;
+        let (start, messages, cpu, writes, allocs, copies) = sent?;
+        let (wire, end) = received?;
+        let bytes = messages * expected.len() as u64;
+        // Decrypt: exact plaintext; Discard: ciphertext, a little more.
+        if wire < bytes || (mode == Receiver::Decrypt && wire != bytes) {
+            return Err(format!(
+                "{} sent {messages} messages, {wire} bytes arrived",
+                c.name()
+            ));
+        }
+        Ok(RunResult {
+            messages,
+            bytes,
+            elapsed: end.saturating_duration_since(start),
+            cpu_us_per_msg: cpu,
+            writes_per_msg: writes as f64 / messages.max(1) as f64,
+            allocs_per_msg: allocs,
+            user_copies_per_byte: copies,
+        })
+    })
+}
+
+/// The section.
+pub struct TlsSection;
+
+impl Section for TlsSection {
+    fn id(&self) -> &'static str {
+        "tls"
+    }
+
+    fn title(&self) -> String {
+        "TLS over TCP loopback: msgsplice TlsSplicer against rustls's buffered writer".into()
+    }
+
+    fn estimate(&self, opts: &Options) -> Duration {
+        let rows = (CONTENDERS.len() * CONDITIONS.len() * opts.runs) as u32;
+        (opts.run_duration(RUN) + Duration::from_millis(10)) * rows
+    }
+
+    fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
+        match measure(opts, progress) {
+            Ok(t) => Outcome::Ran(t),
+            Err(error) => Outcome::Failed { error },
+        }
+    }
+}
+
+fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
+    let dur = opts.run_duration(RUN);
+    let cfg = Configs::new()?;
+    let header = pattern(HEADER, 1);
+    let trailer = pattern(TRAILER, 2);
+    let cache = FragCache::new();
+    let mut t = Table::new("GB/s", true, "ratio");
+    t.about = vec![
+        format!(
+            "messages of {HEADER} B header + N payload + {TRAILER} B trailer over TLS 1.3 \
+             (rustls's default suite, AES-256-GCM), TCP_NODELAY; a rustls client decrypts and \
+             checks every byte"
+        ),
+        format!(
+            "GB/s of plaintext, higher is better; median of {} runs of {} ms, spread min..max; \
+             ratio = row / {}",
+            opts.runs,
+            dur.as_millis(),
+            CONTENDERS[0].name()
+        ),
+        format!(
+            "{CPU}: the sending thread's CPU time; {CALLS}: write/sendmsg calls counted at the \
+             socket; {ALLOCS}: heap allocations on the sending thread after {WARMUP} messages"
+        ),
+    ];
+    t.extra_columns = vec![MSGS.into(), CPU.into(), CALLS.into(), ALLOCS.into()];
+    let mut user_copies = Vec::new();
+    for (n, mode) in CONDITIONS {
+        let payload = cache
+            .memdup(&pattern(n, 3))
+            .map_err(|e| format!("FragCache::memdup: {e}"))?;
+        let group = match mode {
+            Receiver::Decrypt => format!("N = {}", fmt_size(n)),
+            Receiver::Discard => format!(
+                "N = {}, sender-bound: the receiver drops the ciphertext unread",
+                fmt_size(n)
+            ),
+        };
+        let mut samples = vec![<[Vec<f64>; 5]>::default(); CONTENDERS.len()];
+        for r in 0..opts.runs {
+            for (i, &c) in CONTENDERS.iter().enumerate() {
+                progress.step(format_args!(
+                    "{group}: {}, run {}/{}",
+                    c.name(),
+                    r + 1,
+                    opts.runs
+                ));
+                let res = run(c, &cfg, &payload, &header, &trailer, Ok(dur), mode)
+                    .map_err(|e| format!("{group}: {}: {e}", c.name()))?;
+                let s = &mut samples[i];
+                s[0].push(res.bytes as f64 / res.elapsed.as_secs_f64() / 1e9);
+                s[1].push(res.messages as f64 / res.elapsed.as_secs_f64());
+                s[2].push(res.cpu_us_per_msg);
+                s[3].push(res.writes_per_msg);
+                if let Some(a) = res.allocs_per_msg {
+                    s[4].push(a);
+                }
+                if let Some(u) = res.user_copies_per_byte {
+                    user_copies.push(u);
+                }
+            }
+        }
+        let mut g = Group::new(group);
+        for (i, (c, v)) in CONTENDERS.iter().zip(&samples).enumerate() {
+            g.rows.extend(Row::new(c.name(), i == 0, &v[0]).map(|r| {
+                r.with_extra(MSGS, &v[1])
+                    .with_extra(CPU, &v[2])
+                    .with_extra(CALLS, &v[3])
+                    .with_extra(ALLOCS, &v[4])
+            }));
+        }
+        t.groups.push(g);
+    }
+    let measured = user_copies.iter().copied().fold(0.0f64, f64::max);
+    t.notes = vec![
+        format!(
+            "copies per plaintext byte: msgsplice 1 in user space (measured: at most {measured:.3}, \
+             from its counters: memcpy into the record fragment, sealed in place) + 1 by the kernel \
+             (sendmsg copies the ciphertext into the socket; on loopback MSG_ZEROCOPY is copied too)"
+        ),
+        "copies per plaintext byte: rustls 1 in user space (from its source: each record's \
+         plaintext is copied into a new Vec, sealed in place) + 1 by the kernel (writev); the \
+         difference is not the copies but the records (header and trailer get their own), a heap \
+         allocation per record, and for StreamOwned a flush per part"
+            .into(),
+    ];
+    if !alloc_count::installed() {
+        t.notes
+            .push("allocs/msg: not measured (the counting allocator is not installed)".into());
+    }
+    t.compute_ratios();
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every contender delivers exactly what it sent, closes with
+    /// close_notify, and counts what it should: msgsplice one sendmsg per
+    /// message and one user-space copy per byte, StreamOwned a write per
+    /// part. No clock decides anything here.
+    #[test]
+    fn every_contender_delivers_and_counts() {
+        let cfg = Configs::new().unwrap();
+        let cache = FragCache::new();
+        let payload = cache.memdup(&pattern(64 << 10, 3)).unwrap();
+        let (h, t) = (pattern(HEADER, 1), pattern(TRAILER, 2));
+        for c in CONTENDERS {
+            let r = run(c, &cfg, &payload, &h, &t, Err(100), Receiver::Decrypt).unwrap();
+            assert_eq!(r.messages, 100, "{c:?}");
+            assert_eq!(r.bytes, 100 * ((64 << 10) + 136), "{c:?}");
+            match c {
+                Contender::Splicer { splice } => {
+                    assert_eq!(r.user_copies_per_byte, Some(1.0), "{c:?}");
+                    assert!(r.writes_per_msg <= 1.2, "{c:?}: {}", r.writes_per_msg);
+                    // Not one per record as rustls. With SPLICE on, the
+                    // first messages go zero-copy (until loopback's COPIED
+                    // reports stop it) and hold their folios until the
+                    // completions come, so new folios are mapped then.
+                    if let (false, Some(a)) = (splice, r.allocs_per_msg) {
+                        assert!(a < 0.1, "{c:?}: {a} heap allocations per message");
+                    }
+                }
+                Contender::RustlsStream => assert!(r.writes_per_msg >= 3.0, "{c:?}"),
+                Contender::RustlsWriter => assert!(r.writes_per_msg >= 1.0, "{c:?}"),
+            }
+        }
+    }
+}
