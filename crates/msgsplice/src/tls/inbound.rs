@@ -213,3 +213,153 @@ impl Inbound {
         !self.hs.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::record::{tests::keys_pair, Sealer};
+
+    /// A sealer and an inbound buffer that share keys.
+    fn pair(version: Version) -> (Sealer, Inbound) {
+        let (a, b) = keys_pair();
+        let sealer = Sealer::new(version, a, 0);
+        let inbound = Inbound::new(Opener::new(version, b, 0), version, &[], Vec::new());
+        (sealer, inbound)
+    }
+
+    fn record(s: &mut Sealer, ty: ContentType, body: &[u8]) -> Vec<u8> {
+        let mut rec = vec![0u8; s.record_len(body.len())];
+        let p = s.prefix_len();
+        rec[p..p + body.len()].copy_from_slice(body);
+        s.seal(ty, &mut rec).unwrap();
+        rec
+    }
+
+    fn feed(ib: &mut Inbound, bytes: &[u8]) {
+        ib.spare()[..bytes.len()].copy_from_slice(bytes);
+        ib.filled(bytes.len());
+    }
+
+    #[test]
+    fn records_arrive_in_pieces() {
+        for v in [Version::Tls12, Version::Tls13] {
+            let (mut s, mut ib) = pair(v);
+            let rec = record(&mut s, ContentType::ApplicationData, b"hello world");
+            // Byte by byte: nothing until the last byte is there.
+            for b in &rec[..rec.len() - 1] {
+                feed(&mut ib, &[*b]);
+                assert_eq!(ib.next().unwrap(), None);
+            }
+            feed(&mut ib, &rec[rec.len() - 1..]);
+            assert_eq!(ib.next().unwrap(), Some(Event::Data));
+            let mut out = [0u8; 5];
+            assert_eq!(ib.take_plaintext(&mut out), 5);
+            assert_eq!(&out, b"hello");
+            let mut out = [0u8; 64];
+            assert_eq!(ib.take_plaintext(&mut out), 6);
+            assert_eq!(&out[..6], b" world");
+            assert!(!ib.has_plaintext());
+        }
+    }
+
+    #[test]
+    fn handshake_messages_split_and_joined() {
+        let (mut s, mut ib) = pair(Version::Tls13);
+        // Two messages in one record, then one spread over two records.
+        let mut two = vec![4, 0, 0, 2, 0xaa, 0xbb];
+        two.extend_from_slice(&[24, 0, 0, 1, 1]);
+        let big: Vec<u8> = [4, 0, 0, 6, 1, 2, 3, 4, 5, 6].to_vec();
+        let mut bytes = record(&mut s, ContentType::Handshake, &two);
+        bytes.extend(record(&mut s, ContentType::Handshake, &big[..3]));
+        bytes.extend(record(&mut s, ContentType::Handshake, &big[3..]));
+        feed(&mut ib, &bytes);
+        assert_eq!(
+            ib.next().unwrap(),
+            Some(Event::Handshake(4, vec![0xaa, 0xbb]))
+        );
+        assert!(ib.handshake_pending());
+        assert_eq!(
+            ib.handshake_message().unwrap(),
+            Some(Event::Handshake(24, vec![1]))
+        );
+        assert!(!ib.handshake_pending());
+        assert_eq!(ib.next().unwrap(), Some(Event::Nothing), "half a message");
+        assert!(ib.handshake_partial());
+        assert_eq!(
+            ib.next().unwrap(),
+            Some(Event::Handshake(4, big[4..].to_vec()))
+        );
+        assert!(!ib.handshake_partial());
+    }
+
+    #[test]
+    fn alerts_by_version() {
+        // close_notify ends the stream in both versions.
+        let (mut s, mut ib) = pair(Version::Tls13);
+        feed(&mut ib, &record(&mut s, ContentType::Alert, &[1, 0]));
+        assert_eq!(ib.next().unwrap(), Some(Event::CloseNotify));
+        assert!(ib.peer_closed);
+        // A TLS 1.2 warning is ignored; in TLS 1.3 it is fatal.
+        let (mut s, mut ib) = pair(Version::Tls12);
+        feed(&mut ib, &record(&mut s, ContentType::Alert, &[1, 100]));
+        assert_eq!(ib.next().unwrap(), Some(Event::Nothing));
+        let (mut s, mut ib) = pair(Version::Tls13);
+        feed(&mut ib, &record(&mut s, ContentType::Alert, &[1, 100]));
+        assert!(matches!(ib.next(), Err(TlsError::AlertReceived(_))));
+        let (mut s, mut ib) = pair(Version::Tls13);
+        feed(&mut ib, &record(&mut s, ContentType::Alert, &[2]));
+        assert!(matches!(ib.next(), Err(TlsError::UnexpectedMessage(_))));
+    }
+
+    #[test]
+    fn end_of_stream_is_told_apart() {
+        let (mut s, mut ib) = pair(Version::Tls13);
+        assert!(matches!(ib.eof_error(), TlsError::UnexpectedEof));
+        let rec = record(&mut s, ContentType::ApplicationData, &[9; 100]);
+        feed(&mut ib, &rec[..10]);
+        assert_eq!(ib.next().unwrap(), None);
+        match ib.eof_error() {
+            TlsError::TruncatedRecord { got, want } => assert_eq!((got, want), (10, rec.len())),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn data_may_not_interrupt_a_handshake_message() {
+        let (mut s, mut ib) = pair(Version::Tls13);
+        let mut bytes = record(&mut s, ContentType::Handshake, &[4, 0, 0, 9, 1]);
+        bytes.extend(record(&mut s, ContentType::ApplicationData, b"x"));
+        feed(&mut ib, &bytes);
+        assert_eq!(ib.next().unwrap(), Some(Event::Nothing));
+        assert!(matches!(ib.next(), Err(TlsError::UnexpectedMessage(_))));
+    }
+
+    #[test]
+    fn the_buffer_makes_room_for_full_records() {
+        let (mut s, mut ib) = pair(Version::Tls12);
+        let mut got = 0;
+        for round in 0..10u8 {
+            // Three full records arriving in 20000-byte pieces.
+            let mut all = Vec::new();
+            for k in 0..3 {
+                all.extend(record(
+                    &mut s,
+                    ContentType::ApplicationData,
+                    &[round + k; 16384],
+                ));
+            }
+            for chunk in all.chunks(20_000) {
+                assert!(ib.spare().len() >= chunk.len());
+                feed(&mut ib, chunk);
+                while let Some(ev) = ib.next().unwrap() {
+                    assert_eq!(ev, Event::Data);
+                    let mut out = vec![0u8; 20_000];
+                    let n = ib.take_plaintext(&mut out);
+                    assert!(out[..n].iter().all(|&b| b == out[0]));
+                    got += n;
+                }
+            }
+        }
+        assert_eq!(got, 10 * 3 * 16384);
+    }
+}

@@ -90,6 +90,11 @@ fn raw_errno(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EINVAL)
 }
 
+/// The errno of the first `TCP_ULP` attempt that showed the kernel has no
+/// TLS layer. Later connections do not ask again: each failed attempt can
+/// make the kernel run `modprobe` (as root), which costs milliseconds.
+static NO_ULP: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
 /// Asks whether this kernel has kTLS, without a connection: attaching the
 /// `tls` upper layer to an unconnected TCP socket fails with `ENOTCONN`
 /// when the layer exists (its init wants an established socket) and with
@@ -104,7 +109,13 @@ pub fn probe_ktls() -> Result<(), KtlsStatus> {
     match ktls::set_ulp_tls(std::os::fd::AsFd::as_fd(&sock)) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
-        Err(e) => Err(KtlsStatus::NoKernelSupport(raw_errno(e))),
+        Err(e) => {
+            let e = raw_errno(e);
+            if matches!(e, libc::ENOENT | libc::EOPNOTSUPP | libc::ENOPROTOOPT) {
+                let _ = NO_ULP.set(e);
+            }
+            Err(KtlsStatus::NoKernelSupport(e))
+        }
     }
 }
 
@@ -126,6 +137,9 @@ fn parts(s: &ConnectionTrafficSecrets) -> Option<(KtlsCipher, &[u8], [u8; 12])> 
 /// TLS layer; when it has one but refuses the keys, the layer stays
 /// attached but passes bytes through unchanged until `TLS_TX` is set, so
 /// user-space records still work.
+///
+/// A kernel without the TLS layer is asked once per process (see
+/// [`NO_ULP`]).
 pub(crate) fn enable(
     fd: BorrowedFd<'_>,
     kind: SocketKind,
@@ -139,8 +153,15 @@ pub(crate) fn enable(
     if version != Version::Tls13 {
         return KtlsStatus::Tls12;
     }
+    if let Some(&e) = NO_ULP.get() {
+        return KtlsStatus::NoKernelSupport(e);
+    }
     if let Err(e) = ktls::set_ulp_tls(fd) {
-        return KtlsStatus::NoKernelSupport(raw_errno(e));
+        let e = raw_errno(e);
+        if matches!(e, libc::ENOENT | libc::EOPNOTSUPP | libc::ENOPROTOOPT) {
+            let _ = NO_ULP.set(e);
+        }
+        return KtlsStatus::NoKernelSupport(e);
     }
     match set_keys(fd, tx, seq) {
         Ok(()) => KtlsStatus::Active,

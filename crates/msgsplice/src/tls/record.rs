@@ -343,7 +343,7 @@ impl Opener {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::crypto::cipher::{AeadKey, Iv};
 
@@ -363,6 +363,12 @@ mod tests {
                 Some(ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv })
             }
         }
+    }
+
+    /// Two copies of one AES-256-GCM key, for a sealer and an opener.
+    pub(crate) fn keys_pair() -> (Keys, Keys) {
+        let s = secrets(Cipher::AesGcm256).expect("AES-256 secrets");
+        (Keys::new(&s).unwrap(), Keys::new(&s).unwrap())
     }
 
     fn pair(version: Version, cipher: Cipher) -> Option<(Sealer, Opener)> {
