@@ -15,7 +15,7 @@ const MAX_HANDSHAKE_MSG: usize = 64 << 10;
 /// What the next record held.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// Application data, now at [`Inbound::plaintext`].
+    /// Application data, to be taken with [`Inbound::take_plaintext`].
     Data,
     /// The peer's close_notify: no more data will come.
     CloseNotify,
