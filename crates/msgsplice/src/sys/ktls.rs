@@ -269,6 +269,22 @@ mod tests {
         assert_eq!(std::mem::size_of::<Chacha20Poly1305>(), 56);
     }
 
+    /// Without kTLS the control message is ignored by TCP (it handles only
+    /// SOL_SOCKET ones), so this checks that the message is well formed
+    /// and the bytes go out whole.
+    #[test]
+    fn send_record_builds_a_valid_message() {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut b, _) = l.accept().unwrap();
+        assert_eq!(send_record(a.as_fd(), 21, &[1, 0]).unwrap(), 2);
+        let mut got = [0u8; 2];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(got, [1, 0]);
+    }
+
     #[test]
     fn key_length_must_match() {
         let iv = [7u8; 12];

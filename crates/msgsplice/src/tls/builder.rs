@@ -95,12 +95,13 @@ impl Builder {
         self
     }
 
-    /// Records sealed under one key before a TLS 1.3 key update is sent
-    /// (default: the cipher suite's confidentiality limit, 2^23 records
-    /// for AES-GCM in rustls). In TLS 1.2, reaching it is
-    /// [`TlsError::KeyLimit`].
+    /// Records sealed under one key, the KeyUpdate that ends it included
+    /// (at least 2; default: the cipher suite's confidentiality limit,
+    /// 2^23 records for AES-GCM in rustls). TLS 1.3 updates the key when
+    /// it is used up; in TLS 1.2, a batch that would pass the limit is
+    /// [`TlsError::KeyLimit`] before any of it is sealed.
     pub fn key_update_after(mut self, records: u64) -> Builder {
-        self.key_limit = Some(records.max(1));
+        self.key_limit = Some(records.max(2));
         self
     }
 

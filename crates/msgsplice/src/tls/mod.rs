@@ -255,8 +255,7 @@ impl<S: AsFd> TlsSplicer<S> {
         }
         let mut accepted = 0;
         while !msg.is_sent() {
-            let len = msg.remaining().min(self.batch);
-            self.before_sealing(RecordWriter::records_for(len))?;
+            let len = self.key_budget(msg.remaining().min(self.batch))?;
             let Some(w) = self.writer.as_mut() else {
                 break; // not reached: checked above
             };
@@ -398,20 +397,29 @@ impl<S: AsFd> TlsSplicer<S> {
         Ok(stats)
     }
 
-    /// Before sealing `records` more records: a key update if they would
-    /// pass the key's limit (TLS 1.3), an error if the version cannot
-    /// update keys (TLS 1.2).
-    fn before_sealing(&mut self, records: u64) -> Result<(), TlsError> {
+    /// How much of `want` plaintext bytes may be sealed under the current
+    /// key: at most [`Builder::key_update_after`] records per key, one of
+    /// them kept for the KeyUpdate that ends it (TLS 1.3; done here when
+    /// the key is used up). In TLS 1.2, where keys cannot be updated, a
+    /// batch that would pass the limit is [`TlsError::KeyLimit`] before
+    /// anything of it is sealed.
+    fn key_budget(&mut self, want: u64) -> Result<u64, TlsError> {
         let Some(w) = self.writer.as_ref() else {
-            return Ok(());
+            return Ok(want);
         };
-        if w.sealer.seq().saturating_add(records) <= self.key_limit {
-            return Ok(());
-        }
-        match self.version {
-            Version::Tls13 => self.key_update(false),
-            Version::Tls12 => Err(TlsError::KeyLimit),
-        }
+        let left = self.key_limit.saturating_sub(w.sealer.seq());
+        let records = match self.version {
+            Version::Tls12 if RecordWriter::records_for(want) > left => {
+                return Err(TlsError::KeyLimit)
+            }
+            Version::Tls12 => left,
+            Version::Tls13 if left <= 1 => {
+                self.key_update(false)?;
+                self.key_limit.saturating_sub(1).max(1)
+            }
+            Version::Tls13 => left - 1,
+        };
+        Ok(want.min(records.saturating_mul(MAX_PLAINTEXT as u64)))
     }
 
     /// A record sealed and queued (user space), or sent (kTLS), carrying
