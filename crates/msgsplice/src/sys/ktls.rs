@@ -202,8 +202,8 @@ pub(crate) fn set_ulp_tls(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// `setsockopt(fd, SOL_TLS, TLS_TX, info)`: from now on the kernel seals
 /// every byte written to the socket into TLS records with these keys.
 /// `EINVAL` or `EOPNOTSUPP` mean a version or cipher the kernel does not
-/// know; `EBUSY` a TLS 1.2 socket whose keys were already set (TLS 1.3 key
-/// updates need Linux 6.14).
+/// know; an error on a second call (a TLS 1.3 key update) means a kernel
+/// that cannot rekey a socket (support for that is recent).
 pub(crate) fn set_tx(fd: BorrowedFd<'_>, info: &CryptoInfo) -> io::Result<()> {
     let (ptr, len) = info.as_raw();
     // SAFETY: `ptr` points at a live `repr(C)` struct of `len` bytes laid

@@ -208,6 +208,7 @@ impl Builder {
             version,
             ktls,
             key_limit: self.key_limit.unwrap_or(limit),
+            ktls_records: 0,
             batch: self.batch,
             linger: self.linger,
             sent_close: false,

@@ -43,7 +43,10 @@
 //!   file ranges go by `sendfile`, which the kernel encrypts straight from
 //!   the page cache. Zero copies in user space. `MSG_ZEROCOPY` is not
 //!   used (kTLS refuses it). Found at run time: see [`probe_ktls`] and
-//!   [`KtlsStatus`].
+//!   [`KtlsStatus`]. The kernel does not count records against the key's
+//!   limit, so msgsplice counts an upper bound and sends a key update
+//!   before it (a kernel that cannot rekey a socket then ends the
+//!   connection with [`TlsError::KeyLimit`], after about 2^23 records).
 //!
 //! Receiving stays simple: records are read into one buffer in large
 //! `recv`s, opened in place and copied out by [`TlsSplicer::read`];
@@ -160,6 +163,9 @@ pub struct TlsSplicer<S: AsFd = TcpStream> {
     /// Records sealed under one key before a key update (TLS 1.3) or an
     /// error (TLS 1.2).
     key_limit: u64,
+    /// kTLS: an upper bound of the records the kernel sealed under the
+    /// current key.
+    ktls_records: u64,
     batch: u64,
     linger: std::time::Duration,
     sent_close: bool,
@@ -243,6 +249,14 @@ impl<S: AsFd> TlsSplicer<S> {
         }
         self.flush()?;
         if self.writer.is_none() {
+            // The kernel does not count records against the key's limit:
+            // count an upper bound (full records, plus one record closed
+            // early at each segment boundary) and update the key first.
+            let bound = RecordWriter::records_for(msg.remaining()) + msg.segments().len() as u64;
+            if self.ktls_records.saturating_add(bound) >= self.key_limit {
+                self.key_update(false)?;
+            }
+            self.ktls_records += bound;
             let n = self.splicer.send(msg)?;
             self.stats.plaintext_bytes += n;
             if msg.is_sent() {
@@ -353,6 +367,7 @@ impl<S: AsFd> TlsSplicer<S> {
             ktls::send_control(fd, 22, &msg)?;
             let (seq, secrets) = self.session.update_tx()?;
             ktls::set_keys(fd, &secrets, seq).map_err(|_| TlsError::KeyLimit)?;
+            self.ktls_records = 0;
         }
         self.stats.key_updates_sent += 1;
         match self.flush() {
