@@ -56,9 +56,16 @@
 //! # Costs
 //!
 //! In steady state a memory message of up to 1 MiB costs one `sendmsg`,
-//! one fragment bump per record and no heap allocation. The AEAD's cost
-//! (about a cycle per byte for AES-GCM with AES-NI) usually dominates the
-//! copy.
+//! one fragment bump per record and no heap allocation. The AEAD dominates
+//! the copy: measured on the development VM (AMD EPYC, ring's VAES code),
+//! sealing 64 KiB with AES-256-GCM takes about 7.3 µs and copying it
+//! 0.6 µs, and the kernel's loopback send path about as much as the
+//! sealing. Against rustls's buffered writer, which also copies each byte
+//! once, what this layer saves is records (one per 16 KiB of message, not
+//! one per part), heap allocations (none, against one per record) and
+//! system calls (against a flush per write): a few percent of a sender's
+//! time on loopback, more where the sealed fragments can be sent without
+//! a copy (`MSG_ZEROCOPY` to a NIC) or under kTLS.
 
 mod builder;
 mod error;
