@@ -116,6 +116,11 @@ impl Builder {
     /// made non-blocking afterwards). If `config` does not allow secret
     /// extraction, a copy of it that does is used (set
     /// `enable_secret_extraction` yourself to avoid that clone).
+    ///
+    /// A peer that stops talking blocks the handshake; bound it with a read
+    /// timeout on the socket (`set_read_timeout`), which then ends it with
+    /// [`TlsError::WouldBlock`]. Records always carry up to 16 KiB of
+    /// plaintext: `config.max_fragment_size` is not applied.
     pub fn accept<S: AsFd>(
         self,
         config: Arc<ServerConfig>,
