@@ -431,3 +431,30 @@ fn nonblocking_send_queues_and_flushes() {
     tls.close().unwrap();
     assert!(client.join().unwrap().unwrap() == data);
 }
+
+/// A peer that connects and says nothing: a read timeout on the socket
+/// ends the handshake with WouldBlock instead of blocking forever; a peer
+/// that is not TLS at all fails it.
+#[test]
+fn silent_or_foreign_peers_end_the_handshake() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let silent = TcpStream::connect(addr).unwrap();
+    let (s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    match TlsSplicer::accept(server_config(None), s) {
+        Err(TlsError::WouldBlock) => {}
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+    drop(silent);
+
+    let mut http = TcpStream::connect(addr).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (s, _) = l.accept().unwrap();
+    match TlsSplicer::accept(server_config(None), s) {
+        Err(TlsError::Handshake(_)) => {}
+        other => panic!("expected a handshake error, got {other:?}"),
+    }
+}

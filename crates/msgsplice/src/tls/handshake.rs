@@ -206,9 +206,17 @@ pub(crate) fn drive<C: Unbuffered>(
             Next::Continue => {}
             Next::Done => break,
             Next::Read => loop {
-                if let Some(n) = record_len(&incoming[shown..used]) {
-                    shown += n;
-                    break;
+                match next_record(&incoming[shown..used]) {
+                    Framing::Complete(n) => {
+                        shown += n;
+                        break;
+                    }
+                    // Not a TLS record: let rustls see it and say so.
+                    Framing::Invalid if used > shown => {
+                        shown = used;
+                        break;
+                    }
+                    Framing::Invalid | Framing::Partial => {}
                 }
                 if used == incoming.len() {
                     incoming.resize(incoming.len() * 2, 0);
@@ -231,13 +239,29 @@ pub(crate) fn drive<C: Unbuffered>(
     })
 }
 
-/// The length of the record at the start of `buf`, if all of it is there.
-fn record_len(buf: &[u8]) -> Option<usize> {
-    let [_, _, _, a, b, ..] = *buf else {
-        return None;
+/// What the bytes at the start of a buffer hold.
+enum Framing {
+    /// A whole record of this many bytes.
+    Complete(usize),
+    /// The start of one (or nothing yet).
+    Partial,
+    /// A header no TLS peer sends (content type, version or length).
+    Invalid,
+}
+
+/// Frames the record at the start of `buf`.
+fn next_record(buf: &[u8]) -> Framing {
+    let [ty, major, _, a, b, ..] = *buf else {
+        return Framing::Partial;
     };
     let len = 5 + usize::from(u16::from_be_bytes([a, b]));
-    (len <= buf.len()).then_some(len)
+    if !(20..=23).contains(&ty) || major != 3 || len > 5 + (1 << 14) + 2048 {
+        Framing::Invalid
+    } else if len <= buf.len() {
+        Framing::Complete(len)
+    } else {
+        Framing::Partial
+    }
 }
 
 /// After a handshake error rustls may have queued a fatal alert: send it,
