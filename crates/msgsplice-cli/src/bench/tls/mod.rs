@@ -19,6 +19,11 @@
 //!   reports it copied anyway).
 //! - `msgsplice TlsSplicer, SPLICE off`: the same with plain copying sends.
 //!
+//! The sender and the receiver run on one pair of long-lived threads
+//! for the whole section, pinned to two different CPUs where there are two
+//! (`bench::pair`): unpinned, runs swung between about 1 and 3.3 GB/s
+//! with where the scheduler happened to put the two threads.
+//!
 //! The receiver reads the socket through a 256 KiB buffer (so that
 //! rustls's 4 KiB `read_tls` calls do not each cost a system call) and
 //! takes the plaintext with `fill_buf`/`consume`; it is the same for every
@@ -38,9 +43,12 @@ use std::time::Duration;
 
 use msgsplice::frag::FragCache;
 
-pub use run::{fixed_costs, run, Configs, Contender, Receiver, RunResult, CONTENDERS, WARMUP};
+pub use run::{
+    fixed_costs, run, run_on, Configs, Contender, Parts, Receiver, RunResult, CONTENDERS, WARMUP,
+};
 
 use super::net::{pattern, HEADER, TRAILER};
+use super::pair::ThreadPair;
 use super::report::{Group, Outcome, Row, Table};
 use super::{fmt_size, Options, Progress, Section};
 use crate::alloc_count;
@@ -112,52 +120,72 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
     ];
     t.extra_columns = vec![MSGS.into(), CPU.into(), CALLS.into(), ALLOCS.into()];
     let mut user_copies = Vec::new();
-    for (n, mode) in CONDITIONS {
+    // Every condition's message, made before the threads that borrow them.
+    let mut messages = Vec::new();
+    for (n, _) in CONDITIONS {
         let payload = cache
             .memdup(&pattern(n, 3))
             .map_err(|e| format!("FragCache::memdup: {e}"))?;
-        let group = match mode {
-            Receiver::Decrypt => format!("N = {}", fmt_size(n)),
-            Receiver::Discard => format!(
-                "N = {}, sender-bound: the receiver drops the ciphertext unread",
-                fmt_size(n)
-            ),
-        };
-        let mut samples = vec![<[Vec<f64>; 5]>::default(); CONTENDERS.len()];
-        for r in 0..opts.runs {
-            for (i, &c) in CONTENDERS.iter().enumerate() {
-                progress.step(format_args!(
-                    "{group}: {}, run {}/{}",
-                    c.name(),
-                    r + 1,
-                    opts.runs
-                ));
-                let res = run(c, &cfg, &payload, &header, &trailer, Ok(dur), mode)
-                    .map_err(|e| format!("{group}: {}: {e}", c.name()))?;
-                let s = &mut samples[i];
-                s[0].push(res.bytes as f64 / res.elapsed.as_secs_f64() / 1e9);
-                s[1].push(res.messages as f64 / res.elapsed.as_secs_f64());
-                s[2].push(res.cpu_us_per_msg);
-                s[3].push(res.writes_per_msg);
-                if let Some(a) = res.allocs_per_msg {
-                    s[4].push(a);
-                }
-                if let Some(u) = res.user_copies_per_byte {
-                    user_copies.push(u);
+        let expected = [&header[..], &payload[..], &trailer[..]].concat();
+        messages.push((payload, expected));
+    }
+    let pinned = std::thread::scope(|scope| -> Result<Option<(usize, usize)>, String> {
+        let pair = ThreadPair::spawn(scope);
+        for ((n, mode), (payload, expected)) in CONDITIONS.into_iter().zip(&messages) {
+            let msg = Parts {
+                header: &header,
+                payload,
+                trailer: &trailer,
+                expected,
+            };
+            let group = match mode {
+                Receiver::Decrypt => format!("N = {}", fmt_size(n)),
+                Receiver::Discard => format!(
+                    "N = {}, sender-bound: the receiver drops the ciphertext unread",
+                    fmt_size(n)
+                ),
+            };
+            let mut samples = vec![<[Vec<f64>; 5]>::default(); CONTENDERS.len()];
+            for r in 0..opts.runs {
+                for (i, &c) in CONTENDERS.iter().enumerate() {
+                    progress.step(format_args!(
+                        "{group}: {}, run {}/{}",
+                        c.name(),
+                        r + 1,
+                        opts.runs
+                    ));
+                    let res = run_on(&pair, c, &cfg, &msg, Ok(dur), mode)
+                        .map_err(|e| format!("{group}: {}: {e}", c.name()))?;
+                    let s = &mut samples[i];
+                    s[0].push(res.bytes as f64 / res.elapsed.as_secs_f64() / 1e9);
+                    s[1].push(res.messages as f64 / res.elapsed.as_secs_f64());
+                    s[2].push(res.cpu_us_per_msg);
+                    s[3].push(res.writes_per_msg);
+                    if let Some(a) = res.allocs_per_msg {
+                        s[4].push(a);
+                    }
+                    if let Some(u) = res.user_copies_per_byte {
+                        user_copies.push(u);
+                    }
                 }
             }
+            let mut g = Group::new(group);
+            for (i, (c, v)) in CONTENDERS.iter().zip(&samples).enumerate() {
+                g.rows.extend(Row::new(c.name(), i == 0, &v[0]).map(|r| {
+                    r.with_extra(MSGS, &v[1])
+                        .with_extra(CPU, &v[2])
+                        .with_extra(CALLS, &v[3])
+                        .with_extra(ALLOCS, &v[4])
+                }));
+            }
+            t.groups.push(g);
         }
-        let mut g = Group::new(group);
-        for (i, (c, v)) in CONTENDERS.iter().zip(&samples).enumerate() {
-            g.rows.extend(Row::new(c.name(), i == 0, &v[0]).map(|r| {
-                r.with_extra(MSGS, &v[1])
-                    .with_extra(CPU, &v[2])
-                    .with_extra(CALLS, &v[3])
-                    .with_extra(ALLOCS, &v[4])
-            }));
-        }
-        t.groups.push(g);
-    }
+        Ok(pair.pinned())
+    })?;
+    t.about.push(match pinned {
+        Some((a, b)) => format!("sender pinned to CPU {a}, receiver to CPU {b}, for every run"),
+        None => "sender and receiver threads not pinned (fewer than two CPUs allowed)".into(),
+    });
     // What no sender can avoid: the AEAD and one copy, without I/O.
     let len = HEADER + (64 << 10) + TRAILER;
     let (seal, copy) = fixed_costs(len, dur / 4)?;
