@@ -21,8 +21,11 @@
 //!
 //! The sender and the receiver run on one pair of long-lived threads
 //! for the whole section, pinned to two different CPUs where there are two
-//! (`bench::pair`): unpinned, runs swung between about 1 and 3.3 GB/s
-//! with where the scheduler happened to put the two threads.
+//! (`bench::pair`), as a server and a remote client would be. Even so, on
+//! the 2-vCPU development VM whole runs swing between about 1 and 3.5 GB/s
+//! (apparently with where the host runs the two vCPUs), for every
+//! contender alike; so each row also reports its *per-run ratio*: its
+//! GB/s over the baseline's in the same run, as a median over runs.
 //!
 //! The receiver reads the socket through a 256 KiB buffer (so that
 //! rustls's 4 KiB `read_tls` calls do not each cost a system call) and
@@ -67,6 +70,7 @@ const MSGS: &str = "msgs/s";
 const CPU: &str = "send CPU us/msg";
 const CALLS: &str = "writes/msg";
 const ALLOCS: &str = "allocs/msg";
+const PAIRED: &str = "per-run ratio";
 
 /// The section.
 pub struct TlsSection;
@@ -117,8 +121,19 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
             "{CPU}: the sending thread's CPU time; {CALLS}: write/sendmsg calls counted at the \
              socket; {ALLOCS}: heap allocations on the sending thread after {WARMUP} messages"
         ),
+        format!(
+            "{PAIRED}: median over runs of the row's GB/s divided by the baseline's in the same \
+             run (contenders alternate within a run); steadier than the ratio of medians when \
+             the machine's speed changes between runs"
+        ),
     ];
-    t.extra_columns = vec![MSGS.into(), CPU.into(), CALLS.into(), ALLOCS.into()];
+    t.extra_columns = vec![
+        MSGS.into(),
+        CPU.into(),
+        CALLS.into(),
+        ALLOCS.into(),
+        PAIRED.into(),
+    ];
     let mut user_copies = Vec::new();
     // Every condition's message, made before the threads that borrow them.
     let mut messages = Vec::new();
@@ -171,11 +186,20 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
             }
             let mut g = Group::new(group);
             for (i, (c, v)) in CONTENDERS.iter().zip(&samples).enumerate() {
+                // Each run's GB/s against the baseline's in the same run:
+                // both met the same machine state, which the medians of a
+                // bimodal machine do not guarantee.
+                let paired: Vec<f64> = v[0]
+                    .iter()
+                    .zip(&samples[0][0])
+                    .map(|(x, b)| x / b)
+                    .collect();
                 g.rows.extend(Row::new(c.name(), i == 0, &v[0]).map(|r| {
                     r.with_extra(MSGS, &v[1])
                         .with_extra(CPU, &v[2])
                         .with_extra(CALLS, &v[3])
                         .with_extra(ALLOCS, &v[4])
+                        .with_extra(PAIRED, &paired)
                 }));
             }
             t.groups.push(g);

@@ -357,10 +357,8 @@ pub struct Parts<'a> {
 /// One timed run of `c` on a fresh loopback connection: the sender on the
 /// first thread of `pair`, the receiver on the second. The section keeps
 /// one pair for all its runs, pinned to two CPUs where the machine has
-/// two, so every run places its threads alike (unpinned, runs swung
-/// between about 1 and 3.3 GB/s with where the scheduler put them) and the
-/// fragment cache and the allocator see long-lived threads, as in a
-/// server.
+/// two, so every run places its threads alike and the fragment cache and
+/// the allocator see long-lived threads, as in a server.
 pub fn run_on<'env>(
     pair: &ThreadPair<'env>,
     c: Contender,
