@@ -32,6 +32,16 @@
 //!   one datagram, to the connected peer or to an address per message; with
 //!   a GSO segment size it leaves as segments of that size, and every size
 //!   limit is a typed error before any byte is sent.
+//! - [`tls`] (feature `tls`, on by default): a [`TlsSplicer`] sends a `Msg`
+//!   as TLS records. rustls runs the handshake; then the record layer is
+//!   msgsplice's own, so that one record takes bytes from several segments
+//!   (a header, 64 KiB of data and a trailer make 5 records, not 6 or 7)
+//!   and each record is sealed in place in a fragment: one copy per byte
+//!   in user space (memory `memcpy`'d, file ranges `preadv`'d straight into
+//!   the records), then one `sendmsg` of the sealed fragments through a
+//!   Splicer. Where the kernel has kTLS (TLS 1.3), the keys go to the
+//!   kernel instead and the Splicer sends plaintext, file ranges by
+//!   `sendfile`; [`tls::probe_ktls`] says whether it can, and why not.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
 #![warn(missing_docs)]
@@ -40,10 +50,14 @@ pub mod frag;
 pub mod msg;
 pub mod send;
 mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use frag::{Frag, FragBuf, FragCache, FragMut};
 pub use msg::{FileRange, Msg, Segment};
 pub use send::{SendError, SendStats, SocketKind, Splicer};
+#[cfg(feature = "tls")]
+pub use tls::{TlsError, TlsSplicer};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -14,7 +14,8 @@
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
 //! payloads), `udp` (UDP GSO with and without zero-copy, on a drop sink and
 //! on loopback), `nfs` (the NFSv3 export against the nfsserve crate, with
-//! `nfs-cat` as the client).
+//! `nfs-cat` as the client), `tls` (msgsplice's TLS sender against rustls's
+//! buffered writer).
 
 pub mod alloc;
 pub mod memcpy;
@@ -26,6 +27,7 @@ pub mod report;
 pub mod ring;
 pub mod stats;
 pub mod svg;
+pub mod tls;
 pub mod udp;
 
 use std::ffi::OsString;
@@ -61,6 +63,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(net::SendSection::file()),
         Box::new(udp::UdpSection),
         Box::new(nfs::NfsSection),
+        Box::new(tls::TlsSection),
     ]
 }
 
@@ -200,6 +203,7 @@ options:
                                 nfsserve crate, and the sendfile ceiling
                                 (needs libnfs-utils; builds the nfsserve peer
                                 once if it is not beside this binary)
+                        tls     TLS: msgsplice TlsSplicer against rustls's writer
   --runs N            runs per row (default 5; 2 with --quick)
   --duration-ms N     length of one run in every section (default per section:
                         alloc 50, memcpy 300, tcp/unix/file 200, udp 300)
@@ -417,7 +421,7 @@ mod tests {
         let o = parse(&[]).unwrap().unwrap();
         assert_eq!(
             o.sections,
-            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs"]
+            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls"]
         );
         assert_eq!(o.nfs_size, None);
         assert_eq!(o.runs, 5);

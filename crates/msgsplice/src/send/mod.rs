@@ -49,7 +49,7 @@
 mod builder;
 mod completion;
 mod error;
-mod file;
+pub(crate) mod file;
 mod policy;
 mod udp;
 mod zerocopy;

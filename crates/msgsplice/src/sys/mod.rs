@@ -4,6 +4,8 @@
 //! `// SAFETY:` comment. The rest of the crate calls these safe wrappers.
 
 pub(crate) mod errqueue;
+#[cfg(feature = "tls")]
+pub(crate) mod ktls;
 pub(crate) mod mmap;
 pub(crate) mod sendmsg;
 pub(crate) mod udp;

@@ -31,7 +31,7 @@ use super::report::{Group, Outcome, Row, Table};
 use super::{fmt_size, Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
-const RUN: Duration = Duration::from_millis(200);
+const RUN: Duration = Duration::from_millis(150);
 /// Header and trailer sizes of every message.
 pub const HEADER: usize = 128;
 /// See [`HEADER`].

@@ -1,0 +1,277 @@
+//! The handshake: rustls's unbuffered connection driven over a blocking
+//! socket until both sides can send application data, then turned into a
+//! [`KernelConnection`] and the traffic secrets.
+//!
+//! rustls does the whole protocol (certificates, key exchange, the
+//! transcript); this file only moves bytes between it and the socket. Two
+//! buffers serve the handshake and are dropped after it: the bytes received
+//! (records rustls has not consumed yet) and the bytes to send.
+
+use std::os::fd::BorrowedFd;
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
+use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
+
+use super::io::{read_some, write_all};
+use super::TlsError;
+
+/// rustls's view of a connection after the handshake: it computes the next
+/// traffic secrets on a key update and takes the server's session tickets.
+pub(crate) enum Session {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+impl Session {
+    pub(crate) fn protocol_version(&self) -> ProtocolVersion {
+        match self {
+            Session::Server(k) => k.protocol_version(),
+            Session::Client(k) => k.protocol_version(),
+        }
+    }
+
+    pub(crate) fn cipher_suite(&self) -> SupportedCipherSuite {
+        match self {
+            Session::Server(k) => k.negotiated_cipher_suite(),
+            Session::Client(k) => k.negotiated_cipher_suite(),
+        }
+    }
+
+    pub(crate) fn update_tx(
+        &mut self,
+    ) -> Result<(u64, rustls::ConnectionTrafficSecrets), TlsError> {
+        match self {
+            Session::Server(k) => k.update_tx_secret(),
+            Session::Client(k) => k.update_tx_secret(),
+        }
+        .map_err(TlsError::Session)
+    }
+
+    pub(crate) fn update_rx(
+        &mut self,
+    ) -> Result<(u64, rustls::ConnectionTrafficSecrets), TlsError> {
+        match self {
+            Session::Server(k) => k.update_rx_secret(),
+            Session::Client(k) => k.update_rx_secret(),
+        }
+        .map_err(TlsError::Session)
+    }
+
+    /// A NewSessionTicket's body (without the 4-byte handshake header).
+    /// Only a server sends them; a client receiving one is an error.
+    pub(crate) fn new_session_ticket(&mut self, body: &[u8]) -> Result<(), TlsError> {
+        match self {
+            Session::Client(k) => k.handle_new_session_ticket(body).map_err(TlsError::Session),
+            Session::Server(_) => Err(TlsError::UnexpectedMessage(
+                "a client sent a NewSessionTicket",
+            )),
+        }
+    }
+}
+
+/// What the handshake leaves behind.
+pub(crate) struct Established {
+    pub(crate) secrets: ExtractedSecrets,
+    pub(crate) session: Session,
+    /// Bytes received after the handshake's last record: the beginning of
+    /// the peer's record stream, still encrypted.
+    pub(crate) leftover: Vec<u8>,
+    /// Application data rustls already decrypted while finishing the
+    /// handshake (a peer that sent data right behind its Finished).
+    pub(crate) early_plaintext: Vec<u8>,
+}
+
+/// The two rustls unbuffered connection types, seen the same way.
+pub(crate) trait Unbuffered {
+    type Data;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    fn handshaking(&self) -> bool;
+    fn into_session(self) -> Result<(ExtractedSecrets, Session), rustls::Error>;
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+    fn handshaking(&self) -> bool {
+        self.is_handshaking()
+    }
+    fn into_session(self) -> Result<(ExtractedSecrets, Session), rustls::Error> {
+        let (s, k) = self.dangerous_into_kernel_connection()?;
+        Ok((s, Session::Server(k)))
+    }
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+    fn handshaking(&self) -> bool {
+        self.is_handshaking()
+    }
+    fn into_session(self) -> Result<(ExtractedSecrets, Session), rustls::Error> {
+        let (s, k) = self.dangerous_into_kernel_connection()?;
+        Ok((s, Session::Client(k)))
+    }
+}
+
+/// What to do after a state was handled and its bytes discarded.
+enum Next {
+    Continue,
+    Read,
+    Done,
+}
+
+/// Drives `conn` over the blocking socket `fd` until the handshake is
+/// complete and nothing is left to send, then extracts the secrets.
+pub(crate) fn drive<C: Unbuffered>(
+    mut conn: C,
+    fd: BorrowedFd<'_>,
+) -> Result<Established, TlsError> {
+    let mut incoming = vec![0u8; 16 << 10];
+    let mut used = 0usize;
+    let mut outgoing = vec![0u8; 16 << 10];
+    let mut out_used = 0usize;
+    let mut early_plaintext = Vec::new();
+    // rustls is shown `incoming[..shown]`, whole records only, one more
+    // each time it asks for more. So it stops at the end of the handshake,
+    // and every later record (data or a KeyUpdate that arrived right
+    // behind the peer's Finished) is left to msgsplice's record layer.
+    let mut shown = 0usize;
+    loop {
+        let UnbufferedStatus { discard, state } = conn.process(&mut incoming[..shown]);
+        let next = match state {
+            Err(e) => {
+                send_alert(&mut conn, fd);
+                return Err(TlsError::Handshake(e));
+            }
+            Ok(ConnectionState::EncodeTlsData(mut s)) => loop {
+                match s.encode(&mut outgoing[out_used..]) {
+                    Ok(n) => {
+                        out_used += n;
+                        break Next::Continue;
+                    }
+                    Err(EncodeError::InsufficientSize(need)) => {
+                        outgoing.resize(out_used + need.required_size, 0);
+                    }
+                    Err(_) => return Err(TlsError::UnexpectedMessage("handshake encoding")),
+                }
+            },
+            Ok(ConnectionState::TransmitTlsData(s)) => {
+                write_all(fd, &outgoing[..out_used])?;
+                out_used = 0;
+                s.done();
+                Next::Continue
+            }
+            Ok(ConnectionState::ReadTraffic(mut r)) => {
+                while let Some(rec) = r.next_record() {
+                    let rec = rec.map_err(TlsError::Handshake)?;
+                    early_plaintext.extend_from_slice(rec.payload);
+                }
+                Next::Continue
+            }
+            Ok(ConnectionState::BlockedHandshake) => Next::Read,
+            Ok(ConnectionState::WriteTraffic(_)) => {
+                // A TLS 1.3 server may send from its Finished on, before
+                // the client's Finished has arrived: wait for that too.
+                if conn.handshaking() {
+                    Next::Read
+                } else {
+                    Next::Done
+                }
+            }
+            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                return Err(TlsError::HandshakeEof)
+            }
+            Ok(_) => return Err(TlsError::UnexpectedMessage("early data is not accepted")),
+        };
+        incoming.copy_within(discard..used, 0);
+        used -= discard;
+        shown -= discard;
+        match next {
+            Next::Continue => {}
+            Next::Done => break,
+            Next::Read => loop {
+                match next_record(&incoming[shown..used]) {
+                    Framing::Complete(n) => {
+                        shown += n;
+                        break;
+                    }
+                    // Not a TLS record: let rustls see it and say so.
+                    Framing::Invalid if used > shown => {
+                        shown = used;
+                        break;
+                    }
+                    Framing::Invalid | Framing::Partial => {}
+                }
+                if used == incoming.len() {
+                    incoming.resize(incoming.len() * 2, 0);
+                }
+                match read_some(fd, &mut incoming[used..])? {
+                    0 => return Err(TlsError::HandshakeEof),
+                    n => used += n,
+                }
+            },
+        }
+    }
+    let (secrets, session) = conn.into_session().map_err(TlsError::Handshake)?;
+    // rustls consumed every record it was shown before reaching traffic.
+    let leftover = incoming[shown..used].to_vec();
+    Ok(Established {
+        secrets,
+        session,
+        leftover,
+        early_plaintext,
+    })
+}
+
+/// What the bytes at the start of a buffer hold.
+enum Framing {
+    /// A whole record of this many bytes.
+    Complete(usize),
+    /// The start of one (or nothing yet).
+    Partial,
+    /// A header no TLS peer sends (content type, version or length).
+    Invalid,
+}
+
+/// Frames the record at the start of `buf`.
+fn next_record(buf: &[u8]) -> Framing {
+    let [ty, major, _, a, b, ..] = *buf else {
+        return Framing::Partial;
+    };
+    let len = 5 + usize::from(u16::from_be_bytes([a, b]));
+    if !(20..=23).contains(&ty) || major != 3 || len > 5 + (1 << 14) + 2048 {
+        Framing::Invalid
+    } else if len <= buf.len() {
+        Framing::Complete(len)
+    } else {
+        Framing::Partial
+    }
+}
+
+/// After a handshake error rustls may have queued a fatal alert: send it,
+/// best effort, so the peer learns why.
+fn send_alert<C: Unbuffered>(conn: &mut C, fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    let UnbufferedStatus { state, .. } = conn.process(&mut []);
+    if let Ok(ConnectionState::EncodeTlsData(mut s)) = state {
+        if let Ok(n) = s.encode(&mut buf) {
+            let _ = write_all(fd, &buf[..n]);
+        }
+    }
+}
