@@ -69,10 +69,6 @@ fn one_syscall_and_no_allocation_per_message() {
         let cache = FragCache::new();
         let mut sp = Builder::new()
             .on_copied(OnCopied::Keep)
-            // At most what the tracker reserves room for up front: a slow,
-            // loaded machine must not grow the queues past their warm size
-            // (that growth is start-up cost, not a per-message one).
-            .max_in_flight(128)
             .splice(splice)
             .frag_cache(cache.clone())
             .build(tx)

@@ -189,7 +189,9 @@ pub struct FragStats {
     pub folios_cached: u64,
     /// Folios ever mapped.
     pub folios_mapped: u64,
-    /// Times a folio was reused after all its fragments were dropped.
+    /// Times a folio was reused after all its fragments were dropped
+    /// (including restarts in place by the thread carving it; other
+    /// threads' restarts arrive once per folio).
     pub recycled: u64,
     /// Folios unmapped instead of reused because the kernel might still
     /// have been reading them.
@@ -320,6 +322,9 @@ struct BucketState {
     owned: bool,
     /// Bytes handed out since the last flush into the cache's counter.
     handed: u64,
+    /// Early restarts of the current folio since the last flush (counted
+    /// as recycles; kept here so the hot path touches no shared counter).
+    restarts: u64,
 }
 
 impl BucketState {
@@ -332,6 +337,7 @@ impl BucketState {
             bias: 0,
             owned,
             handed: 0,
+            restarts: 0,
         }
     }
 }
@@ -367,6 +373,9 @@ impl BucketState {
     /// callers), so the additions cannot overflow.
     #[inline(always)]
     fn try_bump(&mut self, len: usize, align: usize) -> Option<FragMut> {
+        if self.next != self.base {
+            self.restart_if_unused();
+        }
         let start = (self.next + (align - 1)) & !(align - 1);
         let stop = start + len;
         if stop > self.end || self.bias < 2 {
@@ -384,6 +393,35 @@ impl BucketState {
                 len,
                 self.folio.unwrap_unchecked(),
             ))
+        }
+    }
+
+    /// If no handle into the current folio is alive, starts carving it
+    /// from the beginning again, so a loop that frees what it allocates
+    /// keeps reusing the same cache-hot bytes (as malloc's LIFO free lists
+    /// do) instead of walking the whole folio. Handles alive are
+    /// `refs - bias - local`; none means none can appear (only this bucket
+    /// makes them) and nobody, the kernel included, holds the memory.
+    #[inline(always)]
+    fn restart_if_unused(&mut self) {
+        // SAFETY: `next != base` only while a folio is installed, and the
+        // bucket holds references to it; `local` is this thread's alone.
+        let folio = unsafe { self.folio.unwrap_unchecked().as_ref() };
+        let local = unsafe { *folio.local.get() };
+        // Only when this thread has dropped something: a producer whose
+        // fragments are all dropped elsewhere never reads `refs` here, the
+        // line the consumers write. Acquire: pairs with the Release of
+        // remote drops, so their reads of the bytes happen before we hand
+        // the bytes out again.
+        if local != 0
+            && folio.refs.load(Ordering::Acquire) == self.bias + local
+            && !folio.is_retired()
+        {
+            // SAFETY: as above.
+            unsafe { *folio.local.get() = 0 };
+            self.bias += local;
+            self.next = self.base;
+            self.restarts += 1;
         }
     }
 
@@ -470,6 +508,7 @@ impl BucketState {
         self.collect_local(f);
         let held = std::mem::take(&mut self.bias);
         self.next = 0;
+        self.base = 0;
         self.end = 0;
         let last = folio.refs.fetch_sub(held, Ordering::AcqRel) == held;
         last.then_some(f)
@@ -481,6 +520,10 @@ impl Shared {
         let n = std::mem::take(&mut b.handed);
         if n > 0 {
             self.stats.handed.fetch_add(n, Ordering::Relaxed);
+        }
+        let r = std::mem::take(&mut b.restarts);
+        if r > 0 {
+            self.stats.recycled.fetch_add(r, Ordering::Relaxed);
         }
     }
 

@@ -34,7 +34,7 @@ pub(crate) struct Folio {
     /// it carves the folio: a plain counter, touched only by the owner, that
     /// the bucket adds to its bias. This is what makes a same-thread drop
     /// free of atomic read-modify-writes.
-    pub(super) local: UnsafeCell<usize>,
+    pub(super) local: LocalCount,
     /// Set when the kernel may still read this memory after the last
     /// user-space reference is gone: never reuse, only unmap.
     retired: AtomicBool,
@@ -53,7 +53,7 @@ impl Folio {
             map,
             refs: AtomicUsize::new(0),
             owner: AtomicUsize::new(0),
-            local: UnsafeCell::new(0),
+            local: LocalCount(UnsafeCell::new(0)),
             retired: AtomicBool::new(false),
             dedicated,
             home,
@@ -91,6 +91,19 @@ impl Folio {
         // SAFETY: `f` came from `Box::leak` in `new`, and the caller gives up
         // the last use of it.
         drop(unsafe { Box::from_raw(f.as_ptr()) });
+    }
+}
+
+/// The owner thread's count of returned references, on a cache line of its
+/// own: the owner reads it on every allocation, and it must not share a line
+/// with `refs`, which other threads write when they drop fragments.
+#[repr(align(64))]
+pub(super) struct LocalCount(UnsafeCell<usize>);
+
+impl LocalCount {
+    /// The counter; only the owner thread may use it.
+    pub(super) fn get(&self) -> *mut usize {
+        self.0.get()
     }
 }
 
