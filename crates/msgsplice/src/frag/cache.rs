@@ -265,7 +265,7 @@ impl Drop for ThreadBucket {
     fn drop(&mut self) {
         let home = self.home.upgrade();
         if let Some(h) = &home {
-            h.flush_handed(&mut self.state);
+            h.flush_counts(&mut self.state);
         }
         if let Some(f) = self.state.release() {
             // SAFETY: the bucket held the last reference; `last_put` routes
@@ -464,7 +464,7 @@ impl BucketState {
 
     /// Gives up the current folio and takes a fresh or recycled one.
     fn refill(&mut self, sh: &Shared) -> Result<(), FragError> {
-        sh.flush_handed(self);
+        sh.flush_counts(self);
         if let Some(f) = self.release() {
             // Every fragment was already gone: reuse the folio in place,
             // unless it was retired.
@@ -516,7 +516,9 @@ impl BucketState {
 }
 
 impl Shared {
-    fn flush_handed(&self, b: &mut BucketState) {
+    /// Moves a bucket's plain counters (bytes handed out, in-place
+    /// restarts) into the cache's shared ones.
+    fn flush_counts(&self, b: &mut BucketState) {
         let n = std::mem::take(&mut b.handed);
         if n > 0 {
             self.stats.handed.fetch_add(n, Ordering::Relaxed);
@@ -808,7 +810,7 @@ impl FragCache {
         let sh = &*self.shared;
         let mut n = 0;
         let mut release = |s: &mut BucketState| {
-            sh.flush_handed(s);
+            sh.flush_counts(s);
             if let Some(f) = s.release() {
                 sh.unmap(f);
                 n += 1;
@@ -836,10 +838,10 @@ impl FragCache {
         let s = &sh.stats;
         // Other threads flush their byte counts once per folio.
         match &sh.buckets {
-            Buckets::PerThread => with_thread_bucket(sh, |b| sh.flush_handed(b)).unwrap_or(()),
+            Buckets::PerThread => with_thread_bucket(sh, |b| sh.flush_counts(b)).unwrap_or(()),
             Buckets::PerCpu(v) => {
                 for b in v.iter() {
-                    sh.flush_handed(&mut b.state.lock().unwrap_or_else(|e| e.into_inner()));
+                    sh.flush_counts(&mut b.state.lock().unwrap_or_else(|e| e.into_inner()));
                 }
             }
         }

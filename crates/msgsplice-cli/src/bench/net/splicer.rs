@@ -6,14 +6,14 @@
 //! so that the harness keeps its own). A message is one [`Msg`]: the header
 //! and trailer borrowed (copied), the payload a [`Frag`](msgsplice::Frag)
 //! reference (spliceable) or a file range (`sendfile`). System calls are the
-//! Splicer's own count ([`SendStats::syscalls`]).
+//! Splicer's own count ([`msgsplice::SendStats::syscalls`]).
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use msgsplice::send::{Builder, OnCopied};
-use msgsplice::{Msg, SendError, SendStats, Splicer};
+use msgsplice::{Msg, Splicer};
 
 use super::strategy::{Message, Payload, SendStrategy, Sock, SyscallCount};
 
@@ -55,14 +55,6 @@ impl SplicerRow {
     }
 }
 
-fn io_err(e: SendError) -> io::Error {
-    e.into()
-}
-
-fn syscalls(s: SendStats) -> u64 {
-    s.syscalls
-}
-
 impl SendStrategy for SplicerRow {
     fn name(&self) -> &str {
         self.name
@@ -75,11 +67,7 @@ impl SendStrategy for SplicerRow {
             Mode::OnKeep => b.on_copied(OnCopied::Keep),
             _ => b,
         };
-        self.sp = Some(
-            b.drain_timeout(Duration::from_secs(5))
-                .build(fd)
-                .map_err(io_err)?,
-        );
+        self.sp = Some(b.drain_timeout(Duration::from_secs(5)).build(fd)?);
         Ok(())
     }
 
@@ -94,7 +82,7 @@ impl SendStrategy for SplicerRow {
             .sp
             .as_mut()
             .ok_or_else(|| io::Error::other("send before connected"))?;
-        let before = syscalls(sp.stats());
+        let before = sp.stats().syscalls;
         let mut m = Msg::new();
         m.push(msg.header);
         match msg.payload {
@@ -107,16 +95,16 @@ impl SendStrategy for SplicerRow {
         }
         m.push(msg.trailer);
         while !m.is_sent() {
-            sp.send(&mut m).map_err(io_err)?;
+            sp.send(&mut m)?;
         }
-        Ok(SyscallCount(syscalls(sp.stats()) - before))
+        Ok(SyscallCount(sp.stats().syscalls - before))
     }
 
     fn finish(&mut self, _sock: &dyn Sock) -> io::Result<SyscallCount> {
         let Some(sp) = self.sp.take() else {
             return Ok(SyscallCount(0));
         };
-        let before = syscalls(sp.stats());
+        let before = sp.stats().syscalls;
         let after = sp.close();
         if after.retired_on_close > 0 {
             return Err(io::Error::other(format!(
@@ -124,6 +112,6 @@ impl SendStrategy for SplicerRow {
                 after.retired_on_close
             )));
         }
-        Ok(SyscallCount(syscalls(after) - before))
+        Ok(SyscallCount(after.syscalls - before))
     }
 }
