@@ -8,7 +8,9 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
-use common::{pair, read_records, read_to_end, send_all, source, Transport};
+use common::{
+    pair, read_records, read_to_end, send_all, send_squeezed, source, squeezed, Transport,
+};
 use msgsplice::send::Builder;
 use msgsplice::{FragCache, Msg, SendError, Splicer};
 
@@ -125,9 +127,7 @@ fn large_ranges_resume_mid_file() {
     let data = &source()[..3 << 20];
     let tf = TempFile::new("large", data);
     let (tx, rx) = pair(Transport::Tcp4).unwrap();
-    rustix::io::ioctl_fionbio(&tx, true).unwrap();
-    rustix::net::sockopt::set_socket_send_buffer_size(&tx, 4096).unwrap();
-    let h = read_to_end(rx);
+    let (mut gate, h) = squeezed(&tx, rx);
     let cache = FragCache::new();
     let mut sp = Builder::new().frag_cache(cache.clone()).build(tx).unwrap();
     let mid = cache.memdup(&data[..64 << 10]).unwrap();
@@ -137,8 +137,7 @@ fn large_ranges_resume_mid_file() {
         .push(mid)
         .push_file(&tf.file, 2 << 20, 1 << 20)
         .push(b"tail".to_vec());
-    let stops = send_all(&mut sp, &mut m).unwrap();
-    assert!(stops > 0);
+    send_squeezed(&mut sp, &mut m, &mut gate).unwrap();
     drop(sp);
     let mut want = b"head".to_vec();
     want.extend_from_slice(&data[1..(1 << 20) + 4]);

@@ -191,6 +191,61 @@ pub fn read_to_end(fd: OwnedFd) -> JoinHandle<io::Result<Vec<u8>>> {
     })
 }
 
+/// Squeezes a stream so a large send must stop: the sender is made
+/// non-blocking with a 4 KiB send buffer and the returned reader reads
+/// nothing until its gate is opened. A test sends once before opening the
+/// gate, so a message larger than the receiver's default buffer (128 KiB
+/// for TCP) stops short whatever the scheduler does; a reader that keeps up
+/// from the first byte can otherwise absorb a whole megabyte on loopback.
+/// (Shrinking the receive buffer too would make the rest of the transfer
+/// crawl through a tiny window.)
+pub fn squeezed(tx: &OwnedFd, rx: OwnedFd) -> (Gate, JoinHandle<io::Result<Vec<u8>>>) {
+    rustix::io::ioctl_fionbio(tx, true).expect("non-blocking");
+    rustix::net::sockopt::set_socket_send_buffer_size(tx, 4096).expect("sndbuf");
+    let (open, wait) = std::sync::mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        // A dropped gate opens it too, so a failing test cannot hang here.
+        let _ = wait.recv();
+        let mut s = std::fs::File::from(rx);
+        let mut v = Vec::new();
+        s.read_to_end(&mut v)?;
+        Ok(v)
+    });
+    (Gate(Some(open)), h)
+}
+
+/// Holds a [`squeezed`] reader back until [`Gate::open`] or drop.
+pub struct Gate(Option<std::sync::mpsc::Sender<()>>);
+
+impl Gate {
+    /// Lets the reader start.
+    pub fn open(&mut self) {
+        if let Some(s) = self.0.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Sends `msg` once with the reader held back, checks the send stopped
+/// short (so resuming is really exercised), opens the gate and sends the
+/// rest.
+pub fn send_squeezed<S: AsFd>(
+    sp: &mut Splicer<S>,
+    msg: &mut Msg<'_>,
+    gate: &mut Gate,
+) -> Result<(), SendError> {
+    match sp.send(msg) {
+        Ok(_) | Err(SendError::WouldBlock) => {}
+        Err(e) => return Err(e),
+    }
+    assert!(
+        !msg.is_sent(),
+        "with nobody reading, a 4 KiB buffer cannot take the whole message"
+    );
+    gate.open();
+    send_all(sp, msg).map(drop)
+}
+
 /// Reads `n` records on a thread, each whole (MSG_TRUNC would show a cut).
 pub fn read_records(fd: OwnedFd, n: usize) -> JoinHandle<io::Result<Vec<Vec<u8>>>> {
     std::thread::spawn(move || {
