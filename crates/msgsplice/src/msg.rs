@@ -190,6 +190,9 @@ pub struct Msg<'a> {
     seg: usize,
     off: u64,
     sent: u64,
+    /// File ranges among the segments (so a memory-only message skips the
+    /// range checks without looking).
+    files: u32,
 }
 
 impl<'a> Msg<'a> {
@@ -214,6 +217,7 @@ impl<'a> Msg<'a> {
         // Saturating: only absurd file ranges can overflow, and those fail
         // the end-of-file check before anything is sent.
         self.len = self.len.saturating_add(seg.len());
+        self.files += matches!(seg, Segment::File(_)) as u32;
         self.segs.push(seg);
         self
     }
@@ -254,7 +258,7 @@ impl<'a> Msg<'a> {
 
     /// True if any segment is a file range.
     pub fn has_file(&self) -> bool {
-        self.segs.iter().any(|s| matches!(s, Segment::File(_)))
+        self.files > 0
     }
 
     /// Bytes already sent.
@@ -284,6 +288,7 @@ impl<'a> Msg<'a> {
     pub fn clear(&mut self) {
         self.segs.clear();
         self.len = 0;
+        self.files = 0;
         self.rewind();
     }
 
@@ -296,6 +301,17 @@ impl<'a> Msg<'a> {
     /// skipping empty segments.
     pub(crate) fn advance(&mut self, mut n: u64) {
         debug_assert!(n <= self.remaining());
+        if n == 0 && self.segs.get(self.seg).is_some_and(|s| s.len() > self.off) {
+            return; // already on a byte to send
+        }
+        if n == self.len - self.sent {
+            // All of the rest (the common case: a whole message in one
+            // call): past the last segment.
+            self.sent = self.len;
+            self.seg = self.segs.len();
+            self.off = 0;
+            return;
+        }
         self.sent += n;
         while let Some(s) = self.segs.get(self.seg) {
             let left = s.len() - self.off;

@@ -201,24 +201,109 @@ fn unchecked_ranges_save_the_fstat_and_still_fail_past_eof() {
     sp.send(&mut m).unwrap();
     // sendmsg(MSG_MORE) of the header, sendfile: no fstat.
     assert_eq!(sp.stats().syscalls, 2);
-    let mut m = Msg::new();
-    m.push(b"bad").push_file(&tf.file, 9_990, 11);
-    match sp.send(&mut m) {
-        Err(SendError::PastEof { file_len, .. }) => assert_eq!(file_len, 10_000),
-        other => panic!("{other:?}"),
+    // Past the end by sendfile (nothing follows the range), then through
+    // the tail pipe (a trailer follows).
+    for trailer in [&b""[..], b"end"] {
+        let mut m = Msg::new();
+        m.push(b"bad").push_file(&tf.file, 9_990, 11).push(trailer);
+        match sp.send(&mut m) {
+            Err(SendError::PastEof { file_len, .. }) => assert_eq!(file_len, 10_000),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            m.sent(),
+            3 + 10,
+            "the header and the bytes the file has went"
+        );
     }
-    assert_eq!(
-        m.sent(),
-        3 + 10,
-        "the header and the bytes the file has went"
-    );
     drop(sp);
     let got = h.join().unwrap().unwrap();
     let mut want = b"hdr".to_vec();
     want.extend_from_slice(&data[100..]);
-    want.extend_from_slice(b"bad");
-    want.extend_from_slice(&data[9_990..]);
+    for _ in 0..2 {
+        want.extend_from_slice(b"bad");
+        want.extend_from_slice(&data[9_990..]);
+    }
     assert_eq!(got, want);
+}
+
+/// Over TCP a range with a trailer after it goes through the tail pipe:
+/// five calls a message (fstat, header, two splices, trailer) plus two to
+/// make the pipe; with the pipe off, four. The same bytes arrive.
+#[test]
+fn tail_pipe_costs_and_bytes() {
+    let data = &source()[..64 << 10];
+    let tf = TempFile::new("tailpipe", data);
+    for pipe in [true, false] {
+        let (tx, rx) = pair(Transport::Tcp4).unwrap();
+        let h = read_to_end(rx);
+        let mut sp = Builder::new().file_tail_pipe(pipe).build(tx).unwrap();
+        let mut want = Vec::new();
+        for i in 0..20u64 {
+            let (off, len) = (i * 997, 1000 + i * 1500);
+            let mut m = Msg::new();
+            m.push(b"head")
+                .push_file(&tf.file, off, len)
+                .push(vec![i as u8; 8]);
+            sp.send(&mut m).unwrap();
+            assert!(m.is_sent());
+            want.extend_from_slice(b"head");
+            want.extend_from_slice(&data[off as usize..(off + len) as usize]);
+            want.extend_from_slice(&[i as u8; 8]);
+        }
+        let st = sp.stats();
+        let calls = if pipe { 2 + 20 * 5 } else { 20 * 4 };
+        assert_eq!(st.syscalls, calls, "tail pipe {pipe}");
+        drop(sp);
+        assert!(h.join().unwrap().unwrap() == want, "tail pipe {pipe}");
+    }
+}
+
+/// A message abandoned while part of its range sits in the tail pipe: the
+/// next message must not carry those bytes. The peer gets exactly what the
+/// first message's cursor says went, then the whole second message.
+#[test]
+fn abandoned_message_leaves_nothing_in_the_pipe() {
+    let data = &source()[..(512 << 10) + 4096];
+    let a = TempFile::new("abandon-a", data);
+    let b = TempFile::new("abandon-b", &data[4096..]);
+    let (tx, rx) = pair(Transport::Tcp4).unwrap();
+    let (mut gate, h) = squeezed(&tx, rx);
+    let mut sp = Splicer::new(tx).unwrap();
+    let mut first = Msg::new();
+    first
+        .push(b"first")
+        .push_file(&a.file, 100, 256 << 10)
+        .push(b"end1");
+    match sp.send(&mut first) {
+        Ok(_) | Err(SendError::WouldBlock) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let went = first.sent() as usize;
+    // The range fits the pipe whole, so a stop inside it leaves the rest in
+    // the pipe.
+    assert!(
+        went > 5 && went < 5 + (256 << 10),
+        "stopped inside the range ({went})"
+    );
+    drop(first);
+    gate.open();
+    let mut second = Msg::new();
+    second
+        .push(b"second")
+        .push_file(&b.file, 7, 100_000)
+        .push(b"end2");
+    send_all(&mut sp, &mut second).unwrap();
+    drop(sp);
+    let mut want = b"first".to_vec();
+    want.extend_from_slice(&data[100..100 + (256 << 10)]);
+    want.truncate(went);
+    want.extend_from_slice(b"second");
+    want.extend_from_slice(&data[4096 + 7..4096 + 7 + 100_000]);
+    want.extend_from_slice(b"end2");
+    let got = h.join().unwrap().unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want);
 }
 
 /// On a seqpacket socket a file range would split the record: typed error.

@@ -163,6 +163,18 @@ impl Builder {
         self
     }
 
+    /// TCP: send the part of a file range that more of the message follows
+    /// through a pipe with `splice(SPLICE_F_MORE)` (default on), so the
+    /// range waits for the trailer and they leave together; off:
+    /// `sendfile` only, which pushes the range before the trailer is sent.
+    /// Costs a pipe (two file descriptors) per Splicer that sends such a
+    /// message, and one system call more per range; see the `file` section
+    /// of `msgsplice bench` for what it gains.
+    pub fn file_tail_pipe(mut self, on: bool) -> Builder {
+        self.policy.file_tail_pipe = on;
+        self
+    }
+
     /// The cache that copy segments of zero-copy runs are copied into
     /// (default: [`FragCache::global`]).
     pub fn frag_cache(mut self, cache: FragCache) -> Builder {

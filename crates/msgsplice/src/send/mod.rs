@@ -15,7 +15,10 @@
 //! - **With file ranges** (stream sockets only): the memory before a range
 //!   goes with `MSG_MORE`, the range by `sendfile` (one call for the whole
 //!   range when the socket has room), then the rest. The peer receives one
-//!   contiguous message.
+//!   contiguous message. Over TCP, a range that more of the message follows
+//!   goes (its last MiB, or all of a smaller one) through a pipe by two
+//!   `splice` calls with `SPLICE_F_MORE` instead, so that the trailer can
+//!   leave in the same packet ([`Builder::file_tail_pipe`]).
 //! - **UDP** (v4 and v6, connected, or with a destination per message by
 //!   [`Splicer::send_to`]): one message is one datagram, sent by one
 //!   `sendmsg`, zero-copy as above. With a GSO segment size
@@ -70,7 +73,7 @@ use policy::{Policy, RunShape};
 use zerocopy::ZeroCopy;
 
 use crate::frag::{Frag, FragCache};
-use crate::msg::{Msg, Segment};
+use crate::msg::{FileRange, Msg, Segment};
 use crate::sys::sendmsg::{IovScratch, IOV_MAX, MSG_MORE, MSG_NOSIGNAL, MSG_ZEROCOPY};
 
 /// Counters of one [`Splicer`], from [`Splicer::stats`].
@@ -174,6 +177,10 @@ pub struct Splicer<S: AsFd> {
     stats: SendStats,
     /// UDP sockets: family and GSO segment size.
     udp: Option<udp::Udp>,
+    /// TCP: the pipe for file-range tails, made on first use.
+    pipe: Option<file::TailPipe>,
+    /// Making the pipe failed once: file ranges use sendfile only.
+    pipe_failed: bool,
 }
 
 impl<S: AsFd> Splicer<S> {
@@ -198,6 +205,8 @@ impl<S: AsFd> Splicer<S> {
             cache: b.cache.unwrap_or_else(|| FragCache::global().clone()),
             stats: SendStats::default(),
             udp: None,
+            pipe: None,
+            pipe_failed: false,
         }
     }
 
@@ -248,9 +257,11 @@ impl<S: AsFd> Splicer<S> {
     ///
     /// Costs: one `sendmsg` for a memory-only message of up to 1024
     /// segments; with file ranges, one `fstat` per range (checked before
-    /// anything is sent, unless [`Builder::check_file_ranges`] is off) and
-    /// one `sendfile` per range plus one `sendmsg` per run of memory between
-    /// them.
+    /// anything is sent, unless [`Builder::check_file_ranges`] is off), one
+    /// `sendmsg` per run of memory between them, and per range one
+    /// `sendfile`, or over TCP, when more of the message follows the range,
+    /// two `splice` calls (plus one `sendfile` for a range over 1 MiB;
+    /// [`Builder::file_tail_pipe`]).
     pub fn send(&mut self, msg: &mut Msg<'_>) -> Result<u64, SendError> {
         if msg.is_sent() && msg.sent() > 0 {
             return Ok(0);
@@ -265,7 +276,7 @@ impl<S: AsFd> Splicer<S> {
                 }
                 return self.send_record(msg);
             }
-            if self.policy.check_file_ranges {
+            if self.policy.check_file_ranges && msg.has_file() {
                 self.stats.syscalls += file::check_ranges(msg.segments())?;
             }
         }
@@ -278,8 +289,7 @@ impl<S: AsFd> Splicer<S> {
             let (seg, off) = msg.cursor();
             let step = match &msg.segments()[seg] {
                 Segment::File(r) => {
-                    self.stats.syscalls += 1;
-                    let n = file::send_part(self.sock.as_fd(), r, off);
+                    let n = self.send_file(r, off, msg.remaining());
                     if let Ok(n) = n {
                         self.stats.bytes_spliced += n as u64;
                     }
@@ -343,58 +353,100 @@ impl<S: AsFd> Splicer<S> {
         self.stats.leaked_on_close += leaked;
     }
 
+    /// One step of a file range from byte `done` of it, `remaining` bytes
+    /// being left in the message: by `sendfile`, or, for a TCP range with
+    /// more of the message after it, its last part through the tail pipe
+    /// with `SPLICE_F_MORE` (see [`file`]).
+    fn send_file(&mut self, r: &FileRange<'_>, done: u64, remaining: u64) -> Result<usize, Stop> {
+        let left = r.len() - done;
+        let mut count = left;
+        if remaining > left && self.kind == SocketKind::Tcp && self.policy.file_tail_pipe {
+            if self.pipe.as_ref().is_some_and(|p| p.is_stale(r, done)) {
+                self.pipe = None;
+            }
+            if self.pipe.is_none() && !self.pipe_failed {
+                match file::TailPipe::new(&mut self.stats.syscalls) {
+                    Ok(p) => self.pipe = Some(p),
+                    // Out of file descriptors, say: sendfile still works.
+                    Err(_) => self.pipe_failed = true,
+                }
+            }
+            if let Some(p) = &mut self.pipe {
+                if left <= p.cap() {
+                    let sock = self.sock.as_fd();
+                    let n = p.send_part(sock, r, done, &mut self.stats.syscalls);
+                    if let Err(Stop::Os(e)) = &n {
+                        if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR)) {
+                            // What the pipe holds will never be wanted.
+                            self.pipe = None;
+                        }
+                    }
+                    return n;
+                }
+                // The range's head by sendfile; its tail through the pipe.
+                count = left - p.cap();
+            }
+        }
+        self.stats.syscalls += 1;
+        file::send_part(self.sock.as_fd(), r, done, count)
+    }
+
     /// One `sendmsg` of the run of memory segments that starts at segment
     /// `first`, byte `off`: up to the next file range or `IOV_MAX` buffers.
     fn send_run(&mut self, msg: &Msg<'_>, first: usize, off: u64) -> Result<usize, Stop> {
         let segs = msg.segments();
-        // The run's extent and shape.
+        // One pass finds the run's extent and shape and fills the iovec
+        // array as for a plain send; a zero-copy run with copy segments
+        // refills it below.
         let mut shape = RunShape::default();
-        let (mut end, mut niov, mut bytes) = (first, 0usize, 0u64);
+        let (mut end, mut bytes) = (first, 0u64);
+        let mut batch = self.iov.batch();
         while let Some(s) = segs.get(end) {
-            if matches!(s, Segment::File(_)) || niov == IOV_MAX {
+            let Some(data) = s.as_memory() else { break };
+            if batch.len() == IOV_MAX {
                 break;
             }
-            let len = s.len() - if end == first { off } else { 0 };
-            if len > 0 {
-                niov += 1;
-                bytes += len;
-                if s.is_spliceable() {
-                    shape.splice_bytes += len;
-                } else {
-                    shape.copy_bytes += len;
-                }
-            }
+            let data = &data[if end == first { off as usize } else { 0 }..];
             end += 1;
+            if data.is_empty() {
+                continue;
+            }
+            batch.push(data);
+            bytes += data.len() as u64;
+            if s.is_spliceable() {
+                shape.splice_bytes += data.len() as u64;
+            } else {
+                shape.copy_bytes += data.len() as u64;
+            }
         }
         let fd = self.sock.as_fd();
         let mut zc = self.policy.zerocopy(shape, self.zc.usable())
             && self.zc.ready(fd, &self.policy, &mut self.stats);
-        if zc {
-            zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
-        } else {
+        if !zc {
             self.zc.reap(fd, &self.policy, &mut self.stats);
+        } else if shape.copy_bytes > 0 {
+            zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
+            if zc {
+                // The same buffers, each copy segment replaced by its
+                // fragment (copy_into_frags made one per non-empty copy
+                // segment, in order).
+                batch.clear();
+                let mut copies = self.copies.iter();
+                for (i, s) in segs[first..end].iter().enumerate() {
+                    let Some(data) = s.as_memory() else { continue };
+                    let data = &data[if i == 0 { off as usize } else { 0 }..];
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if s.is_spliceable() {
+                        batch.push(data);
+                    } else if let Some(copy) = copies.next() {
+                        batch.push(copy);
+                    }
+                }
+            }
         }
         let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
-
-        let mut batch = self.iov.batch();
-        let mut copies = self.copies.iter();
-        for (i, s) in segs[first..end].iter().enumerate() {
-            let skip = if i == 0 { off as usize } else { 0 };
-            let Some(data) = s.as_memory() else { continue };
-            let data = &data[skip..];
-            if data.is_empty() {
-                continue;
-            }
-            if zc && !s.is_spliceable() {
-                // copy_into_frags made one fragment per non-empty copy
-                // segment, in order.
-                if let Some(copy) = copies.next() {
-                    batch.push(copy);
-                }
-            } else {
-                batch.push(data);
-            }
-        }
         let mut flags = MSG_NOSIGNAL | more | if zc { MSG_ZEROCOPY } else { 0 };
         self.stats.syscalls += 1;
         let mut r = batch.sendmsg(fd, flags);

@@ -51,6 +51,7 @@ pub(crate) struct Policy {
     pub(crate) on_copied: OnCopied,
     pub(crate) drain_timeout: Duration,
     pub(crate) check_file_ranges: bool,
+    pub(crate) file_tail_pipe: bool,
 }
 
 impl Default for Policy {
@@ -64,6 +65,7 @@ impl Default for Policy {
             on_copied: OnCopied::StopAfter(64),
             drain_timeout: Duration::from_secs(1),
             check_file_ranges: true,
+            file_tail_pipe: true,
         }
     }
 }

@@ -115,11 +115,23 @@ pub(crate) struct IovBatch<'a> {
 impl<'a> IovBatch<'a> {
     /// Appends one buffer. Allocates only if the array must grow beyond any
     /// earlier batch.
+    #[inline]
     pub(crate) fn push(&mut self, data: &'a [u8]) {
         self.v.push(libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
             iov_len: data.len(),
         });
+    }
+
+    /// Buffers in the batch.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.v.len()
+    }
+
+    /// Empties the batch, to fill it again.
+    pub(crate) fn clear(&mut self) {
+        self.v.clear();
     }
 
     /// How many page fragments the kernel makes of these buffers when it

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Seconds per iperf3 run.
-pub const SECONDS: u32 = 2;
+pub const SECONDS: u32 = 1;
 
 /// Why iperf3 gave no number.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,14 @@
 //! on (the default policy), and on with zero-copy kept regardless of COPIED
 //! reports (the measurement behind the default policy).
 //!
+//! For file payloads: the default Splicer (the range through its tail pipe
+//! with `SPLICE_F_MORE`, as the trailer follows) and the same with
+//! `sendfile` only.
+//!
 //! One Splicer per connection (over a duplicate of the socket's descriptor,
 //! so that the harness keeps its own). A message is one [`Msg`]: the header
 //! and trailer borrowed (copied), the payload a [`Frag`](msgsplice::Frag)
-//! reference (spliceable) or a file range (`sendfile`). System calls are the
+//! reference (spliceable) or a file range. System calls are the
 //! Splicer's own count ([`msgsplice::SendStats::syscalls`]).
 
 use std::io;
@@ -26,6 +30,9 @@ pub enum Mode {
     On,
     /// SPLICE on, and zero-copy kept even when every completion is COPIED.
     OnKeep,
+    /// File payloads: the default, but with the tail pipe off
+    /// ([`Builder::file_tail_pipe`]), so ranges go by `sendfile` alone.
+    SendfileOnly,
 }
 
 /// A send strategy backed by a [`Splicer`].
@@ -44,7 +51,8 @@ impl SplicerRow {
             (Mode::Off, false) => "Splicer, SPLICE off",
             (Mode::On, false) => "Splicer, SPLICE on",
             (Mode::OnKeep, false) => "Splicer, SPLICE on, zero-copy kept",
-            (_, true) => "Splicer (sendfile)",
+            (Mode::SendfileOnly, _) => "Splicer, sendfile only",
+            (_, true) => "Splicer",
         };
         SplicerRow {
             mode,
@@ -65,6 +73,7 @@ impl SendStrategy for SplicerRow {
         let b = Builder::new().splice(self.mode != Mode::Off);
         let b = match self.mode {
             Mode::OnKeep => b.on_copied(OnCopied::Keep),
+            Mode::SendfileOnly => b.file_tail_pipe(false),
             _ => b,
         };
         self.sp = Some(b.drain_timeout(Duration::from_secs(5)).build(fd)?);
