@@ -11,7 +11,13 @@
 //! sending thread builds messages and whose completion path frees them.
 //!
 //! `std::hint::black_box` keeps the compiler from eliding an allocation or a
-//! copy. The heap contenders run under the counting global allocator of the
+//! copy. What each cycle makes is observed through its data pointer
+//! (`black_box(v.as_ref().as_ptr())`), never moved whole into `black_box`:
+//! that move copied the value to a new stack slot with a 16-byte load over
+//! the 8-byte stores that had just written it, which the CPU cannot forward
+//! from; the stall (about 10 ns a cycle here) belonged to the harness, and
+//! it came and went with the compiler's inlining choices between builds of
+//! the same code (FragCache memdup of 256 B measured 5 to 18 ns). The heap contenders run under the counting global allocator of the
 //! binary, which adds one thread-local increment per allocation (about a
 //! nanosecond; `FragCache` does not allocate from the heap).
 
@@ -309,7 +315,7 @@ fn frag_failed(e: msgsplice::frag::FragError) -> String {
 /// Single-thread runs on the calling thread, cross-thread on `pair`.
 pub fn run_mode<'env, T, F>(pair: &ThreadPair<'env>, mode: Mode, dur: Duration, make: F) -> f64
 where
-    T: Send + 'env,
+    T: Observe + Send + 'env,
     F: FnMut() -> T + Send + 'env,
 {
     match mode {
@@ -318,15 +324,48 @@ where
     }
 }
 
-fn single<T, F: FnMut() -> T>(dur: Duration, mut make: F) -> f64 {
+/// What the contenders make: anything with a data pointer to observe.
+pub trait Observe {
+    /// The address of the data.
+    fn addr(&self) -> *const u8;
+}
+
+macro_rules! observe_by_deref {
+    ($($t:ty),*) => {$(
+        impl Observe for $t {
+            #[inline(always)]
+            fn addr(&self) -> *const u8 {
+                self.as_ptr() as *const u8
+            }
+        }
+    )*};
+}
+observe_by_deref!(
+    msgsplice::Frag,
+    Bytes,
+    Vec<u8>,
+    Box<[u8]>,
+    Arc<[u8]>,
+    Box<[MaybeUninit<u8>]>,
+    Arc<[MaybeUninit<u8>]>
+);
+
+/// Uses a value the compiler cannot see through, without moving it.
+#[inline(always)]
+fn consume<T: Observe>(v: T) {
+    black_box(v.addr());
+    drop(v);
+}
+
+fn single<T: Observe, F: FnMut() -> T>(dur: Duration, mut make: F) -> f64 {
     for _ in 0..CHUNK * 4 {
-        drop(black_box(make()));
+        consume(make());
     }
     let start = Instant::now();
     let mut n = 0u64;
     loop {
         for _ in 0..CHUNK {
-            drop(black_box(make()));
+            consume(make());
         }
         n += CHUNK;
         let t = start.elapsed();
@@ -341,7 +380,7 @@ fn single<T, F: FnMut() -> T>(dur: Duration, mut make: F) -> f64 {
 /// Time: start to the consumer's last drop, per item.
 fn cross<'env, T, F>(pair: &ThreadPair<'env>, dur: Duration, batch: usize, mut make: F) -> f64
 where
-    T: Send + 'env,
+    T: Observe + Send + 'env,
     F: FnMut() -> T + Send + 'env,
 {
     let (mut tx, mut rx) = ring::channel(RING_SLOTS, batch);
@@ -361,7 +400,7 @@ where
             }
         },
         move || {
-            let seen = rx.drain_until_closed(batch, |x| drop(black_box(x)));
+            let seen = rx.drain_until_closed(batch, consume);
             (seen, start.elapsed())
         },
     );
@@ -397,6 +436,11 @@ mod tests {
         static MADE: AtomicU64 = AtomicU64::new(0);
         static DROPPED: AtomicU64 = AtomicU64::new(0);
         struct Item;
+        impl Observe for Item {
+            fn addr(&self) -> *const u8 {
+                std::ptr::null()
+            }
+        }
         impl Drop for Item {
             fn drop(&mut self) {
                 DROPPED.fetch_add(1, Ordering::Relaxed);

@@ -654,7 +654,7 @@ impl Drop for Shared {
 
 /// Runs `op` on the calling thread's bucket for `sh`, creating it if needed.
 /// `None` only while the thread is being torn down (its buckets are gone).
-#[inline]
+#[inline(always)]
 fn with_thread_bucket<R>(sh: &Shared, op: impl FnOnce(&mut BucketState) -> R) -> Option<R> {
     THREAD_BUCKETS.with(|cell| {
         // SAFETY: the set is this thread's own, and nothing `op` does
@@ -785,19 +785,30 @@ impl FragCache {
 
     /// Copies `data` into a new fragment (byte-aligned). One bump and one
     /// `memcpy`; no heap allocation.
-    #[inline]
+    ///
+    /// The common case (per-thread buckets, room in the current folio) is
+    /// inlined into the caller whole, everything else is out of line: left
+    /// to the compiler, the whole function was often not inlined, and a
+    /// cycle of `memdup(256 B)` + drop then took 15 to 21 ns instead of 7
+    /// to 10 in the `alloc` bench.
+    #[inline(always)]
     pub fn memdup(&self, data: &[u8]) -> Result<Frag, FragError> {
         let sh = &*self.shared;
-        let mut f = match sh.buckets {
-            // The common case, kept free of `Result` plumbing.
-            Buckets::PerThread if data.len() <= sh.small_max => {
-                match with_thread_bucket(sh, |b| b.try_bump(data.len(), 1)) {
-                    Some(Some(f)) => f,
-                    _ => self.alloc(data.len(), 1)?,
-                }
+        if matches!(sh.buckets, Buckets::PerThread) && data.len() <= sh.small_max {
+            if let Some(Some(mut f)) = with_thread_bucket(sh, |b| b.try_bump(data.len(), 1)) {
+                f.copy_from_slice(data);
+                return Ok(f.freeze());
             }
-            _ => self.alloc(data.len(), 1)?,
-        };
+        }
+        self.memdup_slow(data)
+    }
+
+    /// [`memdup`](Self::memdup) by way of [`alloc`](Self::alloc): a new
+    /// folio, a dedicated mapping, or per-CPU buckets.
+    #[cold]
+    #[inline(never)]
+    fn memdup_slow(&self, data: &[u8]) -> Result<Frag, FragError> {
+        let mut f = self.alloc(data.len(), 1)?;
         f.copy_from_slice(data);
         Ok(f.freeze())
     }

@@ -69,6 +69,7 @@ impl Folio {
         self.map.len()
     }
 
+    #[inline]
     pub(super) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
     }
