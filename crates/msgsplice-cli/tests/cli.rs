@@ -11,12 +11,28 @@ fn msgsplice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_msgsplice"))
 }
 
-/// A fresh directory for one test (tests run in parallel).
-fn scratch(test: &str) -> PathBuf {
+/// A fresh directory for one test (tests run in parallel), removed when
+/// the test ends, failed or not.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(test: &str) -> Scratch {
     let dir =
         std::env::temp_dir().join(format!("msgsplice-cli-test-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 const CONTENDERS: [&str; 6] = [
@@ -107,7 +123,6 @@ fn quick_alloc_bench_prints_one_table_of_the_expected_shape() {
     assert!(chart.contains("single thread, memdup 256 B"));
     assert!(chart.contains("Box&lt;[u8]&gt;"));
     assert!(chart.contains(">1x<"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -190,7 +205,6 @@ fn quick_run_of_every_section_verifies_and_reports() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -198,7 +212,7 @@ fn a_missing_peer_tool_is_named_in_place() {
     let empty = scratch("empty-path");
     let out = msgsplice()
         .args(["bench", "--quick", "--sections", "tcp", "--sizes", "1K"])
-        .env("PATH", &empty)
+        .env("PATH", &*empty)
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -207,5 +221,4 @@ fn a_missing_peer_tool_is_named_in_place() {
         stdout.contains("iperf3 not installed (apt-get install iperf3)"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(empty);
 }
