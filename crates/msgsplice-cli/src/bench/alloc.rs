@@ -17,7 +17,9 @@
 //! the 8-byte stores that had just written it, which the CPU cannot forward
 //! from; the stall (about 10 ns a cycle here) belonged to the harness, and
 //! it came and went with the compiler's inlining choices between builds of
-//! the same code (FragCache memdup of 256 B measured 5 to 18 ns). The heap contenders run under the counting global allocator of the
+//! the same code (FragCache memdup of 256 B measured 5 to 18 ns). Every
+//! contender's closure is `#[inline(always)]` for the same reason: called
+//! out of line, a result of more than two words comes back through memory. The heap contenders run under the counting global allocator of the
 //! binary, which adds one thread-local increment per allocation (about a
 //! nanosecond; `FragCache` does not allocate from the heap).
 
@@ -240,54 +242,106 @@ pub fn measure<'env>(
     let ns = match (c, op) {
         (Contender::Frag(cache), Op::Memdup(n)) => {
             cache.memdup(&src[..n]).map_err(frag_failed)?;
-            run_mode(pair, mode, dur, move || {
-                cache
-                    .memdup(black_box(&src[..n]))
-                    .expect(FRAG_FAILED_MID_RUN)
-            })
+            run_mode(
+                pair,
+                mode,
+                dur,
+                #[inline(always)]
+                move || {
+                    cache
+                        .memdup(black_box(&src[..n]))
+                        .expect(FRAG_FAILED_MID_RUN)
+                },
+            )
         }
         (Contender::Frag(cache), Op::Alloc(n)) => {
             cache.alloc(n, 16).map_err(frag_failed)?;
-            run_mode(pair, mode, dur, move || {
-                let mut f = cache.alloc(n, 16).expect(FRAG_FAILED_MID_RUN);
-                f[..64].copy_from_slice(black_box(head));
-                f.freeze()
-            })
+            run_mode(
+                pair,
+                mode,
+                dur,
+                #[inline(always)]
+                move || {
+                    let mut f = cache.alloc(n, 16).expect(FRAG_FAILED_MID_RUN);
+                    f[..64].copy_from_slice(black_box(head));
+                    f.freeze()
+                },
+            )
         }
-        (Contender::Bytes, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
-            Bytes::copy_from_slice(black_box(&src[..n]))
-        }),
-        (Contender::Bytes, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
-            let mut b = BytesMut::with_capacity(n);
-            b.extend_from_slice(black_box(head));
-            b.freeze()
-        }),
-        (Contender::Vec, Op::Memdup(n)) => {
-            run_mode(pair, mode, dur, move || black_box(&src[..n]).to_vec())
-        }
-        (Contender::Vec, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
-            let mut v = Vec::with_capacity(n);
-            v.extend_from_slice(black_box(head));
-            v
-        }),
-        (Contender::Box, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
-            Box::<[u8]>::from(black_box(&src[..n]))
-        }),
-        (Contender::Box, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
-            let mut b = Box::<[u8]>::new_uninit_slice(n);
-            write_head(&mut b, head);
-            b
-        }),
-        (Contender::Arc, Op::Memdup(n)) => run_mode(pair, mode, dur, move || {
-            Arc::<[u8]>::from(black_box(&src[..n]))
-        }),
-        (Contender::Arc, Op::Alloc(n)) => run_mode(pair, mode, dur, move || {
-            let mut a = Arc::<[u8]>::new_uninit_slice(n);
-            if let Some(m) = Arc::get_mut(&mut a) {
-                write_head(m, head);
-            }
-            a
-        }),
+        (Contender::Bytes, Op::Memdup(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || Bytes::copy_from_slice(black_box(&src[..n])),
+        ),
+        (Contender::Bytes, Op::Alloc(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || {
+                let mut b = BytesMut::with_capacity(n);
+                b.extend_from_slice(black_box(head));
+                b.freeze()
+            },
+        ),
+        (Contender::Vec, Op::Memdup(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || black_box(&src[..n]).to_vec(),
+        ),
+        (Contender::Vec, Op::Alloc(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || {
+                let mut v = Vec::with_capacity(n);
+                v.extend_from_slice(black_box(head));
+                v
+            },
+        ),
+        (Contender::Box, Op::Memdup(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || Box::<[u8]>::from(black_box(&src[..n])),
+        ),
+        (Contender::Box, Op::Alloc(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || {
+                let mut b = Box::<[u8]>::new_uninit_slice(n);
+                write_head(&mut b, head);
+                b
+            },
+        ),
+        (Contender::Arc, Op::Memdup(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || Arc::<[u8]>::from(black_box(&src[..n])),
+        ),
+        (Contender::Arc, Op::Alloc(n)) => run_mode(
+            pair,
+            mode,
+            dur,
+            #[inline(always)]
+            move || {
+                let mut a = Arc::<[u8]>::new_uninit_slice(n);
+                if let Some(m) = Arc::get_mut(&mut a) {
+                    write_head(m, head);
+                }
+                a
+            },
+        ),
     };
     Ok(ns)
 }
