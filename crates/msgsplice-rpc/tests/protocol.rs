@@ -124,7 +124,10 @@ fn the_server_counts_read_replies_and_their_system_calls() {
     c.ok(NFS_PROGRAM, 0, &[]);
     let after = s.stats();
     assert_eq!(after.bulk_replies - before.bulk_replies, 3);
-    assert!((4..=5).contains(&(after.replies - before.replies)));
+    // The three READs, plus each NULL that was counted by the time its
+    // snapshot was taken: the client can see a reply before the server
+    // counts it, at either end.
+    assert!((3..=5).contains(&(after.replies - before.replies)));
     // Each READ reply: sendmsg(MSG_MORE) of the head, one sendfile (a full
     // socket buffer may make it take more than one).
     let per_read = (after.bulk_syscalls - before.bulk_syscalls) as f64 / 3.0;

@@ -65,6 +65,7 @@ fn empty_messages_take_no_id_and_no_syscall() {
     let cache = FragCache::new();
     let mut sp = Builder::new()
         .zerocopy_threshold(0)
+        .on_copied(OnCopied::Keep) // zero-copy to a local peer
         .frag_cache(cache.clone())
         .build(tx)
         .unwrap();
@@ -90,6 +91,54 @@ fn empty_messages_take_no_id_and_no_syscall() {
     assert_eq!(h.join().unwrap().unwrap().len(), 10 * 4096);
 }
 
+/// To a peer on this host the default policy never starts zero-copy (local
+/// delivery copies every page): one getpeername, then plain sends, the
+/// same bytes. `OnCopied::Keep` still zero-copies there.
+#[test]
+fn default_policy_skips_zerocopy_to_a_local_peer() {
+    for t in [Transport::Tcp4, Transport::Tcp6] {
+        let Ok((tx, rx)) = pair(t) else {
+            eprintln!("SKIP {t:?}: no socket pair");
+            continue;
+        };
+        let h = read_to_end(rx);
+        let cache = FragCache::new();
+        let mut sp = Builder::new().frag_cache(cache.clone()).build(tx).unwrap();
+        let p = page(&cache, 64 << 10, 4);
+        for _ in 0..10 {
+            let mut m = Msg::new();
+            m.push(b"hdr").push(p.clone());
+            sp.send(&mut m).unwrap();
+        }
+        let st = sp.stats();
+        assert!(
+            st.zerocopy_local_peer && st.zerocopy_stopped,
+            "{t:?}: {st:?}"
+        );
+        assert_eq!(st.zerocopy_sends, 0, "{t:?}");
+        assert_eq!(st.syscalls, 1 + 10, "{t:?}: getpeername and the sends");
+        drop(sp);
+        assert_eq!(h.join().unwrap().unwrap().len(), 10 * (3 + (64 << 10)));
+    }
+    let (tx, rx) = pair(Transport::Tcp4).unwrap();
+    let h = read_to_end(rx);
+    let cache = FragCache::new();
+    let mut sp = Builder::new()
+        .on_copied(OnCopied::Keep)
+        .frag_cache(cache.clone())
+        .build(tx)
+        .unwrap();
+    let p = page(&cache, 64 << 10, 5);
+    let mut m = Msg::new();
+    m.push(p.clone());
+    sp.send(&mut m).unwrap();
+    let st = sp.stats();
+    assert!(!st.zerocopy_local_peer);
+    assert_eq!(st.zerocopy_sends, 1);
+    drop(sp);
+    assert_eq!(h.join().unwrap().unwrap().len(), 64 << 10);
+}
+
 /// A send on a socket closed for writing fails with a typed BrokenPipe
 /// and takes no id: the completions of the earlier sends still add up.
 #[test]
@@ -97,7 +146,11 @@ fn broken_pipe_is_typed_and_takes_no_id() {
     let (tx, rx) = pair(Transport::Tcp4).unwrap();
     let h = read_to_end(rx);
     let cache = FragCache::new();
-    let mut sp = Builder::new().frag_cache(cache.clone()).build(tx).unwrap();
+    let mut sp = Builder::new()
+        .on_copied(OnCopied::Keep) // zero-copy to a local peer
+        .frag_cache(cache.clone())
+        .build(tx)
+        .unwrap();
     let p = page(&cache, 32 << 10, 3);
     for _ in 0..5 {
         let mut m = Msg::new();
@@ -202,7 +255,8 @@ fn unix_stream_copies_memory() {
 
 /// OnCopied::StopAfter switches zero-copy off once completions keep
 /// saying COPIED (always, on loopback), as the default does after 64;
-/// OnCopied::Keep keeps it on.
+/// OnCopied::Keep keeps it on. The local-peer shortcut is off here, so the
+/// COPIED count is what stops it.
 #[test]
 fn copied_completions_follow_the_policy() {
     for (policy, stops) in [
@@ -219,6 +273,7 @@ fn copied_completions_follow_the_policy() {
         };
         let mut sp = b
             .completion_batch(1)
+            .skip_zerocopy_to_local_peers(false)
             .frag_cache(cache.clone())
             .build(tx)
             .unwrap();
@@ -233,8 +288,9 @@ fn copied_completions_follow_the_policy() {
         }
         let st = sp.stats();
         assert_eq!(st.zerocopy_stopped, stops, "{policy:?}: {st:?}");
+        assert!(!st.zerocopy_local_peer);
         if stops {
-            assert!(st.zerocopy_sends < 80, "{st:?}");
+            assert!(st.zerocopy_sends >= 8 && st.zerocopy_sends < 80, "{st:?}");
         } else {
             assert_eq!(st.zerocopy_sends, 100);
         }

@@ -89,6 +89,7 @@ fn offset_into_first_page_is_honoured() {
         let mut sp = Builder::new()
             .splice(splice)
             .zerocopy_threshold(0)
+            .on_copied(OnCopied::Keep) // zero-copy to a local peer
             .frag_cache(cache.clone())
             .build(tx)
             .unwrap();

@@ -66,6 +66,9 @@ fn run(t: Transport, mode: Mode, msgs: &[Vec<SegSpec>]) -> Result<(), TestCaseEr
     let cache = FragCache::new();
     let mut sp = Builder::new()
         .splice(mode.splice)
+        // Zero-copy over loopback too (until COPIED reports stop it), so
+        // the random messages exercise the zero-copy path.
+        .skip_zerocopy_to_local_peers(false)
         .frag_cache(cache.clone())
         .build(tx)
         .expect("splicer");

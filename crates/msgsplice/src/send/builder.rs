@@ -175,6 +175,20 @@ impl Builder {
         self
     }
 
+    /// With [`OnCopied::StopAfter`] (the default), do not start zero-copy
+    /// at all when the peer is this host: a loopback address, or the
+    /// socket's own address (default on). Local delivery copies every page,
+    /// so each completion would say COPIED and the policy would stop after
+    /// its first sends anyway, which measured slower than copying; a short
+    /// connection would spend its life on them. Costs one `getpeername`
+    /// (two calls for a non-loopback peer) on the first message big enough
+    /// for zero-copy. Off: start zero-copy and let the COPIED reports
+    /// decide. [`OnCopied::Keep`] never skips.
+    pub fn skip_zerocopy_to_local_peers(mut self, on: bool) -> Builder {
+        self.policy.skip_local_peers = on;
+        self
+    }
+
     /// The cache that copy segments of zero-copy runs are copied into
     /// (default: [`FragCache::global`]).
     pub fn frag_cache(mut self, cache: FragCache) -> Builder {

@@ -108,8 +108,15 @@ pub struct SendStats {
     /// Runs copied instead of zero-copied because too many sends were in
     /// flight.
     pub zerocopy_deferred: u64,
-    /// Zero-copy was switched off by [`OnCopied::StopAfter`].
+    /// Zero-copy was switched off by [`OnCopied::StopAfter`]: after that
+    /// many COPIED completions, or at once because the peer is this host
+    /// (see [`zerocopy_local_peer`](SendStats::zerocopy_local_peer)).
     pub zerocopy_stopped: bool,
+    /// The peer is this host (a loopback address, or the socket's own), so
+    /// [`OnCopied::StopAfter`] did not start zero-copy at all: local
+    /// delivery copies every page (each completion would say COPIED).
+    /// [`OnCopied::Keep`] still uses zero-copy there.
+    pub zerocopy_local_peer: bool,
     /// Zero-copy was switched off because a UDP send failed in a way that
     /// leaves it unknown whether the kernel gave it a completion id (for
     /// instance `ENOBUFS` from a full queue on a socket with `IP_RECVERR`):

@@ -14,7 +14,10 @@
 //!   it measured 1.5x to 3x *slower* than a plain copy on this machine's
 //!   loopback (see the send engine's report). So by default a socket stops
 //!   using zero-copy after 64 consecutive COPIED completions
-//!   ([`OnCopied::StopAfter`]); on a path that really transmits from the
+//!   ([`OnCopied::StopAfter`]), and to a peer on this host (a loopback
+//!   address, or the socket's own) it does not start at all, since there
+//!   every completion would be COPIED ([`Builder::skip_zerocopy_to_local_peers`](super::Builder::skip_zerocopy_to_local_peers));
+//!   on a path that really transmits from the
 //!   pages (a NIC), completions are not COPIED and zero-copy stays on.
 //!   [`OnCopied::Keep`] keeps it regardless.
 //! - UDP follows the same rule, measured with `msgsplice bench --sections
@@ -52,6 +55,7 @@ pub(crate) struct Policy {
     pub(crate) drain_timeout: Duration,
     pub(crate) check_file_ranges: bool,
     pub(crate) file_tail_pipe: bool,
+    pub(crate) skip_local_peers: bool,
 }
 
 impl Default for Policy {
@@ -66,6 +70,7 @@ impl Default for Policy {
             drain_timeout: Duration::from_secs(1),
             check_file_ranges: true,
             file_tail_pipe: true,
+            skip_local_peers: true,
         }
     }
 }

@@ -84,6 +84,18 @@ impl ZeroCopy {
     /// reading everything queued.
     pub(crate) fn ready(&mut self, fd: BorrowedFd<'_>, p: &Policy, st: &mut SendStats) -> bool {
         if self.state == State::Untried {
+            if p.skip_local_peers
+                && matches!(p.on_copied, OnCopied::StopAfter(_))
+                && peer_is_local(fd, st)
+            {
+                // Local delivery copies every zero-copy page (COPIED), so
+                // StopAfter would stop after its first n sends anyway; a
+                // short connection would spend its life on them.
+                self.state = State::Stopped;
+                st.zerocopy_stopped = true;
+                st.zerocopy_local_peer = true;
+                return false;
+            }
             st.syscalls += 1;
             self.state = match set_zerocopy(fd) {
                 Ok(()) => State::On,
@@ -210,6 +222,32 @@ impl ZeroCopy {
             }
         }
     }
+}
+
+/// True if the socket's peer is this host: a loopback address, or the
+/// socket's own address (a connection to one of this host's interfaces goes
+/// over `lo` too). Packets to it are delivered locally, and local delivery
+/// copies zero-copy pages. False when unknown (no peer: an unconnected UDP
+/// socket, whose destinations come per message). Two system calls, once per
+/// socket.
+fn peer_is_local(fd: BorrowedFd<'_>, st: &mut SendStats) -> bool {
+    use std::net::IpAddr;
+    let ip = |a: Option<rustix::net::SocketAddrAny>| -> Option<IpAddr> {
+        let a = std::net::SocketAddr::try_from(a?).ok()?;
+        Some(match a.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        })
+    };
+    st.syscalls += 1;
+    let Some(peer) = ip(rustix::net::getpeername(fd).ok().flatten()) else {
+        return false;
+    };
+    if peer.is_loopback() {
+        return true;
+    }
+    st.syscalls += 1;
+    ip(rustix::net::getsockname(fd).ok()) == Some(peer)
 }
 
 #[cfg(test)]
