@@ -26,9 +26,12 @@
 //!   (the folio is recycled only then, or retired if it never comes); small
 //!   ones and everything with SPLICE off are copied. Where completions say
 //!   the kernel copied anyway (local delivery), the default policy stops
-//!   zero-copy on that socket. File ranges go by `sendfile` between memory
-//!   parts corked with `MSG_MORE`. Short writes resume at the exact byte; a
-//!   full non-blocking socket reports how far it got. Over UDP a message is
+//!   zero-copy on that socket, and to a peer on this host it never starts.
+//!   File ranges go by `sendfile` between memory parts corked with
+//!   `MSG_MORE`, or over TCP, when more of the message follows, through a
+//!   pipe by `splice` with `SPLICE_F_MORE`. Short writes resume at the
+//!   exact byte; a full non-blocking socket reports how far it got. Over
+//!   UDP a message is
 //!   one datagram, to the connected peer or to an address per message; with
 //!   a GSO segment size it leaves as segments of that size, and every size
 //!   limit is a typed error before any byte is sent.
