@@ -139,6 +139,11 @@ impl TailPipe {
         self.cap
     }
 
+    /// True if the pipe holds bytes not yet taken by the socket.
+    pub(crate) fn holds_bytes(&self) -> bool {
+        self.held > 0
+    }
+
     /// True if the pipe holds bytes that are not the range's from byte
     /// `done` on: left by a message abandoned half-way. The caller then
     /// makes a new pipe rather than send them.

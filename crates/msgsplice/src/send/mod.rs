@@ -283,6 +283,12 @@ impl<S: AsFd> Splicer<S> {
                 }
                 return self.send_record(msg);
             }
+            if self.pipe.as_ref().is_some_and(|p| p.holds_bytes()) {
+                // Left by another message (or by this one's first try,
+                // which then only refills): a message starting over cannot
+                // own them, whatever file descriptor numbers match.
+                self.pipe = None;
+            }
             if self.policy.check_file_ranges && msg.has_file() {
                 self.stats.syscalls += file::check_ranges(msg.segments())?;
             }
