@@ -259,6 +259,28 @@ fn tail_pipe_costs_and_bytes() {
     }
 }
 
+/// Sends "first" + 256 KiB of `file` from `offset` + "end1" once, with
+/// nobody reading, checks that it stopped inside the range (which fits the
+/// tail pipe whole, so the rest of it is left in the pipe), and abandons
+/// the message. Returns the bytes that went.
+fn abandon_inside_range(sp: &mut Splicer<std::os::fd::OwnedFd>, file: &File, offset: u64) -> usize {
+    let mut first = Msg::new();
+    first
+        .push(b"first")
+        .push_file(file, offset, 256 << 10)
+        .push(b"end1");
+    match sp.send(&mut first) {
+        Ok(_) | Err(SendError::WouldBlock) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let went = first.sent() as usize;
+    assert!(
+        went > 5 && went < 5 + (256 << 10),
+        "stopped inside the range ({went})"
+    );
+    went
+}
+
 /// A message abandoned while part of its range sits in the tail pipe: the
 /// next message must not carry those bytes. The peer gets exactly what the
 /// first message's cursor says went, then the whole second message.
@@ -270,23 +292,7 @@ fn abandoned_message_leaves_nothing_in_the_pipe() {
     let (tx, rx) = pair(Transport::Tcp4).unwrap();
     let (mut gate, h) = squeezed(&tx, rx);
     let mut sp = Splicer::new(tx).unwrap();
-    let mut first = Msg::new();
-    first
-        .push(b"first")
-        .push_file(&a.file, 100, 256 << 10)
-        .push(b"end1");
-    match sp.send(&mut first) {
-        Ok(_) | Err(SendError::WouldBlock) => {}
-        Err(e) => panic!("{e}"),
-    }
-    let went = first.sent() as usize;
-    // The range fits the pipe whole, so a stop inside it leaves the rest in
-    // the pipe.
-    assert!(
-        went > 5 && went < 5 + (256 << 10),
-        "stopped inside the range ({went})"
-    );
-    drop(first);
+    let went = abandon_inside_range(&mut sp, &a.file, 100);
     gate.open();
     let mut second = Msg::new();
     second
@@ -319,21 +325,7 @@ fn pipe_bytes_never_pass_for_a_reused_descriptor() {
     let mut sp = Splicer::new(tx).unwrap();
     let a = TempFile::new("reuse-a", data);
     let fd_a = a.file.as_raw_fd();
-    let mut first = Msg::new();
-    first
-        .push(b"first")
-        .push_file(&a.file, 0, 256 << 10)
-        .push(b"end1");
-    match sp.send(&mut first) {
-        Ok(_) | Err(SendError::WouldBlock) => {}
-        Err(e) => panic!("{e}"),
-    }
-    let went = first.sent() as usize;
-    assert!(
-        went > 5 && went < 5 + (256 << 10),
-        "stopped inside the range"
-    );
-    drop(first);
+    let went = abandon_inside_range(&mut sp, &a.file, 0);
     drop(a);
     let b = TempFile::new("reuse-b", &other);
     if b.file.as_raw_fd() != fd_a {
