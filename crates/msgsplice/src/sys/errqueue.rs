@@ -44,22 +44,7 @@ pub(crate) enum ErrQueueMsg {
 /// Turns on `SO_ZEROCOPY` (Linux 4.14). Fails with `EOPNOTSUPP` on sockets
 /// that do not support it (AF_UNIX), `ENOPROTOOPT` on older kernels.
 pub(crate) fn set_zerocopy(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: passes a pointer to a live c_int and its exact size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ZEROCOPY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    super::sockopt::set_int(fd, libc::SOL_SOCKET, SO_ZEROCOPY, 1)
 }
 
 /// Reads one message from the error queue without blocking (error-queue

@@ -8,4 +8,5 @@ pub(crate) mod errqueue;
 pub(crate) mod ktls;
 pub(crate) mod mmap;
 pub(crate) mod sendmsg;
+pub(crate) mod sockopt;
 pub(crate) mod udp;

@@ -4,31 +4,10 @@
 //! failed send means for zero-copy bookkeeping.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use super::sendmsg::UDP_SEGMENT;
-
-/// `getsockopt(fd, level, name)` of an `int`.
-fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a live c_int and its exact size; the
-    // kernel writes at most `len` bytes and updates `len`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(v)
-    }
-}
+use super::sockopt::{get_int, set_int};
 
 /// The GSO segment size set on the socket with `setsockopt(UDP_SEGMENT)`
 /// (0: none). It applies to every send that carries no `UDP_SEGMENT`
@@ -40,22 +19,7 @@ pub(crate) fn udp_segment(fd: BorrowedFd<'_>) -> io::Result<u16> {
 /// Sets the socket's own GSO segment size (`setsockopt(UDP_SEGMENT)`; 0
 /// turns it off). Sends without a `UDP_SEGMENT` control message use it.
 pub(crate) fn set_udp_segment(fd: BorrowedFd<'_>, segment: u16) -> io::Result<()> {
-    let v = libc::c_int::from(segment);
-    // SAFETY: passes a pointer to a live c_int and its exact size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_SEGMENT,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_int(fd, libc::SOL_UDP, UDP_SEGMENT, libc::c_int::from(segment))
 }
 
 /// True if the socket asked for extended errors: `IP_RECVERR`, or for an
@@ -79,20 +43,7 @@ pub(crate) fn set_recverr(fd: BorrowedFd<'_>, v6: bool, on: bool) -> io::Result<
         opts.push((libc::SOL_IPV6, libc::IPV6_RECVERR));
     }
     for (level, name) in opts {
-        let v = libc::c_int::from(on);
-        // SAFETY: a pointer to a live c_int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                level,
-                name,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int(fd, level, name, libc::c_int::from(on))?;
     }
     Ok(())
 }
@@ -114,33 +65,19 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::AsFd;
 
-    fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: libc::c_int) {
-        // SAFETY: a pointer to a live c_int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                level,
-                name,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
-    }
-
     #[test]
     fn reads_what_was_set() {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         assert_eq!(udp_segment(s.as_fd()).unwrap(), 0);
         assert!(!recverr(s.as_fd(), false).unwrap());
         set_udp_segment(s.as_fd(), 1200).unwrap();
-        set_int(s.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1);
+        set_int(s.as_fd(), libc::SOL_IP, libc::IP_RECVERR, 1).unwrap();
         assert_eq!(udp_segment(s.as_fd()).unwrap(), 1200);
         assert!(recverr(s.as_fd(), false).unwrap());
 
         let s6 = UdpSocket::bind("[::1]:0").unwrap();
         assert!(!recverr(s6.as_fd(), true).unwrap());
-        set_int(s6.as_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR, 1);
+        set_int(s6.as_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR, 1).unwrap();
         assert!(recverr(s6.as_fd(), true).unwrap());
     }
 }
