@@ -74,7 +74,7 @@ use zerocopy::ZeroCopy;
 
 use crate::frag::{Frag, FragCache};
 use crate::msg::{FileRange, Msg, Segment};
-use crate::sys::sendmsg::{IovScratch, IOV_MAX, MSG_MORE, MSG_NOSIGNAL, MSG_ZEROCOPY};
+use crate::sys::sendmsg::{IovBatch, IovScratch, IOV_MAX, MSG_MORE, MSG_NOSIGNAL, MSG_ZEROCOPY};
 
 /// Counters of one [`Splicer`], from [`Splicer::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -440,23 +440,8 @@ impl<S: AsFd> Splicer<S> {
         } else if shape.copy_bytes > 0 {
             zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
             if zc {
-                // The same buffers, each copy segment replaced by its
-                // fragment (copy_into_frags made one per non-empty copy
-                // segment, in order).
                 batch.clear();
-                let mut copies = self.copies.iter();
-                for (i, s) in segs[first..end].iter().enumerate() {
-                    let Some(data) = s.as_memory() else { continue };
-                    let data = &data[if i == 0 { off as usize } else { 0 }..];
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if s.is_spliceable() {
-                        batch.push(data);
-                    } else if let Some(copy) = copies.next() {
-                        batch.push(copy);
-                    }
-                }
+                push_with_copies(&mut batch, &segs[first..end], off, &self.copies);
             }
         }
         let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
@@ -502,14 +487,11 @@ impl<S: AsFd> Splicer<S> {
     fn hold_sent(&mut self, run: &[Segment<'_>], off: u64, n: u64) {
         let mut left = n;
         let mut copies = self.copies.drain(..);
-        for (i, s) in run.iter().enumerate() {
+        for (s, data) in memory_parts(run, off) {
             if left == 0 {
                 break;
             }
-            let len = (s.len() - if i == 0 { off } else { 0 }).min(left);
-            if len == 0 {
-                continue;
-            }
+            let len = (data.len() as u64).min(left);
             left -= len;
             let held = match s {
                 Segment::Frag(f) => Held::Frag(f.clone()),
@@ -578,13 +560,8 @@ impl<S: AsFd> Splicer<S> {
 /// memory: the run is then sent by plain copy.
 fn copy_into_frags(cache: &FragCache, out: &mut Vec<Frag>, run: &[Segment<'_>], off: u64) -> bool {
     out.clear();
-    for (i, s) in run.iter().enumerate() {
+    for (s, data) in memory_parts(run, off) {
         if s.is_spliceable() {
-            continue;
-        }
-        let Some(data) = s.as_memory() else { continue };
-        let data = &data[if i == 0 { off as usize } else { 0 }..];
-        if data.is_empty() {
             continue;
         }
         match cache.memdup(data) {
@@ -596,6 +573,38 @@ fn copy_into_frags(cache: &FragCache, out: &mut Vec<Frag>, run: &[Segment<'_>], 
         }
     }
     true
+}
+
+/// The non-empty memory of a run of segments, the first one from byte
+/// `off`, with the segment each part comes from.
+fn memory_parts<'s>(
+    run: &'s [Segment<'_>],
+    off: u64,
+) -> impl Iterator<Item = (&'s Segment<'s>, &'s [u8])> {
+    run.iter().enumerate().filter_map(move |(i, s)| {
+        let data = &s.as_memory()?[if i == 0 { off as usize } else { 0 }..];
+        (!data.is_empty()).then_some((s, data))
+    })
+}
+
+/// Fills `batch` with a zero-copy run: its spliceable segments as they
+/// are, each copy segment replaced by its fragment in `copies` (which
+/// [`copy_into_frags`] made, one per non-empty copy segment, in order).
+fn push_with_copies<'b>(
+    batch: &mut IovBatch<'b>,
+    run: &'b [Segment<'_>],
+    off: u64,
+    copies: &'b [Frag],
+) {
+    let mut copies = copies.iter();
+    for (s, data) in memory_parts(run, off) {
+        let copy = if s.is_spliceable() {
+            None
+        } else {
+            copies.next()
+        };
+        batch.push(copy.map_or(data, |c| &c[..]));
+    }
 }
 
 fn is_errno<T>(r: &io::Result<T>, errno: i32) -> bool {

@@ -47,7 +47,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::net::{sockopt, AddressFamily};
 
 use super::policy::RunShape;
-use super::{copy_into_frags, is_errno, SendError, Splicer};
+use super::{copy_into_frags, is_errno, push_with_copies, SendError, Splicer};
 use crate::msg::{Msg, Segment};
 use crate::sys::sendmsg::{IovBatch, RawAddr, IOV_MAX, MSG_NOSIGNAL, MSG_ZEROCOPY};
 
@@ -288,21 +288,8 @@ impl<S: AsFd> Splicer<S> {
             }
             batch.push(&self.bounce);
         } else {
-            let mut copies = self.copies.iter();
-            for s in segs {
-                let Some(data) = s.as_memory().filter(|d| !d.is_empty()) else {
-                    continue;
-                };
-                if zc && !s.is_spliceable() {
-                    // copy_into_frags made one fragment per non-empty copy
-                    // segment, in order.
-                    if let Some(copy) = copies.next() {
-                        batch.push(copy);
-                        continue;
-                    }
-                }
-                batch.push(data);
-            }
+            let copies: &[_] = if zc { &self.copies } else { &[] };
+            push_with_copies(&mut batch, segs, 0, copies);
         }
         if zc && batch.pages(rustix::param::page_size()) > ZEROCOPY_MAX_PAGES {
             zc = false;
