@@ -348,13 +348,13 @@ const JUDGED: [&str; 3] = ["Splicer, SPLICE off", "Splicer, SPLICE on", "Splicer
 /// against the luckiest of several noisy samples. One line per judged row
 /// with the median of those ratios and whether it clears the bar.
 fn against_best_baseline(group: &str, names: &[&str], gbps: &[&[f64]]) -> Vec<String> {
-    let is_ours = |n: &str| n.starts_with("Splicer");
-    let baselines: Vec<usize> = (0..names.len()).filter(|&i| !is_ours(names[i])).collect();
     let runs = gbps.iter().map(|v| v.len()).min().unwrap_or(0);
-    let Some(&best) = baselines.iter().max_by(|&&a, &&b| {
-        let m = |i: usize| Summary::of(gbps[i]).map_or(0.0, |s| s.median);
-        m(a).total_cmp(&m(b))
-    }) else {
+    // The baselines are the rows that are not ours; each median once.
+    let Some((best, _)) = (0..names.len())
+        .filter(|&i| !names[i].starts_with("Splicer"))
+        .map(|i| (i, Summary::of(gbps[i]).map_or(0.0, |s| s.median)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
