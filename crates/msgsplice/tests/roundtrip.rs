@@ -9,8 +9,8 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use common::{
-    build, concat, pair, read_records, read_to_end, send_all, send_squeezed, squeezed, SegSpec,
-    Transport,
+    build, concat, pair, read_records, read_to_end, seg_of, send_all, send_squeezed, squeezed,
+    SegSpec, Transport,
 };
 use msgsplice::send::Builder;
 use msgsplice::{FragCache, Splicer};
@@ -25,13 +25,7 @@ fn seg(max: usize) -> impl Strategy<Value = SegSpec> {
         1 => (64usize << 10)..=(1 << 20),
     ]
     .prop_map(move |n| n.min(max));
-    (len, 0usize..4096, any::<usize>(), 0u8..5).prop_map(|(len, off, at, k)| match k {
-        0 => SegSpec::Frag { len, off, at },
-        1 => SegSpec::Bytes { len, off, at },
-        2 => SegSpec::FragBytes { len, at },
-        3 => SegSpec::Borrowed { len, at },
-        _ => SegSpec::Owned { len, at },
-    })
+    seg_of(len)
 }
 
 /// Up to 4 messages of 0 to 64 segments. Records must fit one datagram.

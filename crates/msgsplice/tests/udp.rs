@@ -8,7 +8,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::{build, concat, queued_datagrams, recv_datagrams, udp_receiver, SegSpec};
+use common::{build, concat, queued_datagrams, recv_datagrams, seg_of, udp_receiver, SegSpec};
 use msgsplice::send::{Builder, OnCopied, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 use msgsplice::{Frag, FragCache, Msg, SendError, Splicer};
 use proptest::prelude::*;
@@ -48,13 +48,7 @@ fn payload(cache: &FragCache, len: usize, seed: usize) -> Frag {
 
 fn seg() -> impl Strategy<Value = SegSpec> {
     let len = prop_oneof![2 => Just(0usize), 5 => 1usize..512, 4 => 512usize..8000];
-    (len, 0usize..4096, any::<usize>(), 0u8..5).prop_map(|(len, off, at, k)| match k {
-        0 => SegSpec::Frag { len, off, at },
-        1 => SegSpec::Bytes { len, off, at },
-        2 => SegSpec::FragBytes { len, at },
-        3 => SegSpec::Borrowed { len, at },
-        _ => SegSpec::Owned { len, at },
-    })
+    seg_of(len)
 }
 
 proptest! {

@@ -73,6 +73,21 @@ pub fn source() -> &'static [u8] {
     })
 }
 
+/// A random segment of every kind, its length drawn from `len`, a fragment
+/// at a random offset in its folio, data from a random place in `source`.
+pub fn seg_of(
+    len: impl proptest::strategy::Strategy<Value = usize>,
+) -> impl proptest::strategy::Strategy<Value = SegSpec> {
+    use proptest::prelude::*;
+    (len, 0usize..4096, any::<usize>(), 0u8..5).prop_map(|(len, off, at, k)| match k {
+        0 => SegSpec::Frag { len, off, at },
+        1 => SegSpec::Bytes { len, off, at },
+        2 => SegSpec::FragBytes { len, at },
+        3 => SegSpec::Borrowed { len, at },
+        _ => SegSpec::Owned { len, at },
+    })
+}
+
 /// How one segment is made.
 #[derive(Clone, Debug)]
 pub enum SegSpec {
