@@ -15,9 +15,9 @@ use msgsplice::FragCache;
 
 use crate::nfs::handle::FH_LEN;
 use crate::nfs::{Export, Nfsstat};
-use crate::reply::{Reply, ReplyError};
+use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{flavor, AcceptStat, CallHeader};
-use crate::server::{accepted, accepted_error, Program};
+use crate::server::Program;
 use crate::xdr::{opaque_len, XdrDecoder, XdrPut};
 
 /// The MOUNT program number.
@@ -101,17 +101,17 @@ impl Program for MountProgram {
         args: &[u8],
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
-        let ok = |cap| accepted(cache, call.xid, AcceptStat::Success, cap);
+        let ok = |cap| ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, cap);
         let mut d = XdrDecoder::new(args);
         match call.proc_num {
             NULL | UMNTALL => ok(0)?.finish(),
             UMNT => match d.string(MNT_PATH_LEN) {
                 Ok(_) => ok(0)?.finish(),
-                Err(_) => accepted_error(cache, call.xid, AcceptStat::GarbageArgs),
+                Err(_) => Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs),
             },
             MNT => {
                 let Ok(path) = d.string(MNT_PATH_LEN) else {
-                    return accepted_error(cache, call.xid, AcceptStat::GarbageArgs);
+                    return Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs);
                 };
                 let mut b = ok(4 + opaque_len(FH_LEN) + 12)?;
                 match self.export.mount_path(path) {
@@ -142,7 +142,7 @@ impl Program for MountProgram {
                 h.put_u32(0); // ex_next: end of list
                 b.finish()
             }
-            _ => accepted_error(cache, call.xid, AcceptStat::ProcUnavail),
+            _ => Reply::accepted(cache, call.xid, AcceptStat::ProcUnavail),
         }
     }
 }

@@ -1,20 +1,24 @@
 //! Reply framing: a reply is head + data + tail, sent as one message.
 //!
-//! This is the shape of the kernel's `xdr_buf` (seed 004): the *head* holds
-//! the record marker, the RPC reply header and the procedure's fixed results;
+//! The three parts follow the kernel's `xdr_buf`: the *head* holds the
+//! record marker, the RPC reply header and the procedure's fixed results;
 //! the *data* is bulk payload (file pages); the *tail* holds the XDR padding
 //! of the data and any results that follow it.
 //!
 //! The head is built in a [`FragBuf`] with 4 bytes of headroom. Once the
 //! whole reply is known, [`ReplyBuilder::finish`] writes the record marker
 //! into that headroom, in place: the marker needs no allocation and no
-//! separate buffer (the memory leak and the extra allocation the kernel
-//! review was about cannot happen here). The tail lives inline in the
-//! [`Reply`] (at most [`TAIL_CAPACITY`] bytes).
+//! separate buffer. The tail lives inline in the [`Reply`] (at most
+//! [`TAIL_CAPACITY`] bytes).
 //!
-//! A driver turns a [`Reply`] into one send: [`crate::transport`] does it
-//! with `writev`/`sendfile`, and a `msgsplice::send::Splicer` can do it with
-//! one message of segments.
+//! [`ReplyBuilder::accepted`], [`Reply::accepted`] and [`Reply::denied`]
+//! start a head with the RPC reply header, so a program writes only its
+//! results.
+//!
+//! A transport turns a [`Reply`] into one send:
+//! [`SplicerTransport`](crate::transport::SplicerTransport) as one message
+//! of segments, [`SocketTransport`](crate::transport::SocketTransport) with
+//! `writev`/`sendfile`.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -23,6 +27,9 @@ use bytes::BufMut;
 use msgsplice::frag::{Frag, FragBuf, FragCache, FragError};
 
 use crate::record::{last_fragment_marker, MAX_FRAGMENT};
+use crate::rpc::{
+    put_accepted, put_rejected, AcceptStat, Rejection, MAX_ACCEPTED_HEADER, MAX_DENIED_REPLY,
+};
 use crate::xdr::pad_len;
 
 /// Bytes reserved in front of every head for the record marker.
@@ -245,6 +252,41 @@ impl ReplyBuilder {
             data: self.data,
             tail: self.tail,
         })
+    }
+}
+
+/// RPC replies: the reply header written first, then the results.
+impl ReplyBuilder {
+    /// A builder whose head holds an accepted reply header for `xid` with
+    /// `stat`, and room for `capacity` more bytes of results.
+    ///
+    /// Costs: as [`ReplyBuilder::new`], plus the header's stores.
+    pub fn accepted(
+        cache: &FragCache,
+        xid: u32,
+        stat: AcceptStat,
+        capacity: usize,
+    ) -> Result<ReplyBuilder, ReplyError> {
+        let mut b = ReplyBuilder::new(cache, MAX_ACCEPTED_HEADER + capacity)?;
+        put_accepted(b.head(), xid, stat);
+        Ok(b)
+    }
+}
+
+impl Reply {
+    /// The complete accepted reply with no results: an error status
+    /// (`PROC_UNAVAIL`, `GARBAGE_ARGS`, ...), or success of a procedure
+    /// whose results are void (NULL).
+    pub fn accepted(cache: &FragCache, xid: u32, stat: AcceptStat) -> Result<Reply, ReplyError> {
+        ReplyBuilder::accepted(cache, xid, stat, 0)?.finish()
+    }
+
+    /// The complete denied reply for `xid`: RPC version mismatch or
+    /// authentication error.
+    pub fn denied(cache: &FragCache, xid: u32, why: Rejection) -> Result<Reply, ReplyError> {
+        let mut b = ReplyBuilder::new(cache, MAX_DENIED_REPLY)?;
+        put_rejected(b.head(), xid, why);
+        b.finish()
     }
 }
 

@@ -11,7 +11,7 @@ use super::handle::FH_LEN;
 use super::{Nfsstat, NFS_PROGRAM, NFS_V3, READ_MAX, WRITE_MAX};
 use crate::reply::{FileRange, Reply, ReplyBuilder, ReplyData, ReplyError};
 use crate::rpc::{AcceptStat, CallHeader, Credential};
-use crate::server::{accepted, accepted_error, put_false, Program};
+use crate::server::Program;
 use crate::xdr::{opaque_len, XdrDecoder, XdrError, XdrPut};
 
 /// Largest `nfs_fh3` accepted in arguments (RFC 1813: 64 bytes).
@@ -76,7 +76,8 @@ impl Ctx<'_, '_> {
     /// A successful RPC reply with NFS status `stat` written, and room for
     /// `capacity` more bytes.
     pub fn status(&self, stat: Nfsstat, capacity: usize) -> Result<ReplyBuilder, ReplyError> {
-        let mut b = accepted(self.cache, self.xid, AcceptStat::Success, 4 + capacity)?;
+        let mut b =
+            ReplyBuilder::accepted(self.cache, self.xid, AcceptStat::Success, 4 + capacity)?;
         b.head().put_u32(stat as u32);
         Ok(b)
     }
@@ -85,7 +86,9 @@ impl Ctx<'_, '_> {
     /// empty wcc_data).
     pub fn fail(&self, stat: Nfsstat, words: usize) -> Result<Reply, ProcError> {
         let mut b = self.status(stat, 4 * words)?;
-        put_false(b.head(), words);
+        for _ in 0..words {
+            b.head().put_u32(0);
+        }
         Ok(b.finish()?)
     }
 
@@ -134,7 +137,7 @@ impl Program for NfsProgram {
         let d = &mut XdrDecoder::new(args);
         let ex = &*self.export;
         let res = match call.proc_num {
-            NULL => Ok(accepted(cache, call.xid, AcceptStat::Success, 0)?.finish()?),
+            NULL => Ok(Reply::accepted(cache, call.xid, AcceptStat::Success)?),
             GETATTR => getattr(ex, &ctx, d),
             LOOKUP => lookup(ex, &ctx, d),
             ACCESS => access(ex, &ctx, d),
@@ -152,11 +155,11 @@ impl Program for NfsProgram {
             }
             RENAME => ctx.fail(Nfsstat::Rofs, 4),
             LINK => ctx.fail(Nfsstat::Rofs, 3),
-            _ => return accepted_error(cache, call.xid, AcceptStat::ProcUnavail),
+            _ => return Reply::accepted(cache, call.xid, AcceptStat::ProcUnavail),
         };
         match res {
             Ok(r) => Ok(r),
-            Err(ProcError::Garbage) => accepted_error(cache, call.xid, AcceptStat::GarbageArgs),
+            Err(ProcError::Garbage) => Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs),
             Err(ProcError::Reply(e)) => Err(e),
         }
     }

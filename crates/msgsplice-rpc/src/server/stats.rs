@@ -2,13 +2,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::reply::ReplyData;
+use crate::reply::Reply;
 
-/// Counters of one [`RpcServer`](super::RpcServer), summed over its
-/// connections.
+/// Counters of one server, summed over its connections. The driver and
+/// each connection's [`Session`](super::Session) add to them.
 ///
 /// Costs: a few relaxed atomic adds per record and per reply, on a cache
-/// line shared by the connection threads; no system call. The system calls
+/// line shared by the connections; no system call. The system calls
 /// counted are those the server makes on connection sockets: the reads of
 /// requests, and the sends of the [`ReplyTransport`](crate::ReplyTransport)
 /// (if it counts them, as both of this crate's do).
@@ -75,44 +75,53 @@ impl ServerStats {
         }
     }
 
-    pub(super) fn connection(&self) {
+    /// Counts a connection accepted and served ([`Session::new`](super::Session::new)
+    /// does it).
+    pub fn count_connection(&self) {
         self.connections.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn received(&self, syscalls: u64, records: u64) {
-        self.recv_syscalls.fetch_add(syscalls, Relaxed);
-        if records > 0 {
-            self.records.fetch_add(records, Relaxed);
-        }
+    /// Counts one `read` on a connection socket, whatever it returned.
+    pub fn count_read(&self) {
+        self.recv_syscalls.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn replied(&self, kind: ReplyKind, bytes: u64, syscalls: u64) {
+    /// Counts a complete record received ([`Session::receive`](super::Session::receive)
+    /// does it).
+    pub fn count_record(&self) {
+        self.records.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a reply the driver sent, or tried to send, with the system
+    /// calls that took.
+    pub fn count_reply(&self, size: ReplySize, syscalls: u64) {
         self.replies.fetch_add(1, Relaxed);
-        self.reply_bytes.fetch_add(bytes, Relaxed);
+        self.reply_bytes.fetch_add(size.bytes, Relaxed);
         self.send_syscalls.fetch_add(syscalls, Relaxed);
-        if kind == ReplyKind::Bulk {
+        if size.bulk {
             self.bulk_replies.fetch_add(1, Relaxed);
-            self.bulk_bytes.fetch_add(bytes, Relaxed);
+            self.bulk_bytes.fetch_add(size.bytes, Relaxed);
             self.bulk_syscalls.fetch_add(syscalls, Relaxed);
         }
     }
 }
 
-/// Which counters a reply goes to.
+/// What the counters need to know of a reply, taken before sending
+/// consumes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ReplyKind {
-    /// Head and tail only.
-    Small,
-    /// With bulk data.
-    Bulk,
+pub struct ReplySize {
+    /// Bytes on the wire, record marker included.
+    bytes: u64,
+    /// True if the reply carries bulk data (a file range or data fragments).
+    bulk: bool,
 }
 
-impl ReplyKind {
-    pub(super) fn of(data: &ReplyData) -> ReplyKind {
-        if data.is_empty() {
-            ReplyKind::Small
-        } else {
-            ReplyKind::Bulk
+impl ReplySize {
+    /// The size and kind of `reply`.
+    pub fn of(reply: &Reply) -> ReplySize {
+        ReplySize {
+            bytes: reply.wire_len(),
+            bulk: !reply.data().is_empty(),
         }
     }
 }
