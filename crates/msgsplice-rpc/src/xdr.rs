@@ -18,6 +18,11 @@
 
 use bytes::BufMut;
 
+/// Encoded size of an `int`, `unsigned int`, `enum` or `bool`: one unit.
+pub const U32_LEN: usize = 4;
+/// Encoded size of a `hyper` or `unsigned hyper`: two units.
+pub const U64_LEN: usize = 8;
+
 /// Bytes of zero padding after `len` bytes of opaque data.
 #[inline]
 pub const fn pad_len(len: usize) -> usize {

@@ -8,18 +8,24 @@
 //! - [`handle`]: unforgeable file handles and the table behind them.
 //! - [`export`]: the exported tree, reached only by safe resolution.
 //! - [`attr`]: `fattr3` and access checks.
-//! - `proc` and `readdir` (private): the NFS procedures; every write
-//!   procedure answers NFS3ERR_ROFS.
+//! - `args`, `proc`, `res` and `readdir` (private): the NFS procedures.
+//!   `args` decodes each procedure's arguments into validated values
+//!   (handles verified), `res` encodes results and the failure body of
+//!   each procedure, `proc` runs them (decode, file-system work, encode)
+//!   and `readdir` is READDIR and READDIRPLUS. Every write procedure
+//!   answers NFS3ERR_ROFS.
 //! - [`crate::mount`]: MOUNT v3.
 //!
 //! READ replies carry file data as a file range ([`crate::reply::FileRange`])
 //! so the transport can send it from the page cache.
 
+mod args;
 pub mod attr;
 pub mod export;
 pub mod handle;
 mod proc;
 mod readdir;
+mod res;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -1,23 +1,27 @@
 //! The NFSv3 procedures of a read-only export.
+//!
+//! Each procedure reads as three steps: decode its arguments into
+//! validated values ([`super::args`]), do the file-system work through the
+//! [`Export`], encode the results ([`super::res`]). A failure is a
+//! [`ProcError`]; [`NfsProgram`] turns it into GARBAGE_ARGS or into the
+//! failure status with the procedure's own [`FailBody`]. Every write
+//! procedure answers NFS3ERR_ROFS.
 
 use std::sync::Arc;
 
 use bytes::BufMut;
 use msgsplice::FragCache;
 
-use super::attr::{put_post_op_attr, Attr, Ftype, POST_OP_ATTR_LEN};
-use super::export::Export;
-use super::handle::FH_LEN;
+use super::args::{AccessArgs, ArgError, LookupArgs, ObjectArgs, ReadArgs};
+use super::attr::{put_post_op_attr, Attr, Ftype, FATTR3_LEN, POST_OP_ATTR_LEN};
+use super::export::{Export, MAX_NAME};
+use super::readdir::{readdir, DIR_REPLY_MAX};
+use super::res::{put_fh, FailBody, FsInfo, FsStat, PathConf, FH3_LEN};
 use super::{Nfsstat, NFS_PROGRAM, NFS_V3, READ_MAX, WRITE_MAX};
 use crate::reply::{FileRange, Reply, ReplyBuilder, ReplyData, ReplyError};
 use crate::rpc::{AcceptStat, CallHeader, Credential};
 use crate::server::Program;
-use crate::xdr::{opaque_len, XdrDecoder, XdrError, XdrPut};
-
-/// Largest `nfs_fh3` accepted in arguments (RFC 1813: 64 bytes).
-pub(super) const MAX_FH: u32 = 64;
-/// Largest file name accepted in arguments before the NAME_MAX check.
-pub(super) const MAX_NAME_ARG: u32 = 1024;
+use crate::xdr::{opaque_len, XdrPut, U32_LEN};
 
 /// Procedure numbers (RFC 1813 section 3.3).
 mod procs {
@@ -45,17 +49,39 @@ mod procs {
     pub const COMMIT: u32 = 21;
 }
 
-/// How a procedure can fail to produce its own reply.
+/// Encoded size of READ3resok after the attributes and before the data:
+/// `count`, `eof`, and the data opaque's length word.
+const READ_OK_HEAD_LEN: usize = 3 * U32_LEN;
+/// PATHCONF `linkmax`: what ext4 allows.
+const LINK_MAX: u32 = 65000;
+/// FSINFO `rtmult` and `wtmult`: a page.
+const IO_MULTIPLE: u32 = 4096;
+
+/// How a procedure ends without its success reply.
+#[derive(Debug)]
 pub(super) enum ProcError {
     /// The arguments did not decode: GARBAGE_ARGS.
     Garbage,
+    /// The procedure failed with this status. Its failure body carries the
+    /// object's attributes, when known.
+    Failed(Nfsstat, Option<Attr>),
     /// No reply could be built.
     Reply(ReplyError),
 }
 
-impl From<XdrError> for ProcError {
-    fn from(_: XdrError) -> Self {
-        ProcError::Garbage
+impl From<ArgError> for ProcError {
+    fn from(e: ArgError) -> Self {
+        match e {
+            ArgError::Garbage => ProcError::Garbage,
+            ArgError::Handle(stat) => ProcError::Failed(stat, None),
+        }
+    }
+}
+
+/// A failure whose object's attributes are not known.
+impl From<Nfsstat> for ProcError {
+    fn from(stat: Nfsstat) -> Self {
+        ProcError::Failed(stat, None)
     }
 }
 
@@ -63,6 +89,12 @@ impl From<ReplyError> for ProcError {
     fn from(e: ReplyError) -> Self {
         ProcError::Reply(e)
     }
+}
+
+/// A failure with the object's attributes `attr`, for `map_err`.
+pub(super) fn failed_with(attr: &Attr) -> impl FnOnce(Nfsstat) -> ProcError {
+    let attr = *attr;
+    move |stat| ProcError::Failed(stat, Some(attr))
 }
 
 /// What a procedure needs to know about its call.
@@ -73,30 +105,35 @@ pub(super) struct Ctx<'c, 'a> {
 }
 
 impl Ctx<'_, '_> {
-    /// A successful RPC reply with NFS status `stat` written, and room for
-    /// `capacity` more bytes.
-    pub fn status(&self, stat: Nfsstat, capacity: usize) -> Result<ReplyBuilder, ReplyError> {
-        let mut b =
-            ReplyBuilder::accepted(self.cache, self.xid, AcceptStat::Success, 4 + capacity)?;
+    /// A reply with NFS status `stat` written, and room for `capacity`
+    /// more bytes of results.
+    fn status(&self, stat: Nfsstat, capacity: usize) -> Result<ReplyBuilder, ReplyError> {
+        let mut b = ReplyBuilder::accepted(
+            self.cache,
+            self.xid,
+            AcceptStat::Success,
+            U32_LEN + capacity,
+        )?;
         b.head().put_u32(stat as u32);
         Ok(b)
     }
 
-    /// A failure reply: status, then `words` zero words (absent attributes,
-    /// empty wcc_data).
-    pub fn fail(&self, stat: Nfsstat, words: usize) -> Result<Reply, ProcError> {
-        let mut b = self.status(stat, 4 * words)?;
-        for _ in 0..words {
-            b.head().put_u32(0);
-        }
-        Ok(b.finish()?)
+    /// A success reply (NFS3_OK written), with room for `capacity` bytes of
+    /// results.
+    pub fn ok(&self, capacity: usize) -> Result<ReplyBuilder, ReplyError> {
+        self.status(Nfsstat::Ok, capacity)
     }
 
-    /// A failure reply with the object's attributes, when known.
-    pub fn fail_attr(&self, stat: Nfsstat, attr: Option<&Attr>) -> Result<Reply, ProcError> {
-        let mut b = self.status(stat, POST_OP_ATTR_LEN)?;
-        put_post_op_attr(b.head(), attr);
-        Ok(b.finish()?)
+    /// The complete failure reply: `stat`, then `body` with `attr`.
+    fn failure(
+        &self,
+        stat: Nfsstat,
+        body: FailBody,
+        attr: Option<&Attr>,
+    ) -> Result<Reply, ReplyError> {
+        let mut b = self.status(stat, body.max_len())?;
+        body.put(b.head(), attr);
+        b.finish()
     }
 }
 
@@ -134,147 +171,133 @@ impl Program for NfsProgram {
             cred: &call.cred,
             cache,
         };
-        let d = &mut XdrDecoder::new(args);
         let ex = &*self.export;
         let res = match call.proc_num {
-            NULL => Ok(Reply::accepted(cache, call.xid, AcceptStat::Success)?),
-            GETATTR => getattr(ex, &ctx, d),
-            LOOKUP => lookup(ex, &ctx, d),
-            ACCESS => access(ex, &ctx, d),
-            READLINK => readlink(ex, &ctx, d),
-            READ => read(ex, &ctx, d),
-            READDIR => super::readdir::readdir(ex, &ctx, d, false),
-            READDIRPLUS => super::readdir::readdir(ex, &ctx, d, true),
-            FSSTAT => fsstat(ex, &ctx, d),
-            FSINFO => fsinfo(ex, &ctx, d),
-            PATHCONF => pathconf(ex, &ctx, d),
-            // Every write procedure: NFS3ERR_ROFS with empty wcc_data
-            // (pre_op_attr and post_op_attr absent: two zero words each).
-            SETATTR | WRITE | CREATE | MKDIR | SYMLINK | MKNOD | REMOVE | RMDIR | COMMIT => {
-                ctx.fail(Nfsstat::Rofs, 2)
-            }
-            RENAME => ctx.fail(Nfsstat::Rofs, 4),
-            LINK => ctx.fail(Nfsstat::Rofs, 3),
+            NULL => Reply::accepted(cache, call.xid, AcceptStat::Success).map_err(Into::into),
+            GETATTR => getattr(ex, &ctx, args),
+            LOOKUP => lookup(ex, &ctx, args),
+            ACCESS => access(ex, &ctx, args),
+            READLINK => readlink(ex, &ctx, args),
+            READ => read(ex, &ctx, args),
+            READDIR => readdir(ex, &ctx, args, false),
+            READDIRPLUS => readdir(ex, &ctx, args, true),
+            FSSTAT => fsstat(ex, &ctx, args),
+            FSINFO => fsinfo(ex, &ctx, args),
+            PATHCONF => pathconf(ex, &ctx, args),
+            // Not decoded: whatever they ask, the answer is the same.
+            SETATTR | WRITE | CREATE | MKDIR | SYMLINK | MKNOD | REMOVE | RMDIR | RENAME | LINK
+            | COMMIT => Err(ProcError::Failed(Nfsstat::Rofs, None)),
             _ => return Reply::accepted(cache, call.xid, AcceptStat::ProcUnavail),
         };
         match res {
             Ok(r) => Ok(r),
             Err(ProcError::Garbage) => Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs),
+            Err(ProcError::Failed(stat, attr)) => {
+                ctx.failure(stat, fail_body(call.proc_num), attr.as_ref())
+            }
             Err(ProcError::Reply(e)) => Err(e),
         }
     }
 }
 
-/// Decodes an `nfs_fh3` and verifies it: the node id, or the status to
-/// answer with.
-pub(super) fn decode_fh(
-    ex: &Export,
-    d: &mut XdrDecoder<'_>,
-) -> Result<Result<u64, Nfsstat>, XdrError> {
-    let fh = d.opaque(MAX_FH)?;
-    Ok(ex.verify(fh))
-}
-
-/// Writes `post_op_fh3`-less `nfs_fh3`: the handle opaque.
-pub(super) fn put_fh<B: BufMut>(b: &mut B, ex: &Export, id: u64) {
-    b.put_xdr_opaque(ex.handle(id).as_bytes());
-}
-
-/// Encoded size of an `nfs_fh3` of this server.
-pub(super) const FH3_LEN: usize = opaque_len(FH_LEN);
-
-macro_rules! try_stat {
-    ($ctx:expr, $e:expr, $words:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(s) => return $ctx.fail(s, $words),
+/// The `resfail` arm of procedure `proc_num`'s result.
+fn fail_body(proc_num: u32) -> FailBody {
+    use procs::*;
+    match proc_num {
+        GETATTR => FailBody::Void,
+        SETATTR | WRITE | CREATE | MKDIR | SYMLINK | MKNOD | REMOVE | RMDIR | COMMIT => {
+            FailBody::Wcc
         }
-    };
+        LINK => FailBody::PostOpAttrWcc,
+        RENAME => FailBody::TwoWcc,
+        _ => FailBody::PostOpAttr,
+    }
 }
-pub(super) use try_stat;
 
-fn getattr(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = try_stat!(ctx, decode_fh(ex, d)?, 0);
-    let a = try_stat!(ctx, ex.getattr(id), 0);
-    let mut b = ctx.status(Nfsstat::Ok, super::attr::FATTR3_LEN)?;
-    a.put(b.head());
+/// GETATTR: the object's attributes.
+fn getattr(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ObjectArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    let mut b = ctx.ok(FATTR3_LEN)?;
+    attr.put(b.head());
     Ok(b.finish()?)
 }
 
-fn lookup(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let dir = decode_fh(ex, d)?;
-    let name = d.string(MAX_NAME_ARG)?;
-    let dir = try_stat!(ctx, dir, 1);
-    let dir_attr = try_stat!(ctx, ex.getattr(dir), 1);
+/// LOOKUP: a name in a directory the caller may search.
+fn lookup(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = LookupArgs::decode(ex, args)?;
+    let dir_attr = ex.getattr(args.dir)?;
     if dir_attr.kind != Ftype::Dir {
-        return ctx.fail_attr(Nfsstat::NotDir, Some(&dir_attr));
+        return Err(ProcError::Failed(Nfsstat::NotDir, Some(dir_attr)));
     }
-    if !dir_attr.may(ctx.cred).1 {
-        return ctx.fail_attr(Nfsstat::Acces, Some(&dir_attr));
+    let (_, may_search) = dir_attr.may(ctx.cred);
+    if !may_search {
+        return Err(ProcError::Failed(Nfsstat::Acces, Some(dir_attr)));
     }
-    let (id, attr, dir_attr) = match ex.lookup(dir, name) {
-        Ok(x) => x,
-        Err(s) => return ctx.fail_attr(s, Some(&dir_attr)),
-    };
-    let mut b = ctx.status(Nfsstat::Ok, FH3_LEN + 2 * POST_OP_ATTR_LEN)?;
+    let (id, attr, dir_attr) = ex
+        .lookup(args.dir, args.name)
+        .map_err(failed_with(&dir_attr))?;
+    let mut b = ctx.ok(FH3_LEN + 2 * POST_OP_ATTR_LEN)?;
     put_fh(b.head(), ex, id);
     put_post_op_attr(b.head(), Some(&attr));
     put_post_op_attr(b.head(), Some(&dir_attr));
     Ok(b.finish()?)
 }
 
-fn access(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = decode_fh(ex, d)?;
-    let want = d.u32()?;
-    let id = try_stat!(ctx, id, 1);
-    let a = try_stat!(ctx, ex.getattr(id), 1);
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + 4)?;
-    put_post_op_attr(b.head(), Some(&a));
-    b.head().put_u32(a.access(ctx.cred, want));
+/// ACCESS: which of the asked rights the caller has.
+fn access(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = AccessArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    let granted = attr.access(ctx.cred, args.want);
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + U32_LEN)?;
+    put_post_op_attr(b.head(), Some(&attr));
+    b.head().put_u32(granted);
     Ok(b.finish()?)
 }
 
-fn readlink(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = try_stat!(ctx, decode_fh(ex, d)?, 1);
-    let (target, a) = try_stat!(ctx, ex.readlink(id), 1);
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + opaque_len(target.len()))?;
-    put_post_op_attr(b.head(), Some(&a));
+/// READLINK: a symbolic link's target.
+fn readlink(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ObjectArgs::decode(ex, args)?;
+    let (target, attr) = ex.readlink(args.object)?;
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + opaque_len(target.len()))?;
+    put_post_op_attr(b.head(), Some(&attr));
     b.head().put_xdr_opaque(&target);
     Ok(b.finish()?)
 }
 
 /// READ: the data goes as a file range (sent from the page cache), with
 /// the count clipped to the end of the file and to [`READ_MAX`].
-fn read(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = decode_fh(ex, d)?;
-    let offset = d.u64()?;
-    let count = d.u32()?;
-    let id = try_stat!(ctx, id, 1);
-    let (file, a) = match ex.open_file(id) {
-        Ok(x) => x,
-        Err(s) => return ctx.fail_attr(s, ex.getattr(id).ok().as_ref()),
-    };
-    let (r, x) = a.may(ctx.cred);
-    // As knfsd does, a file's owner may read what they may execute.
-    if !(r || (x && matches!(ctx.cred, Credential::Sys(s) if s.uid == a.uid))) {
-        return ctx.fail_attr(Nfsstat::Acces, Some(&a));
+fn read(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ReadArgs::decode(ex, args)?;
+    let (file, attr) = ex
+        .open_file(args.file)
+        .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.file).ok()))?;
+    if !may_read(&attr, ctx.cred) {
+        return Err(ProcError::Failed(Nfsstat::Acces, Some(attr)));
     }
-    let (n, eof) = read_span(a.size, offset, count);
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + 12)?;
-    put_post_op_attr(b.head(), Some(&a));
+    let (n, eof) = read_span(attr.size, args.offset, args.count);
+    let data = match n {
+        0 => ReplyData::None,
+        len => ReplyData::File(FileRange {
+            file,
+            offset: args.offset,
+            len,
+        }),
+    };
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + READ_OK_HEAD_LEN)?;
+    put_post_op_attr(b.head(), Some(&attr));
     b.head().put_u32(n as u32);
     b.head().put_xdr_bool(eof);
-    let data = if n == 0 {
-        ReplyData::None
-    } else {
-        ReplyData::File(FileRange {
-            file,
-            offset,
-            len: n,
-        })
-    };
     b.put_opaque_data(data);
     Ok(b.finish()?)
+}
+
+/// Whether the caller may READ a file with `attr`. As knfsd does, a file's
+/// owner may read what they may execute.
+fn may_read(attr: &Attr, cred: &Credential<'_>) -> bool {
+    let (read, exec) = attr.may(cred);
+    let owner = matches!(cred, Credential::Sys(s) if s.uid == attr.uid);
+    read || (exec && owner)
 }
 
 /// Bytes a READ of `count` at `offset` returns from a file of `size`
@@ -287,62 +310,57 @@ pub(super) fn read_span(size: u64, offset: u64, count: u32) -> (u64, bool) {
     (n, offset + n >= size)
 }
 
-fn fsstat(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = try_stat!(ctx, decode_fh(ex, d)?, 1);
-    let a = try_stat!(ctx, ex.getattr(id), 1);
-    let vfs = match ex.statvfs() {
-        Ok(v) => v,
-        Err(s) => return ctx.fail_attr(s, Some(&a)),
+/// FSSTAT: space and file slots of the exported file system.
+fn fsstat(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ObjectArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    let vfs = ex.statvfs().map_err(failed_with(&attr))?;
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + FsStat::LEN)?;
+    put_post_op_attr(b.head(), Some(&attr));
+    FsStat::from_statvfs(&vfs).put(b.head());
+    Ok(b.finish()?)
+}
+
+/// FSINFO: the server's transfer sizes and what the export supports.
+fn fsinfo(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ObjectArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    let info = FsInfo {
+        rtmax: READ_MAX,
+        rtpref: READ_MAX,
+        rtmult: IO_MULTIPLE,
+        wtmax: WRITE_MAX,
+        wtpref: WRITE_MAX,
+        wtmult: IO_MULTIPLE,
+        dtpref: DIR_REPLY_MAX as u32,
+        maxfilesize: i64::MAX as u64,
+        time_delta: (0, 1),
+        properties: FsInfo::FSF3_LINK
+            | FsInfo::FSF3_SYMLINK
+            | FsInfo::FSF3_HOMOGENEOUS
+            | FsInfo::FSF3_CANSETTIME,
     };
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + 6 * 8 + 4)?;
-    put_post_op_attr(b.head(), Some(&a));
-    let frsize = vfs.f_frsize;
-    b.head().put_u64(vfs.f_blocks.saturating_mul(frsize));
-    b.head().put_u64(vfs.f_bfree.saturating_mul(frsize));
-    b.head().put_u64(vfs.f_bavail.saturating_mul(frsize));
-    b.head().put_u64(vfs.f_files);
-    b.head().put_u64(vfs.f_ffree);
-    b.head().put_u64(vfs.f_favail);
-    b.head().put_u32(0); // invarsec: may change at any time
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + FsInfo::LEN)?;
+    put_post_op_attr(b.head(), Some(&attr));
+    info.put(b.head());
     Ok(b.finish()?)
 }
 
-fn fsinfo(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    const FSF3_LINK: u32 = 0x1;
-    const FSF3_SYMLINK: u32 = 0x2;
-    const FSF3_HOMOGENEOUS: u32 = 0x8;
-    const FSF3_CANSETTIME: u32 = 0x10;
-    let id = try_stat!(ctx, decode_fh(ex, d)?, 1);
-    let a = try_stat!(ctx, ex.getattr(id), 1);
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + 7 * 4 + 8 + 8 + 4)?;
-    put_post_op_attr(b.head(), Some(&a));
-    let h = b.head();
-    h.put_u32(READ_MAX); // rtmax
-    h.put_u32(READ_MAX); // rtpref
-    h.put_u32(4096); // rtmult
-    h.put_u32(WRITE_MAX); // wtmax
-    h.put_u32(WRITE_MAX); // wtpref
-    h.put_u32(4096); // wtmult
-    h.put_u32(super::readdir::DIR_REPLY_MAX as u32); // dtpref
-    h.put_u64(i64::MAX as u64); // maxfilesize
-    h.put_u32(0); // time_delta: 1 ns
-    h.put_u32(1);
-    h.put_u32(FSF3_LINK | FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
-    Ok(b.finish()?)
-}
-
-fn pathconf(ex: &Export, ctx: &Ctx<'_, '_>, d: &mut XdrDecoder<'_>) -> Result<Reply, ProcError> {
-    let id = try_stat!(ctx, decode_fh(ex, d)?, 1);
-    let a = try_stat!(ctx, ex.getattr(id), 1);
-    let mut b = ctx.status(Nfsstat::Ok, POST_OP_ATTR_LEN + 6 * 4)?;
-    put_post_op_attr(b.head(), Some(&a));
-    let h = b.head();
-    h.put_u32(65000); // linkmax
-    h.put_u32(super::export::MAX_NAME as u32); // name_max
-    h.put_xdr_bool(true); // no_trunc: long names are refused, not cut
-    h.put_xdr_bool(true); // chown_restricted
-    h.put_xdr_bool(false); // case_insensitive
-    h.put_xdr_bool(true); // case_preserving
+/// PATHCONF: name and link limits.
+fn pathconf(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+    let args = ObjectArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    let conf = PathConf {
+        linkmax: LINK_MAX,
+        name_max: MAX_NAME as u32,
+        no_trunc: true,
+        chown_restricted: true,
+        case_insensitive: false,
+        case_preserving: true,
+    };
+    let mut b = ctx.ok(POST_OP_ATTR_LEN + PathConf::LEN)?;
+    put_post_op_attr(b.head(), Some(&attr));
+    conf.put(b.head());
     Ok(b.finish()?)
 }
 

@@ -5,122 +5,173 @@
 //! reply stopped without re-reading the directory. `.` and `..` are not
 //! listed. The cookie verifier is always zero, as for most local
 //! filesystems under knfsd.
+//!
+//! A reply is built in steps: open the listing at the cookie, size the
+//! budget from the client's limits, write entries while they fit, end the
+//! list.
 
 use std::os::fd::AsFd;
 
 use bytes::BufMut;
 use rustix::fs::{AtFlags, Dir};
 
+use super::args::ReaddirArgs;
 use super::attr::{put_post_op_attr, Attr, POST_OP_ATTR_LEN};
 use super::export::Export;
-use super::proc::{decode_fh, put_fh, try_stat, Ctx, ProcError, FH3_LEN};
+use super::proc::{failed_with, Ctx, ProcError};
+use super::res::{put_post_op_fh, POST_OP_FH3_LEN};
 use super::Nfsstat;
-use crate::reply::Reply;
-use crate::xdr::{opaque_len, XdrDecoder, XdrPut};
+use crate::reply::{Reply, ReplyBuilder};
+use crate::xdr::{opaque_len, XdrPut, U32_LEN, U64_LEN};
 
 /// Largest directory reply (whole RPC body), whatever the client allows.
 /// Kept under half a fragment folio so the head is a cheap bump allocation.
 pub const DIR_REPLY_MAX: usize = 30 * 1024;
+/// The cookie verifier of every reply.
+const COOKIEVERF: u64 = 0;
 /// Bytes of a reply before and after the entries: status, post_op_attr,
 /// cookieverf, the final "no more entries" word and eof.
-const FIXED: usize = 4 + POST_OP_ATTR_LEN + 8 + 4 + 4;
+const FIXED: usize = U32_LEN + POST_OP_ATTR_LEN + U64_LEN + U32_LEN + U32_LEN;
+/// Bytes READDIRPLUS adds to an entry, at most: its `post_op_attr` and
+/// `post_op_fh3`, both present.
+const PLUS_LEN: usize = POST_OP_ATTR_LEN + POST_OP_FH3_LEN;
 
+/// READDIR (`plus` false) or READDIRPLUS: the entries of a directory from
+/// a cookie on, as many as the client's limits allow.
 pub(super) fn readdir(
     ex: &Export,
     ctx: &Ctx<'_, '_>,
-    d: &mut XdrDecoder<'_>,
+    args: &[u8],
     plus: bool,
 ) -> Result<Reply, ProcError> {
-    let dir = decode_fh(ex, d)?;
-    let cookie = d.u64()?;
-    let _verf = d.fixed_opaque(8)?;
-    let (dircount, maxcount) = if plus {
-        (d.u32()? as usize, d.u32()? as usize)
-    } else {
-        let c = d.u32()? as usize;
-        (c, c)
-    };
-    let dir = try_stat!(ctx, dir, 1);
-    let (fd, dir_attr) = match ex.open_dir(dir) {
-        Ok(x) => x,
-        Err(s) => return ctx.fail_attr(s, ex.getattr(dir).ok().as_ref()),
-    };
-    if !dir_attr.may(ctx.cred).0 {
-        return ctx.fail_attr(Nfsstat::Acces, Some(&dir_attr));
+    let args = ReaddirArgs::decode(ex, args, plus)?;
+    let (mut listing, dir_attr) = open_listing(ex, ctx, &args)?;
+    let mut budget =
+        Budget::new(&args).ok_or(ProcError::Failed(Nfsstat::TooSmall, Some(dir_attr)))?;
+    let mut b = ctx.ok(budget.reply)?;
+    put_post_op_attr(b.head(), Some(&dir_attr));
+    b.head().put_u64(COOKIEVERF);
+    let eof = put_entries(ex, args.dir, &mut listing, &mut budget, &mut b, plus)
+        .map_err(failed_with(&dir_attr))?;
+    b.head().put_xdr_bool(false); // no more entries follow
+    b.head().put_xdr_bool(eof);
+    Ok(b.finish()?)
+}
+
+/// The directory open for reading, positioned at the cookie, with its
+/// attributes; or why not (with the attributes when known).
+fn open_listing(
+    ex: &Export,
+    ctx: &Ctx<'_, '_>,
+    args: &ReaddirArgs,
+) -> Result<(Dir, Attr), ProcError> {
+    let (fd, dir_attr) = ex
+        .open_dir(args.dir)
+        .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.dir).ok()))?;
+    let (may_list, _) = dir_attr.may(ctx.cred);
+    if !may_list {
+        return Err(ProcError::Failed(Nfsstat::Acces, Some(dir_attr)));
     }
-    let mut stream = match Dir::new(fd) {
-        Ok(s) => s,
-        Err(_) => return ctx.fail_attr(Nfsstat::Io, Some(&dir_attr)),
-    };
-    if cookie != 0 && stream.seek(cookie as i64).is_err() {
-        return ctx.fail_attr(Nfsstat::BadCookie, Some(&dir_attr));
+    let fail = failed_with(&dir_attr);
+    let mut listing = Dir::new(fd).map_err(|_| fail(Nfsstat::Io))?;
+    if args.cookie != 0 && listing.seek(args.cookie as i64).is_err() {
+        return Err(ProcError::Failed(Nfsstat::BadCookie, Some(dir_attr)));
+    }
+    Ok((listing, dir_attr))
+}
+
+/// How many bytes the entries may still take. The whole reply body must
+/// fit in the client's `maxcount` (and [`DIR_REPLY_MAX`]); the directory
+/// parts of the entries (file id, name, cookie) in its `dircount`, if any.
+struct Budget {
+    /// Largest reply body.
+    reply: usize,
+    /// Bytes of the reply body so far, counting [`FIXED`].
+    used: usize,
+    /// Largest sum of directory parts.
+    dir: usize,
+    /// Sum of directory parts so far.
+    dir_used: usize,
+}
+
+impl Budget {
+    /// The budget of a reply to `args`, or `None` if not even an empty
+    /// listing fits.
+    fn new(args: &ReaddirArgs) -> Option<Budget> {
+        let reply = args.max_reply.min(DIR_REPLY_MAX);
+        (reply >= FIXED).then(|| Budget {
+            reply,
+            used: FIXED,
+            dir: args.dir_limit.map_or(usize::MAX, |n| n.get()),
+            dir_used: 0,
+        })
     }
 
-    // The whole reply body must fit in maxcount; the directory part
-    // (fileid, name, cookie) of the entries in dircount, when given.
-    let budget = maxcount.min(DIR_REPLY_MAX);
-    if budget < FIXED {
-        return ctx.fail_attr(Nfsstat::TooSmall, Some(&dir_attr));
+    /// Takes room for an entry of `len` bytes whose directory part is
+    /// `dir_len` bytes, if it fits.
+    fn take(&mut self, len: usize, dir_len: usize) -> bool {
+        if self.used + len > self.reply || self.dir_used + dir_len > self.dir {
+            return false;
+        }
+        self.used += len;
+        self.dir_used += dir_len;
+        true
     }
-    let dir_budget = if dircount == 0 { usize::MAX } else { dircount };
-    let mut b = ctx.status(Nfsstat::Ok, budget)?;
-    put_post_op_attr(b.head(), Some(&dir_attr));
-    b.head().put_u64(0); // cookieverf
-    let mut used = FIXED;
-    let mut dir_used = 0;
+}
+
+/// Writes entries of `listing` (in directory `dir`) while they fit the
+/// budget. Returns whether the listing reached its end; fails with
+/// TOOSMALL if not even the first entry fits, or IO if reading fails.
+fn put_entries(
+    ex: &Export,
+    dir: u64,
+    listing: &mut Dir,
+    budget: &mut Budget,
+    b: &mut ReplyBuilder,
+    plus: bool,
+) -> Result<bool, Nfsstat> {
     let mut entries = 0;
-    let eof = loop {
-        let entry = match stream.read() {
-            None => break true,
+    loop {
+        let entry = match listing.read() {
+            None => return Ok(true),
             Some(Ok(e)) => e,
-            Some(Err(_)) => return ctx.fail_attr(Nfsstat::Io, Some(&dir_attr)),
+            Some(Err(_)) => return Err(Nfsstat::Io),
         };
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
         }
-        let dir_part = 8 + opaque_len(name.len()) + 8;
-        let mut size = 4 + dir_part;
-        let mut plus_part = None;
-        if plus {
-            size += POST_OP_ATTR_LEN + 4 + FH3_LEN;
-            // An entry that vanished or cannot be registered is listed
-            // without attributes and handle; the client can LOOKUP it.
-            plus_part = stream
-                .fd()
-                .ok()
-                .and_then(|dfd| {
-                    rustix::fs::statat(dfd.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok()
-                })
-                .map(|st| Attr::from_stat(&st));
-        }
-        if used + size > budget || dir_used + dir_part > dir_budget {
-            if entries == 0 {
-                return ctx.fail_attr(Nfsstat::TooSmall, Some(&dir_attr));
-            }
-            break false;
+        let dir_len = U64_LEN + opaque_len(name.len()) + U64_LEN;
+        let len = U32_LEN + dir_len + if plus { PLUS_LEN } else { 0 };
+        if !budget.take(len, dir_len) {
+            return if entries == 0 {
+                Err(Nfsstat::TooSmall)
+            } else {
+                Ok(false)
+            };
         }
         let h = b.head();
-        h.put_u32(1);
+        h.put_xdr_bool(true); // an entry follows
         h.put_u64(entry.ino());
         h.put_xdr_opaque(name);
         h.put_u64(entry.offset() as u64);
         if plus {
-            let id = plus_part.and_then(|a| ex.register(dir, name, &a).ok());
-            put_post_op_attr(b.head(), plus_part.as_ref());
-            match id {
-                Some(id) => {
-                    b.head().put_u32(1);
-                    put_fh(b.head(), ex, id);
-                }
-                None => b.head().put_u32(0),
-            }
+            put_plus_part(ex, dir, listing, name, b);
         }
-        used += size;
-        dir_used += dir_part;
         entries += 1;
-    };
-    b.head().put_u32(0);
-    b.head().put_xdr_bool(eof);
-    Ok(b.finish()?)
+    }
+}
+
+/// Writes what READDIRPLUS adds to an entry: its attributes and handle.
+/// An entry that vanished or cannot be registered goes without them; the
+/// client can LOOKUP it.
+fn put_plus_part(ex: &Export, dir: u64, listing: &Dir, name: &[u8], b: &mut ReplyBuilder) {
+    let attr = listing
+        .fd()
+        .ok()
+        .and_then(|dfd| rustix::fs::statat(dfd.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok())
+        .map(|st| Attr::from_stat(&st));
+    let id = attr.and_then(|a| ex.register(dir, name, &a).ok());
+    put_post_op_attr(b.head(), attr.as_ref());
+    put_post_op_fh(b.head(), ex, id);
 }
