@@ -1,19 +1,18 @@
 //! ONC RPC over TCP with single-send replies, and a read-only NFSv3 export.
 //!
-//! This crate is the user-space counterpart of the Linux sunrpc server
-//! change that sends a reply as one `sendmsg(MSG_SPLICE_PAGES)`: record
-//! marker, head, data pages and tail together (seed 004). A READ reply
-//! here is built the same way: the head (marker, RPC header, NFS results)
-//! is encoded straight into a spliceable fragment with four bytes reserved
-//! in front, the file data stays in the page cache as a file range, and
-//! the marker is written into the reserved bytes once the total is known.
-//! No extra buffer and no copy of the head is needed to send it all at
-//! once.
+//! A reply here is one message: record marker, head, data pages and tail
+//! handed to the kernel together, the way Linux's sunrpc server sends a
+//! reply with one `sendmsg(MSG_SPLICE_PAGES)`. A READ reply is built so:
+//! the head (marker, RPC header, NFS results) is encoded straight into a
+//! spliceable fragment with four bytes reserved in front, the file data
+//! stays in the page cache as a file range, and the marker is written into
+//! the reserved bytes once the total is known. No extra buffer and no copy
+//! of the head is needed to send it all at once.
 //!
 //! # Layers
 //!
 //! Each layer only uses the ones above it in this list, and everything but
-//! the server driver is sans-IO (bytes in, values or bytes out; no
+//! the server's driver is sans-IO (bytes in, values or bytes out; no
 //! sockets), so it is tested, property-tested and fuzzed directly.
 //!
 //! - [`xdr`]: RFC 4506 encoding. A borrowing decoder that returns typed
@@ -28,20 +27,26 @@
 //!   oversize or malformed stream is an error that closes the connection.
 //! - [`reply`]: a [`reply::Reply`] is head + data (fragments or a file
 //!   range) + tail, with the record marker over all three: the shape of one
-//!   msgsplice message.
+//!   msgsplice message. [`reply::ReplyBuilder::accepted`] starts one with
+//!   the RPC reply header.
 //! - [`transport`]: [`transport::ReplyTransport`] sends replies on a
 //!   connection. [`transport::SplicerTransport`], the default, turns a
 //!   reply into one [`msgsplice::Msg`] and sends it with one
 //!   [`msgsplice::Splicer::send`], SPLICE on;
 //!   [`transport::SocketTransport`] sends the same bytes with plain
 //!   `writev` and `sendfile`.
-//! - [`server`]: [`server::Dispatcher`] routes a record to a
-//!   [`server::Program`] (sans-IO); [`server::RpcServer`] is the blocking
-//!   driver: listeners, one thread per connection, shutdown handle, and
-//!   [`server::ServerStats`] (records, replies, system calls per reply).
+//! - [`server`]: the sans-IO core, [`server::Dispatcher`] (a record in,
+//!   routed to its [`server::Program`], a reply out) and
+//!   [`server::Session`] (one connection's records, reassembled and
+//!   dispatched in order), with [`server::ServerStats`] (records, replies,
+//!   system calls per reply); and the blocking driver
+//!   [`server::blocking::RpcServer`]: listeners, one thread per
+//!   connection, timeouts, a connection limit and a shutdown handle.
 //! - [`mount`] and [`nfs`]: MOUNT v3 and a read-only NFSv3 export of one
 //!   directory, with unforgeable file handles and resolution that cannot
-//!   leave the export root. [`nfs::NfsServer`] puts it all together.
+//!   leave the export root. Arguments are decoded into validated values
+//!   before a procedure sees them. [`nfs::NfsServer`] puts it all
+//!   together.
 //!
 //! # What a READ costs
 //!
@@ -50,13 +55,14 @@
 //! takes the open file from a small cache and `fstat`s it for the reply's
 //! attributes, builds the head in a fragment, and sends the reply with the
 //! [`msgsplice::Splicer`]: one `sendmsg(MSG_MORE)` for the head and one
-//! `sendfile` for the data (plus one `sendmsg` for the XDR padding when the
-//! count is not a multiple of four). Four system calls per 1 MiB READ in
-//! all, and no heap allocation once warm (`tests/alloc.rs` holds it at
-//! zero with a counting allocator). [`server::ServerStats`] counts the
-//! system calls of the reply path per kind of reply; `msgsplice bench
-//! --sections nfs` measures the export against the `nfsserve` crate with
-//! libnfs's `nfs-cat` as the client (the workspace README has the table).
+//! `sendfile` for the data. When the count is not a multiple of four the
+//! reply has a tail (the XDR padding): the data then goes through a pipe
+//! by two `splice` calls, so that it waits for the tail's `sendmsg` and
+//! they leave together. No heap allocation once warm (`tests/alloc.rs`
+//! holds it at zero with a counting allocator).
+//! [`server::ServerStats`] counts the system calls of the reply path per
+//! kind of reply; `msgsplice bench --sections nfs` measures the export
+//! against the `nfsserve` crate with libnfs's `nfs-cat` as the client.
 //!
 //! # Testing
 //!

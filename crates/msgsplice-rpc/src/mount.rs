@@ -18,7 +18,7 @@ use crate::nfs::{Export, Nfsstat};
 use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{flavor, AcceptStat, CallHeader};
 use crate::server::Program;
-use crate::xdr::{opaque_len, XdrDecoder, XdrPut};
+use crate::xdr::{opaque_len, XdrDecoder, XdrPut, U32_LEN};
 
 /// The MOUNT program number.
 pub const MOUNT_PROGRAM: u32 = 100005;
@@ -30,6 +30,7 @@ pub const MNT_PATH_LEN: u32 = 1024;
 /// `mountstat3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum MountStat {
     /// Success.
     Ok = 0,
@@ -86,6 +87,12 @@ const UMNT: u32 = 3;
 const UMNTALL: u32 = 4;
 const EXPORT: u32 = 5;
 
+/// Authentication flavors offered to a mounting client, best first.
+const AUTH_FLAVORS: [u32; 2] = [flavor::AUTH_SYS, flavor::AUTH_NONE];
+/// Encoded size of `mountres3`, at most: status, `fhandle3`, and the
+/// `auth_flavors<>` array (length word and flavors).
+const MNT_RES_LEN: usize = U32_LEN + opaque_len(FH_LEN) + U32_LEN + AUTH_FLAVORS.len() * U32_LEN;
+
 impl Program for MountProgram {
     fn program(&self) -> u32 {
         MOUNT_PROGRAM
@@ -102,47 +109,61 @@ impl Program for MountProgram {
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
         let ok = |cap| ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, cap);
+        let garbage = || Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs);
         let mut d = XdrDecoder::new(args);
         match call.proc_num {
             NULL | UMNTALL => ok(0)?.finish(),
             UMNT => match d.string(MNT_PATH_LEN) {
                 Ok(_) => ok(0)?.finish(),
-                Err(_) => Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs),
+                Err(_) => garbage(),
             },
-            MNT => {
-                let Ok(path) = d.string(MNT_PATH_LEN) else {
-                    return Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs);
-                };
-                let mut b = ok(4 + opaque_len(FH_LEN) + 12)?;
-                match self.export.mount_path(path) {
-                    Ok(id) => {
-                        let h = b.head();
-                        h.put_u32(MountStat::Ok as u32);
-                        h.put_xdr_opaque(self.export.handle(id).as_bytes());
-                        h.put_u32(2);
-                        h.put_u32(flavor::AUTH_SYS);
-                        h.put_u32(flavor::AUTH_NONE);
-                    }
-                    Err(s) => b.head().put_u32(MountStat::from(s) as u32),
-                }
-                b.finish()
-            }
+            MNT => match d.string(MNT_PATH_LEN) {
+                Ok(path) => self.mnt(ok(MNT_RES_LEN)?, path),
+                Err(_) => garbage(),
+            },
             DUMP => {
-                let mut b = ok(4)?;
-                b.head().put_u32(0); // empty mountlist
+                let mut b = ok(U32_LEN)?;
+                b.head().put_xdr_bool(false); // empty mountlist
                 b.finish()
             }
-            EXPORT => {
-                let name = self.export.name().as_bytes();
-                let mut b = ok(4 + opaque_len(name.len()) + 8)?;
-                let h = b.head();
-                h.put_u32(1); // an exportnode follows
-                h.put_xdr_opaque(name); // ex_dir
-                h.put_u32(0); // ex_groups: none (everyone)
-                h.put_u32(0); // ex_next: end of list
-                b.finish()
-            }
+            EXPORT => self.export_list(ok),
             _ => Reply::accepted(cache, call.xid, AcceptStat::ProcUnavail),
         }
+    }
+}
+
+impl MountProgram {
+    /// MNT: the handle of the export, or of a directory below it, and the
+    /// flavors to use; or why not.
+    fn mnt(&self, mut b: ReplyBuilder, path: &[u8]) -> Result<Reply, ReplyError> {
+        let h = b.head();
+        match self.export.mount_path(path) {
+            Ok(id) => {
+                h.put_u32(MountStat::Ok as u32);
+                h.put_xdr_opaque(self.export.handle(id).as_bytes());
+                h.put_u32(AUTH_FLAVORS.len() as u32);
+                for f in AUTH_FLAVORS {
+                    h.put_u32(f);
+                }
+            }
+            Err(s) => h.put_u32(MountStat::from(s) as u32),
+        }
+        b.finish()
+    }
+
+    /// EXPORT: a list of one `exportnode`, the export, open to every
+    /// client. `ok` makes the success reply with room for the results.
+    fn export_list(
+        &self,
+        ok: impl FnOnce(usize) -> Result<ReplyBuilder, ReplyError>,
+    ) -> Result<Reply, ReplyError> {
+        let name = self.export.name().as_bytes();
+        let mut b = ok(U32_LEN + opaque_len(name.len()) + 2 * U32_LEN)?;
+        let h = b.head();
+        h.put_xdr_bool(true); // an exportnode follows
+        h.put_xdr_opaque(name); // ex_dir
+        h.put_xdr_bool(false); // ex_groups: none (everyone)
+        h.put_xdr_bool(false); // ex_next: end of list
+        b.finish()
     }
 }

@@ -25,6 +25,7 @@ pub const ROOT_ID: u64 = 0;
 
 /// Why a handle was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HandleError {
     /// Not a handle of this server's format (NFS3ERR_BADHANDLE).
     Malformed,
@@ -69,6 +70,7 @@ pub struct Node {
 
 /// The table was full: the server refuses to remember more nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TableFull;
 
 /// Every node the server has handed a handle for.

@@ -54,6 +54,7 @@ pub const WRITE_MAX: u32 = 64 * 1024;
 /// `nfsstat3`: the status of an NFS procedure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum Nfsstat {
     /// Success.
     Ok = 0,

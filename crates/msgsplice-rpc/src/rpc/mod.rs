@@ -42,6 +42,7 @@ pub mod flavor {
 /// Why a credential or verifier was refused (`auth_stat`, RFC 5531).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
+#[non_exhaustive]
 pub enum AuthStat {
     /// Bad credential (malformed, or a flavor this server does not know).
     BadCred = 1,

@@ -8,8 +8,9 @@
 //! - [`SplicerTransport`] (the default): one reply is one
 //!   [`msgsplice::Msg`] (head fragment with the marker in place, data
 //!   fragments or a file range, tail) given to a [`msgsplice::Splicer`] in
-//!   one `send` call, with the SPLICE hint on. This is the user-space
-//!   form of sunrpc's `svc_tcp_sendmsg` after seed 004.
+//!   one `send` call, with the SPLICE hint on: the user-space form of a
+//!   sunrpc server that sends each reply with one
+//!   `sendmsg(MSG_SPLICE_PAGES)`.
 //! - [`SocketTransport`]: the same bytes with plain `writev`, `send` and
 //!   `sendfile` and no send engine; the reference to compare with.
 //!

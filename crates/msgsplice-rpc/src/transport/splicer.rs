@@ -24,14 +24,18 @@ const COPY_CHUNK: usize = 64 * 1024;
 /// (at most 60 bytes, copied). What the Splicer then does:
 ///
 /// - Memory only: one `sendmsg` for the whole reply. Fragments of at least
-///   the Splicer's zero-copy threshold (10 KiB) go with `MSG_ZEROCOPY`
-///   where that pays (see `msgsplice::send`); smaller replies are copied.
-/// - With a file range (a READ): one `sendmsg(MSG_MORE)` for the head, one
-///   `sendfile` for the data when the socket has room, and one `sendmsg`
-///   for a non-empty tail (XDR padding: only when the count is not a
-///   multiple of 4). The Splicer's own range check (an `fstat` per range)
-///   is off in [`super::splicer_settings`]: the range was measured when the
-///   reply was built, and a file that shrank since fails the send, as
+///   the Splicer's zero-copy threshold go with `MSG_ZEROCOPY` where that
+///   pays (see `msgsplice::send`); smaller replies are copied.
+/// - With a file range (a READ): one `sendmsg(MSG_MORE)` for the head and
+///   one `sendfile` for the data when the socket has room. A non-empty
+///   tail (XDR padding: only when the count is not a multiple of 4) makes
+///   the data go through the Splicer's pipe instead, by two `splice` calls
+///   with `SPLICE_F_MORE` (see
+///   [`Builder::file_tail_pipe`](msgsplice::send::Builder::file_tail_pipe)),
+///   and the tail follows with one `sendmsg`, so they leave together. The
+///   Splicer's own range check (an `fstat` per range) is off in
+///   [`super::splicer_settings`]: the range was measured when the reply
+///   was built, and a file that shrank since fails the send, as
 ///   [`FileRange`] says.
 ///
 /// Heap allocations per reply: none. The `Msg` lives on the stack (eight
