@@ -95,3 +95,10 @@ impl Dispatcher {
         Ok(Handled::Reply(prog.call(h, call.args, &self.cache)?))
     }
 }
+
+// The seam for drivers: one dispatcher is shared by every connection,
+// whichever thread or task serves it.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Dispatcher>();
+};

@@ -76,3 +76,118 @@ impl Session {
         &self.stats
     }
 }
+
+// A session moves with its connection: to a thread, or into a task that
+// an async runtime may move between threads.
+const _: fn() = || {
+    fn movable<T: Send>() {}
+    movable::<Session>();
+};
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use msgsplice::FragCache;
+
+    use super::*;
+    use crate::record::last_fragment_marker;
+    use crate::reply::{Reply, ReplyBuilder, ReplyError};
+    use crate::rpc::{decode_reply, put_call, AcceptStat, CallHeader, Credential, ReplyHeader};
+    use crate::server::Program;
+
+    /// Program 7, version 1: answers with the procedure number.
+    struct Echo;
+
+    impl Program for Echo {
+        fn program(&self) -> u32 {
+            7
+        }
+        fn versions(&self) -> (u32, u32) {
+            (1, 1)
+        }
+        fn call(
+            &self,
+            call: &CallHeader<'_>,
+            _args: &[u8],
+            cache: &FragCache,
+        ) -> Result<Reply, ReplyError> {
+            let mut b = ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, 4)?;
+            b.head().put_u32(call.proc_num);
+            b.finish()
+        }
+    }
+
+    fn session(max_record: usize) -> Session {
+        let dispatcher = Dispatcher::new(vec![Arc::new(Echo)], FragCache::new());
+        Session::new(Arc::new(dispatcher), Arc::default(), max_record)
+    }
+
+    /// A marked record holding a call of procedure `proc_num`.
+    fn call(xid: u32, proc_num: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_call(&mut body, xid, 7, 1, proc_num, &Credential::None);
+        let mut v = last_fragment_marker(body.len()).to_vec();
+        v.extend_from_slice(&body);
+        v
+    }
+
+    /// The xid and result word of a reply.
+    fn answer(h: Handled) -> (u32, u32) {
+        let Handled::Reply(r) = h else {
+            panic!("dropped: {h:?}")
+        };
+        let (xid, hdr, res) = decode_reply(&r.head()[4..]).unwrap();
+        assert_eq!(hdr, ReplyHeader::Accepted(AcceptStat::Success));
+        (xid, u32::from_be_bytes(res.try_into().unwrap()))
+    }
+
+    #[test]
+    fn records_cut_anywhere_come_out_whole_and_in_order() {
+        let mut stream = call(1, 10);
+        stream.extend(call(2, 20));
+        stream.extend(call(3, 30));
+        for cut in 1..stream.len() {
+            let mut s = session(1024);
+            let mut got = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                let mut input = part;
+                while let Some(h) = s.receive(&mut input).unwrap() {
+                    got.push(answer(h));
+                }
+                assert!(input.is_empty());
+            }
+            assert_eq!(got, [(1, 10), (2, 20), (3, 30)], "cut at {cut}");
+            assert!(s.end_of_stream().is_ok());
+            let stats = s.stats().snapshot();
+            assert_eq!((stats.connections, stats.records), (1, 3));
+        }
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_call_is_dropped() {
+        let mut s = session(1024);
+        let mut bad = last_fragment_marker(8).to_vec();
+        bad.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]); // xid 9, a reply
+        let mut input = &bad[..];
+        let h = s.receive(&mut input).unwrap().unwrap();
+        assert!(matches!(h, Handled::Dropped(_)), "{h:?}");
+    }
+
+    #[test]
+    fn a_stream_that_ends_inside_a_record_is_truncated() {
+        let mut s = session(1024);
+        let rec = call(1, 1);
+        let mut input = &rec[..rec.len() - 1];
+        assert!(s.receive(&mut input).unwrap().is_none());
+        assert!(!s.is_idle());
+        assert!(matches!(s.end_of_stream(), Err(CloseReason::Truncated)));
+    }
+
+    #[test]
+    fn an_oversize_record_closes_the_connection() {
+        let mut s = session(64);
+        let marker = last_fragment_marker(65);
+        let mut input = &marker[..];
+        assert!(matches!(s.receive(&mut input), Err(CloseReason::Record(_))));
+    }
+}
