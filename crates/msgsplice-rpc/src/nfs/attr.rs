@@ -4,11 +4,13 @@ use bytes::BufMut;
 use rustix::fs::{FileType, Stat};
 
 use crate::rpc::Credential;
+use crate::xdr::{XdrPut, U32_LEN};
 
 /// Encoded size of `fattr3`.
 pub const FATTR3_LEN: usize = 84;
-/// Encoded size of a present `post_op_attr`.
-pub const POST_OP_ATTR_LEN: usize = 4 + FATTR3_LEN;
+/// Encoded size of a present `post_op_attr`: `attributes_follow`, then
+/// `fattr3`.
+pub const POST_OP_ATTR_LEN: usize = U32_LEN + FATTR3_LEN;
 
 /// `ftype3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,10 +179,10 @@ pub mod access {
 pub fn put_post_op_attr<B: BufMut>(b: &mut B, attr: Option<&Attr>) {
     match attr {
         Some(a) => {
-            b.put_u32(1);
+            b.put_xdr_bool(true);
             a.put(b);
         }
-        None => b.put_u32(0),
+        None => b.put_xdr_bool(false),
     }
 }
 

@@ -30,6 +30,8 @@ const CALL: u32 = 0;
 const REPLY: u32 = 1;
 const MSG_ACCEPTED: u32 = 0;
 const MSG_DENIED: u32 = 1;
+const RPC_MISMATCH: u32 = 0;
+const AUTH_ERROR: u32 = 1;
 
 /// Authentication flavor numbers (RFC 5531 section 8.2).
 pub mod flavor {
@@ -345,8 +347,7 @@ pub fn put_accepted<B: BufMut>(buf: &mut B, xid: u32, stat: AcceptStat) {
     buf.put_u32(xid);
     buf.put_u32(REPLY);
     buf.put_u32(MSG_ACCEPTED);
-    buf.put_u32(flavor::AUTH_NONE);
-    buf.put_u32(0);
+    put_null_auth(buf);
     buf.put_u32(stat.code());
     if let AcceptStat::ProgMismatch { low, high } = stat {
         buf.put_u32(low);
@@ -361,12 +362,12 @@ pub fn put_rejected<B: BufMut>(buf: &mut B, xid: u32, why: Rejection) {
     buf.put_u32(MSG_DENIED);
     match why {
         Rejection::RpcMismatch { low, high } => {
-            buf.put_u32(0);
+            buf.put_u32(RPC_MISMATCH);
             buf.put_u32(low);
             buf.put_u32(high);
         }
         Rejection::AuthError(stat) => {
-            buf.put_u32(1);
+            buf.put_u32(AUTH_ERROR);
             buf.put_u32(stat as u32);
         }
     }
@@ -388,10 +389,7 @@ pub fn put_call<B: BufMut>(
     buf.put_u32(vers);
     buf.put_u32(proc_num);
     match cred {
-        Credential::None => {
-            buf.put_u32(flavor::AUTH_NONE);
-            buf.put_u32(0);
-        }
+        Credential::None => put_null_auth(buf),
         Credential::Sys(sys) => {
             let mut body = Vec::with_capacity(MAX_AUTH_BYTES as usize);
             sys.put(&mut body);
@@ -399,8 +397,13 @@ pub fn put_call<B: BufMut>(
             buf.put_xdr_opaque(&body);
         }
     }
+    put_null_auth(buf);
+}
+
+/// Writes an AUTH_NONE `opaque_auth`: the flavor and an empty body.
+fn put_null_auth<B: BufMut>(buf: &mut B) {
     buf.put_u32(flavor::AUTH_NONE);
-    buf.put_u32(0);
+    buf.put_xdr_opaque(&[]);
 }
 
 /// A decoded reply header (client side).
