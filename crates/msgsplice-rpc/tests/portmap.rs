@@ -108,8 +108,10 @@ fn rpcinfo_pings_every_version_of_our_portmapper() {
     let addr = server.local_addrs()[0];
     assert!(probe(addr).unwrap(), "probe of our portmapper");
 
-    let port = addr.port().to_string();
-    let Some(o) = run("rpcinfo", &["-n", &port, "-t", "127.0.0.1", "100000", "2"]) else {
+    // `-a` takes the server's universal address, so rpcinfo asks nothing
+    // of port 111 (`-n PORT` would still look the program up there first).
+    let uaddr = format_uaddr(addr);
+    let Some(o) = run("rpcinfo", &["-a", &uaddr, "-T", "tcp", "100000", "2"]) else {
         return skip(T, "rpcinfo is not installed (Debian package rpcbind)");
     };
     assert!(o.status.success(), "{}", text(&o));
@@ -121,19 +123,19 @@ fn rpcinfo_pings_every_version_of_our_portmapper() {
 
     // Without a version, rpcinfo learns the range from PROG_MISMATCH and
     // pings each version in it.
-    let uaddr = format_uaddr(addr);
     let o = run("rpcinfo", &["-a", &uaddr, "-T", "tcp", "100000"]).unwrap();
     assert!(o.status.success(), "{}", text(&o));
     for v in 2..=4 {
         let want = format!("program 100000 version {v} ready and waiting");
         assert!(text(&o).contains(&want), "{}", text(&o));
     }
-    let o = run("rpcinfo", &["-n", &port, "-t", "127.0.0.1", "100000", "5"]).unwrap();
+    let o = run("rpcinfo", &["-a", &uaddr, "-T", "tcp", "100000", "5"]).unwrap();
     assert!(
         !o.status.success(),
         "version 5 must not answer: {}",
         text(&o)
     );
+    assert!(text(&o).contains("is not available"), "{}", text(&o));
     server.shutdown().unwrap();
 }
 
