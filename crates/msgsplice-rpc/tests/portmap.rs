@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use msgsplice::FragCache;
 use msgsplice_rpc::portmap::{
-    probe, register_with, uaddr::format_uaddr, unregister_with, PortmapProgram, Registration,
-    Registrations, PMAP_PORT, PMAP_PROGRAM,
+    nfs_v3_over_tcp, probe, register_with, uaddr::format_uaddr, unregister_with, PortmapProgram,
+    Registration, Registrations, PMAP_PORT, PMAP_PROGRAM,
 };
 use msgsplice_rpc::server::{Dispatcher, RpcServer, ServerConfig, ServerHandle};
 
@@ -55,11 +55,9 @@ fn sa(s: &str) -> SocketAddr {
 
 /// The registrations a deployed export would make: NFS and MOUNT v3 on TCP.
 fn ours() -> Vec<Registration> {
-    vec![
-        Registration::tcp(NFS, 3, sa("127.0.0.1:20490")).with_owner("msgsplice"),
-        Registration::tcp(MOUNT, 3, sa("127.0.0.1:20048")).with_owner("msgsplice"),
-        Registration::tcp(MOUNT, 3, sa("[::1]:20048")).with_owner("msgsplice"),
-    ]
+    let mut v = nfs_v3_over_tcp(sa("127.0.0.1:20490"), sa("127.0.0.1:20048")).to_vec();
+    v.push(Registration::tcp(MOUNT, 3, sa("[::1]:20048")).with_owner("msgsplice"));
+    v
 }
 
 /// Our portmapper serving `table` at `addr`.
@@ -196,6 +194,16 @@ fn rpcinfo_lists_what_our_client_registered_with_our_portmapper() {
         "{}",
         text(&o)
     );
+
+    // GETADDRLIST: the IPv4 caller gets the IPv4 address only.
+    let o = run("rpcinfo", &["-l", "127.0.0.1", "100005", "3"]).unwrap();
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("127.0.0.1.78.80") && s.contains("inet/tcp"),
+        "{s}"
+    );
+    assert!(!s.contains("::1"), "{s}");
 
     assert_eq!(unregister_with(here, &ours()).unwrap(), 3);
     assert_eq!(unregister_with(here, &ours()).unwrap(), 0);

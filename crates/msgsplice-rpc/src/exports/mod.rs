@@ -18,7 +18,7 @@
 //! Errors name the line (or flag) and the problem, as in
 //! `line 3: unknown option "rw"`.
 //!
-//! With an [`Identity`] from [`Export::identity`], [`access`] and the
+//! With an [`Identity`] from [`Export::identity`], [`access()`](fn@access) and the
 //! `may_*` functions decide, from a file's mode and owner, what an NFSv3
 //! server may grant (see the [`access`](mod@access) module for the rules).
 

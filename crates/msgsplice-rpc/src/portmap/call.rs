@@ -131,6 +131,9 @@ pub enum PortmapCall<'a> {
     },
     /// Version 3/4 DUMP.
     Dump,
+    /// Version 4 GETADDRLIST: every address of the program version in the
+    /// caller's address family (the query's netid and address are ignored).
+    GetAddrList(Rpcb<'a>),
 }
 
 /// Why a call could not be answered with results.
@@ -138,7 +141,7 @@ pub enum PortmapCall<'a> {
 #[non_exhaustive]
 pub enum PortmapCallError {
     /// The version does not have the procedure, or it is not served here
-    /// (CALLIT, GETTIME, address conversions, GETADDRLIST, GETSTAT).
+    /// (CALLIT, GETTIME, the address conversions, INDIRECT, GETSTAT).
     #[error("portmapper version {vers} procedure {proc_num} is not served")]
     Unavailable {
         /// The version asked.
@@ -187,6 +190,7 @@ impl<'a> PortmapCall<'a> {
                 exact: true,
             },
             (RPCB_V3 | RPCB_V4, procs::DUMP) => PortmapCall::Dump,
+            (RPCB_V4, procs::GETADDRLIST) => PortmapCall::GetAddrList(Rpcb::decode(&mut d)?),
             _ => return Err(unavailable),
         };
         d.finish()?;

@@ -76,6 +76,16 @@ pub enum PortmapError {
     NeedsRpcbind(super::Netid),
 }
 
+/// The mappings an NFSv3 export registers: NFS (program 100003) and MOUNT
+/// (program 100005), version 3 each, on TCP at the given addresses, owned
+/// by `msgsplice`. The numbers are RFC 1813's.
+pub fn nfs_v3_over_tcp(nfs: SocketAddr, mount: SocketAddr) -> [Registration; 2] {
+    [
+        Registration::tcp(100003, 3, nfs).with_owner("msgsplice"),
+        Registration::tcp(100005, 3, mount).with_owner("msgsplice"),
+    ]
+}
+
 /// Writes a complete NULL call of `vers` (no record marker).
 pub fn put_null_call<B: BufMut>(buf: &mut B, xid: u32, vers: u32) {
     put_call(buf, xid, PMAP_PROGRAM, vers, procs::NULL, &Credential::None);

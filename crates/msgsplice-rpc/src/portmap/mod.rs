@@ -38,7 +38,7 @@ mod tests;
 use std::net::SocketAddr;
 
 pub use call::{Mapping, PortmapCall, PortmapCallError, Rpcb, MAX_NETID, MAX_OWNER, MAX_UADDR};
-pub use client::{probe, register_with, unregister_with, PortmapError};
+pub use client::{nfs_v3_over_tcp, probe, register_with, unregister_with, PortmapError};
 pub use program::PortmapProgram;
 pub use registry::{Registrations, MAX_REGISTRATIONS};
 
@@ -76,6 +76,8 @@ pub mod procs {
     pub const CALLIT: u32 = 5;
     /// Version 4: GETADDR for exactly the version asked.
     pub const GETVERSADDR: u32 = 9;
+    /// Version 4: every address of a program version.
+    pub const GETADDRLIST: u32 = 11;
 }
 
 /// A transport, as rpcbind names it (its "netid"). Only the IP transports

@@ -112,6 +112,7 @@ impl Registrations {
                 out.put_xdr_opaque(found.map(|r| r.uaddr()).unwrap_or_default().as_bytes());
             }
             PortmapCall::Dump => self.dump(out),
+            PortmapCall::GetAddrList(rpcb) => self.addr_list(&rpcb, caller, out),
         }
     }
 
@@ -190,6 +191,28 @@ impl Registrations {
         for r in &self.rows {
             out.put_xdr_bool(true);
             Rpcb::put_registration(r, out);
+        }
+        out.put_xdr_bool(false);
+    }
+
+    /// `rpcb_entry_list_ptr`: the same list shape with `rpcb_entry`s
+    /// (address, netid, transport semantics, protocol family, protocol).
+    fn addr_list<B: BufMut>(&self, rpcb: &Rpcb<'_>, caller: IpAddr, out: &mut B) {
+        /// `NC_TPI_CLTS` and `NC_TPI_COTS_ORD` of netconfig(5).
+        const CLTS: u32 = 1;
+        const COTS_ORD: u32 = 3;
+        let v6 = caller.to_canonical().is_ipv6();
+        let rows = self.rows.iter().filter(|r| {
+            r.program() == rpcb.prog && r.version() == rpcb.vers && r.netid().is_ipv6() == v6
+        });
+        for r in rows {
+            let tcp = r.netid().protocol() == super::IPPROTO_TCP;
+            out.put_xdr_bool(true);
+            out.put_xdr_opaque(r.uaddr().as_bytes());
+            out.put_xdr_opaque(r.netid().as_str().as_bytes());
+            out.put_u32(if tcp { COTS_ORD } else { CLTS });
+            out.put_xdr_opaque(if v6 { b"inet6" } else { b"inet" });
+            out.put_xdr_opaque(if tcp { b"tcp" } else { b"udp" });
         }
         out.put_xdr_bool(false);
     }

@@ -276,6 +276,54 @@ fn malformed_arguments_are_garbage() {
 }
 
 #[test]
+fn v4_getaddrlist_lists_the_callers_family() {
+    let mut t = Registrations::new();
+    t.insert(Registration::tcp(NFS, 3, sa("127.0.0.1:2049")));
+    t.insert(Registration::new(NFS, 3, Netid::Udp, sa("127.0.0.1:2049")).unwrap());
+    t.insert(Registration::tcp(NFS, 3, sa("[::1]:2049")));
+    t.insert(Registration::tcp(NFS, 4, sa("127.0.0.1:2049")));
+    let q = rpcb(NFS, 3, "", "", "");
+    let entry = |out: &mut Vec<u8>, addr: &str, netid: &str, sem: u32, fam: &str, proto: &str| {
+        out.put_xdr_bool(true);
+        out.put_xdr_opaque(addr.as_bytes());
+        out.put_xdr_opaque(netid.as_bytes());
+        out.put_u32(sem);
+        out.put_xdr_opaque(fam.as_bytes());
+        out.put_xdr_opaque(proto.as_bytes());
+    };
+    let mut want = Vec::new();
+    entry(&mut want, "127.0.0.1.8.1", "tcp", 3, "inet", "tcp");
+    entry(&mut want, "127.0.0.1.8.1", "udp", 1, "inet", "udp");
+    want.put_xdr_bool(false);
+    assert_eq!(ask(&mut t, 4, procs::GETADDRLIST, &q, remote()), want);
+    let mut want = Vec::new();
+    entry(&mut want, "::1.8.1", "tcp6", 3, "inet6", "tcp");
+    want.put_xdr_bool(false);
+    assert_eq!(
+        ask(&mut t, 4, procs::GETADDRLIST, &q, "::2".parse().unwrap()),
+        want
+    );
+    let q = rpcb(MOUNT, 3, "", "", "");
+    assert_eq!(ask(&mut t, 4, procs::GETADDRLIST, &q, remote()), FALSE);
+}
+
+proptest::proptest! {
+    /// Whatever the bytes, a call decodes or fails with a typed error, and
+    /// answering what decodes never panics.
+    #[test]
+    fn garbage_never_panics(vers in 0u32..6, proc_num in 0u32..14,
+                            args in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+        let mut t = Registrations::new();
+        t.insert(Registration::tcp(NFS, 3, sa("127.0.0.1:2049")));
+        if let Ok(call) = PortmapCall::decode(vers, proc_num, &args) {
+            let mut out = Vec::new();
+            t.answer(&call, local(), &mut out);
+            proptest::prop_assert_eq!(out.len() % 4, 0);
+        }
+    }
+}
+
+#[test]
 fn procedures_not_served_are_unavailable() {
     for (vers, p) in [
         (2, procs::CALLIT),
@@ -283,7 +331,8 @@ fn procedures_not_served_are_unavailable() {
         (3, procs::GETVERSADDR),
         (2, 6),
         (4, 6),
-        (4, 11),
+        (3, procs::GETADDRLIST),
+        (4, 10),
         (4, 12),
         (2, 99),
         (5, 0),
