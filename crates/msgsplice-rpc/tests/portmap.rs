@@ -295,3 +295,65 @@ fn our_client_registers_with_a_real_rpcbind() {
     );
     drop(child);
 }
+
+#[test]
+fn the_client_reports_refusals_and_bad_servers() {
+    use msgsplice_rpc::portmap::PortmapError;
+    use msgsplice_rpc::rpc::{AcceptStat, ReplyHeader};
+
+    // A read-only portmapper answers SET with FALSE.
+    let ro = serve(sa("127.0.0.1:0"), PortmapProgram::read_only(table_of(&[]))).unwrap();
+    let err = register_with(ro.local_addrs()[0], &ours()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PortmapError::Refused {
+                program: NFS,
+                version: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    ro.shutdown().unwrap();
+
+    // An RPC server without the portmapper: version 4, then version 2,
+    // are unavailable.
+    let dispatcher = Dispatcher::new(Vec::new(), FragCache::new());
+    let other = RpcServer::bind(&[sa("127.0.0.1:0")], dispatcher, ServerConfig::default())
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let at = other.local_addrs()[0];
+    let err = register_with(at, &ours()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PortmapError::NotRun(ReplyHeader::Accepted(AcceptStat::ProgUnavail))
+        ),
+        "{err}"
+    );
+    assert!(!probe(at).unwrap());
+    other.shutdown().unwrap();
+
+    // A peer that hangs up after the call, and one that answers with a
+    // marker for a 2 GiB record.
+    for (bytes, closed) in [(&b""[..], true), (&b"\xff\xff\xff\xff"[..], false)] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = l.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            // Read the call first: closing with unread bytes would send a
+            // reset instead of an orderly end.
+            let _ = std::io::Read::read(&mut s, &mut [0; 512]).unwrap();
+            s.write_all(bytes).unwrap();
+        });
+        let err = register_with(at, &ours()).unwrap_err();
+        peer.join().unwrap();
+        if closed {
+            assert!(matches!(err, PortmapError::Closed(_)), "{err}");
+        } else {
+            assert!(matches!(err, PortmapError::Record(_)), "{err}");
+        }
+    }
+}

@@ -19,7 +19,7 @@ use bytes::BufMut;
 
 use super::call::{Mapping, Rpcb};
 use super::{procs, Registration, PMAP_PROGRAM, PMAP_V2, RPCB_V4};
-use crate::record::{last_fragment_marker, RecordAssembler};
+use crate::record::{last_fragment_marker, RecordAssembler, RecordError};
 use crate::rpc::{decode_reply, put_call, AcceptStat, Credential, ReplyHeader};
 use crate::xdr::{XdrDecoder, XdrError};
 
@@ -42,9 +42,13 @@ pub enum PortmapError {
         /// The failure.
         source: io::Error,
     },
-    /// The portmapper closed the connection or sent a bad record stream.
+    /// The portmapper closed the connection before replying.
     #[error("portmapper at {0} closed the connection before replying")]
     Closed(SocketAddr),
+    /// The reply stream is not valid record marking (or the reply is over
+    /// 64 KiB).
+    #[error("portmapper sent a bad record stream: {0}")]
+    Record(#[from] RecordError),
     /// The reply could not be decoded.
     #[error("portmapper sent a malformed reply: {0}")]
     Malformed(#[from] XdrError),
@@ -205,8 +209,7 @@ impl Connection {
         loop {
             let mut input = &buf[..filled];
             while !input.is_empty() {
-                let got = self.asm.push(&mut input);
-                match got.map_err(|_| PortmapError::Closed(self.addr))? {
+                match self.asm.push(&mut input)? {
                     Some(record) => {
                         let record = record.to_vec();
                         self.pending = input.to_vec();

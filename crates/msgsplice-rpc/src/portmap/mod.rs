@@ -9,7 +9,10 @@
 //! `127.0.0.1.8.1` that carries the host and the port (see [`uaddr`]), so
 //! they cover IPv6 (`tcp6`, `udp6`) too. All versions have NULL, SET,
 //! UNSET, a lookup (GETPORT, GETADDR) and DUMP; SET and UNSET are meant
-//! for services on the same host only.
+//! for services on the same host only. Version 4 adds GETVERSADDR and
+//! GETADDRLIST, served here too. CALLIT (a forwarded call, meant for UDP
+//! broadcast and a known amplifier), GETTIME, the address conversions,
+//! INDIRECT and GETSTAT answer PROC_UNAVAIL.
 //!
 //! The layers here follow the rest of the crate:
 //!

@@ -10,6 +10,11 @@
 //! started with `-i`. Anyone may read it. Owners are recorded but not
 //! checked: on TCP the caller's user is unknown, so every local caller is
 //! trusted alike.
+//!
+//! Addresses are answered as registered. rpcbind replaces a wildcard host
+//! (`0.0.0.0`, as every version 2 SET records) with the address the caller
+//! reached it on; a sans-IO table does not know that address, so register
+//! the address clients should use.
 
 use std::net::{IpAddr, SocketAddr};
 
