@@ -103,7 +103,7 @@ impl Registrations {
             }
             PortmapCall::GetPort(m) => {
                 let port = Netid::from_protocol(m.prot)
-                    .and_then(|n| self.find(m.prog, m.vers, n))
+                    .and_then(|n| self.lookup(m.prog, m.vers, n, false))
                     .map_or(0, |r| r.addr().port());
                 out.put_u32(u32::from(port));
             }
@@ -166,12 +166,23 @@ impl Registrations {
         } else {
             Netid::from_name(rpcb.netid)?
         };
-        self.find(rpcb.prog, rpcb.vers, netid).or_else(|| {
-            (!exact).then(|| {
-                self.rows
-                    .iter()
-                    .find(|r| r.program() == rpcb.prog && r.netid() == netid)
-            })?
+        self.lookup(rpcb.prog, rpcb.vers, netid, exact)
+    }
+
+    /// The row of (program, version, netid); unless `exact`, failing that
+    /// a row of another version of the program on that netid, as the
+    /// classic portmapper and rpcbind answer: the client then calls it and
+    /// learns the versions served from its PROG_MISMATCH.
+    fn lookup(
+        &self,
+        program: u32,
+        version: u32,
+        netid: Netid,
+        exact: bool,
+    ) -> Option<&Registration> {
+        self.find(program, version, netid).or_else(|| {
+            let any = |r: &&Registration| r.program() == program && r.netid() == netid;
+            (!exact).then(|| self.rows.iter().find(any))?
         })
     }
 

@@ -78,7 +78,10 @@ fn v2_set_getport_unset() {
 
     let q = mapping(NFS, 3, IPPROTO_TCP, 0);
     assert_eq!(ask(&mut t, 2, procs::GETPORT, &q, remote()), [0, 0, 8, 1]);
+    // Another version answers with the port of the one there is.
     let q = mapping(NFS, 4, IPPROTO_TCP, 0);
+    assert_eq!(ask(&mut t, 2, procs::GETPORT, &q, remote()), [0, 0, 8, 1]);
+    let q = mapping(MOUNT, 3, IPPROTO_TCP, 0);
     assert_eq!(ask(&mut t, 2, procs::GETPORT, &q, remote()), FALSE);
     let q = mapping(NFS, 3, 99, 0);
     assert_eq!(ask(&mut t, 2, procs::GETPORT, &q, remote()), FALSE);
