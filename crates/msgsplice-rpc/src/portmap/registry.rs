@@ -28,7 +28,14 @@ use crate::xdr::XdrPut;
 /// caller cannot grow the server's memory (or a DUMP reply) without bound.
 pub const MAX_REGISTRATIONS: usize = 1024;
 
-/// The portmapper's table. See the module docs.
+/// The portmapper's table.
+///
+/// Rows are unique by (program, version, netid), at most
+/// [`MAX_REGISTRATIONS`] of them. Through [`answer`](Self::answer) only
+/// loopback callers may change it, as rpcbind allows by default; owners are
+/// recorded, not checked. Addresses are answered as registered: a wildcard
+/// host is not replaced by the address the caller reached, as rpcbind does,
+/// so register the address clients should use.
 #[derive(Debug, Clone, Default)]
 pub struct Registrations {
     rows: Vec<Registration>,
