@@ -92,8 +92,10 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod exports;
 pub mod mount;
 pub mod nfs;
+pub mod portmap;
 pub mod record;
 pub mod reply;
 pub mod rpc;
