@@ -10,9 +10,9 @@ use bytes::BufMut;
 use msgsplice::FragCache;
 
 use super::{PortmapCall, Registrations, PMAP_PROGRAM, PMAP_V2, RPCB_V4};
-use crate::reply::{Reply, ReplyError};
+use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{AcceptStat, CallHeader};
-use crate::server::{accepted, accepted_error, Program};
+use crate::server::Program;
 
 /// Portmapper versions 2 to 4 over a shared [`Registrations`] table.
 ///
@@ -71,7 +71,7 @@ impl Program for PortmapProgram {
     ) -> Result<Reply, ReplyError> {
         let decoded = match PortmapCall::decode(call.vers, call.proc_num, args) {
             Ok(c) => c,
-            Err(e) => return accepted_error(cache, call.xid, e.accept_stat()),
+            Err(e) => return Reply::accepted(cache, call.xid, e.accept_stat()),
         };
         let mut results = Vec::new();
         {
@@ -80,7 +80,7 @@ impl Program for PortmapProgram {
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
             table.answer(&decoded, self.caller, &mut results);
         }
-        let mut b = accepted(cache, call.xid, AcceptStat::Success, results.len())?;
+        let mut b = ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, results.len())?;
         b.head().put_slice(&results);
         b.finish()
     }
