@@ -17,7 +17,7 @@ use crate::nfs::handle::FH_LEN;
 use crate::nfs::{Export, Nfsstat};
 use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{flavor, AcceptStat, CallHeader};
-use crate::server::Program;
+use crate::server::{Caller, Program};
 use crate::xdr::{opaque_len, XdrDecoder, XdrPut, U32_LEN};
 
 /// The MOUNT program number.
@@ -105,6 +105,7 @@ impl Program for MountProgram {
     fn call(
         &self,
         call: &CallHeader<'_>,
+        _caller: &Caller<'_>,
         args: &[u8],
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {

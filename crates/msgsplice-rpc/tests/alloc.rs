@@ -21,6 +21,12 @@ use msgsplice_rpc::server::{Dispatcher, Handled, Program};
 use msgsplice_rpc::transport::{ReplyTransport, SocketTransport, SplicerTransport};
 use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
 
+/// The client address calls are taken to come from.
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    1000,
+));
+
 struct Counting;
 
 // Counted per thread: the server decodes, handles and sends a request on
@@ -96,7 +102,7 @@ fn a_warm_read_reply_allocates_nothing() {
     let mut a = Vec::new();
     a.put_xdr_opaque(export.handle(0).as_bytes());
     a.put_xdr_opaque(b"f");
-    let Handled::Reply(r) = dispatcher.handle(&call(1, 3, &a)).unwrap() else {
+    let Handled::Reply(r) = dispatcher.handle(&call(1, 3, &a), PEER).unwrap() else {
         panic!("no reply")
     };
     let head = r.head()[4..].to_vec();
@@ -166,7 +172,7 @@ fn warm_reads(
     for (i, rec) in reads.iter().enumerate() {
         reset();
         counting(i >= 8); // the first few warm up
-        let Handled::Reply(reply) = dispatcher.handle(rec).unwrap() else {
+        let Handled::Reply(reply) = dispatcher.handle(rec, PEER).unwrap() else {
             panic!("no reply")
         };
         sent += reply.wire_len();

@@ -155,7 +155,7 @@ fn rpcinfo_lists_what_our_client_registered_with_our_portmapper() {
     let _port = lock_111();
     let here = sa("127.0.0.1:111");
     let table = table_of(&[Registration::tcp(PMAP_PROGRAM, 4, here)]);
-    let server = match serve(here, PortmapProgram::loopback_listener(table.clone())) {
+    let server = match serve(here, PortmapProgram::new(table.clone())) {
         Ok(s) => s,
         Err(e) => return skip(T, &format!("cannot bind 127.0.0.1:111: {e}")),
     };

@@ -13,6 +13,10 @@ use msgsplice_rpc::mount::MountProgram;
 use msgsplice_rpc::nfs::{Export, NfsProgram};
 use msgsplice_rpc::server::{Dispatcher, Handled, Program};
 
+/// The client address calls are taken to come from.
+const PEER: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 1000));
+
 struct Fixture {
     _dir: std::path::PathBuf,
     dispatcher: Dispatcher,
@@ -61,7 +65,7 @@ fn record(data: &[u8]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    if let Ok(Handled::Reply(reply)) = f.dispatcher.handle(&record(data)) {
+    if let Ok(Handled::Reply(reply)) = f.dispatcher.handle(&record(data), PEER) {
         let head = reply.head();
         let marker = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         assert_eq!(marker & 0x8000_0000, 0x8000_0000);

@@ -20,7 +20,7 @@ use super::res::{put_fh, FailBody, FsInfo, FsStat, PathConf, FH3_LEN};
 use super::{Nfsstat, NFS_PROGRAM, NFS_V3, READ_MAX, WRITE_MAX};
 use crate::reply::{FileRange, Reply, ReplyBuilder, ReplyData, ReplyError};
 use crate::rpc::{AcceptStat, CallHeader, Credential};
-use crate::server::Program;
+use crate::server::{Caller, Program};
 use crate::xdr::{opaque_len, XdrPut, U32_LEN};
 
 /// Procedure numbers (RFC 1813 section 3.3).
@@ -162,13 +162,14 @@ impl Program for NfsProgram {
     fn call(
         &self,
         call: &CallHeader<'_>,
+        caller: &Caller<'_>,
         args: &[u8],
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
         use procs::*;
         let ctx = Ctx {
             xid: call.xid,
-            cred: &call.cred,
+            cred: &caller.cred,
             cache,
         };
         let ex = &*self.export;

@@ -1,7 +1,8 @@
 //! [`PortmapProgram`]: the table served by the crate's RPC server.
 //!
 //! Kept apart and small on purpose: it only glues [`PortmapCall`] and
-//! [`Registrations::answer`] to the server's [`Program`] trait.
+//! [`Registrations::answer`] to the server's [`Program`] trait, with the
+//! caller's address from the connection ([`Caller::peer`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -12,39 +13,36 @@ use msgsplice::FragCache;
 use super::{PortmapCall, Registrations, PMAP_PROGRAM, PMAP_V2, RPCB_V4};
 use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{AcceptStat, CallHeader};
-use crate::server::Program;
+use crate::server::{Caller, Program};
 
 /// Portmapper versions 2 to 4 over a shared [`Registrations`] table.
 ///
-/// The server's [`Program`] trait does not pass the caller's address, so
-/// the program is told up front whom to take callers for: see
-/// [`read_only`](Self::read_only) and
-/// [`loopback_listener`](Self::loopback_listener).
+/// Whether a caller may SET and UNSET is decided by the table from the
+/// caller's address, as the connection reported it: loopback callers may,
+/// others get FALSE (see [`Registrations::answer`]).
 #[derive(Debug, Clone)]
 pub struct PortmapProgram {
     table: Arc<Mutex<Registrations>>,
-    caller: IpAddr,
+    read_only: bool,
 }
 
 impl PortmapProgram {
-    /// Serves `table` to anyone; SET and UNSET always answer FALSE (every
-    /// caller is taken for a remote one). The table is filled by the owner
-    /// of `table` directly. The right choice for a listener on a public
-    /// address.
-    pub fn read_only(table: Arc<Mutex<Registrations>>) -> PortmapProgram {
+    /// Serves `table`; callers on a loopback address may SET and UNSET,
+    /// everyone may look up and DUMP.
+    pub fn new(table: Arc<Mutex<Registrations>>) -> PortmapProgram {
         PortmapProgram {
             table,
-            caller: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            read_only: false,
         }
     }
 
-    /// Serves `table` and lets callers SET and UNSET: every caller is taken
-    /// for a local one. Only for a server whose listeners are all on
-    /// loopback addresses, where that is true.
-    pub fn loopback_listener(table: Arc<Mutex<Registrations>>) -> PortmapProgram {
+    /// Serves `table` to anyone; SET and UNSET always answer FALSE, even
+    /// from loopback. The table is filled by the owner of `table`
+    /// directly.
+    pub fn read_only(table: Arc<Mutex<Registrations>>) -> PortmapProgram {
         PortmapProgram {
             table,
-            caller: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            read_only: true,
         }
     }
 
@@ -66,6 +64,7 @@ impl Program for PortmapProgram {
     fn call(
         &self,
         call: &CallHeader<'_>,
+        caller: &Caller<'_>,
         args: &[u8],
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
@@ -78,7 +77,20 @@ impl Program for PortmapProgram {
             // A panic elsewhere cannot leave a row half-written: rows are
             // whole values pushed or removed in one step.
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            table.answer(&decoded, self.caller, &mut results);
+            // A read-only table takes everyone who would change it for a
+            // remote caller.
+            let changes = matches!(
+                decoded,
+                PortmapCall::SetV2(_)
+                    | PortmapCall::UnsetV2(_)
+                    | PortmapCall::Set(_)
+                    | PortmapCall::Unset(_)
+            );
+            let from = match self.read_only && changes {
+                true => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                false => caller.peer.ip(),
+            };
+            table.answer(&decoded, from, &mut results);
         }
         let mut b = ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, results.len())?;
         b.head().put_slice(&results);

@@ -442,8 +442,12 @@ fn client_checks_replies() {
 /// Runs `record` through a dispatcher serving `program`; the reply record
 /// without its marker.
 fn dispatch(program: PortmapProgram, record: &[u8]) -> Vec<u8> {
+    dispatch_from(program, record, sa("127.0.0.1:700"))
+}
+
+fn dispatch_from(program: PortmapProgram, record: &[u8], peer: SocketAddr) -> Vec<u8> {
     let d = Dispatcher::new(vec![Arc::new(program)], FragCache::new());
-    match d.handle(record).unwrap() {
+    match d.handle(record, peer).unwrap() {
         Handled::Reply(r) => {
             assert!(r.data().is_empty() && r.tail().is_empty());
             r.head()[4..].to_vec()
@@ -478,8 +482,17 @@ fn the_program_answers_through_the_dispatcher() {
     let set = mapping(MOUNT, 3, 6, 635);
     let got = dispatch(ro.clone(), &call_record(2, procs::SET, &set));
     assert_eq!(got, reply(42, AcceptStat::Success, &FALSE));
-    let lo = PortmapProgram::loopback_listener(table.clone());
-    let got = dispatch(lo, &call_record(2, procs::SET, &set));
+    // The caller's address decides: a remote caller may not SET, a
+    // loopback one may.
+    let rw = PortmapProgram::new(table.clone());
+    let got = dispatch_from(
+        rw.clone(),
+        &call_record(2, procs::SET, &set),
+        sa("192.0.2.7:700"),
+    );
+    assert_eq!(got, reply(42, AcceptStat::Success, &FALSE));
+    assert_eq!(table.lock().unwrap().len(), 1);
+    let got = dispatch_from(rw, &call_record(2, procs::SET, &set), sa("[::1]:700"));
     assert_eq!(got, reply(42, AcceptStat::Success, &TRUE));
     assert_eq!(table.lock().unwrap().len(), 2);
 

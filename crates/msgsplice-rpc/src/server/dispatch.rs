@@ -8,12 +8,25 @@
 //! once; reply heads come from a [`FragCache`], which allocates from the
 //! calling thread's own folio.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use msgsplice::FragCache;
 
 use crate::reply::{Reply, ReplyError};
-use crate::rpc::{decode_call, AcceptStat, CallError, CallHeader};
+use crate::rpc::{decode_call, AcceptStat, CallError, CallHeader, Credential};
+
+/// Who is calling: the connection's peer, as the driver accepted it, and
+/// the credential of the call, validated by [`decode_call`]. A program
+/// decides what the caller may do from these two, never from what the
+/// arguments claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'a> {
+    /// The client's address and port.
+    pub peer: SocketAddr,
+    /// The call's credential (AUTH_NONE or a checked AUTH_SYS).
+    pub cred: Credential<'a>,
+}
 
 /// One RPC program (NFS, MOUNT, ...): runs its procedures.
 pub trait Program: Send + Sync {
@@ -21,13 +34,14 @@ pub trait Program: Send + Sync {
     fn program(&self) -> u32;
     /// Lowest and highest version served.
     fn versions(&self) -> (u32, u32);
-    /// Runs procedure `call.proc_num` (of a served version) on `args` and
-    /// returns the complete reply: success, `PROC_UNAVAIL` or
+    /// Runs procedure `call.proc_num` (of a served version) for `caller`
+    /// on `args` and returns the complete reply: success, `PROC_UNAVAIL` or
     /// `GARBAGE_ARGS` (see [`Reply::accepted`] and
     /// [`ReplyBuilder::accepted`](crate::reply::ReplyBuilder::accepted)).
     fn call(
         &self,
         call: &CallHeader<'_>,
+        caller: &Caller<'_>,
         args: &[u8],
         cache: &FragCache,
     ) -> Result<Reply, ReplyError>;
@@ -68,11 +82,11 @@ impl Dispatcher {
         &self.cache
     }
 
-    /// Decodes one record and runs it.
+    /// Decodes one record, received from `peer`, and runs it.
     ///
     /// Costs: no heap allocation on this path; the reply head is a bump
     /// allocation from the cache; what the program does is its own.
-    pub fn handle(&self, record: &[u8]) -> Result<Handled, ReplyError> {
+    pub fn handle(&self, record: &[u8], peer: SocketAddr) -> Result<Handled, ReplyError> {
         let call = match decode_call(record) {
             Ok(c) => c,
             Err(e) => {
@@ -92,7 +106,13 @@ impl Dispatcher {
             let stat = AcceptStat::ProgMismatch { low, high };
             return Ok(Handled::Reply(Reply::accepted(&self.cache, h.xid, stat)?));
         }
-        Ok(Handled::Reply(prog.call(h, call.args, &self.cache)?))
+        let caller = Caller { peer, cred: h.cred };
+        Ok(Handled::Reply(prog.call(
+            h,
+            &caller,
+            call.args,
+            &self.cache,
+        )?))
     }
 }
 

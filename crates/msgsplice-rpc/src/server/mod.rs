@@ -25,7 +25,7 @@ mod session;
 mod stats;
 
 pub use blocking::{RpcServer, ServerConfig, ServerHandle, TransportFactory};
-pub use dispatch::{Dispatcher, Handled, Program};
+pub use dispatch::{Caller, Dispatcher, Handled, Program};
 pub use events::{log_to_stderr, CloseReason, EventSink, ServerEvent};
 pub use session::Session;
 pub use stats::{ReplySize, ServerStats, StatsSnapshot};

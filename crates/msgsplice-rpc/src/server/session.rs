@@ -6,6 +6,7 @@
 //! [`Dispatcher`] and hands back what to send. Sending, timeouts and
 //! closing stay with the driver.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{CloseReason, Dispatcher, Handled, ServerStats};
@@ -18,21 +19,36 @@ pub struct Session {
     dispatcher: Arc<Dispatcher>,
     stats: Arc<ServerStats>,
     records: RecordAssembler,
+    peer: SocketAddr,
 }
 
 impl Session {
-    /// A session for a new connection, accepting records of up to
-    /// `max_record` bytes. Counts the connection in `stats`.
+    /// A session for a new connection from `peer`, accepting records of up
+    /// to `max_record` bytes. Counts the connection in `stats`. Every call
+    /// of the session reaches its program with `peer` as the caller's
+    /// address (see [`Caller`](super::Caller)), so the driver must give the
+    /// address it accepted the connection from.
     ///
     /// Costs: no allocation until bytes arrive (the reassembly buffer grows
     /// with them, see [`RecordAssembler`]).
-    pub fn new(dispatcher: Arc<Dispatcher>, stats: Arc<ServerStats>, max_record: usize) -> Session {
+    pub fn new(
+        dispatcher: Arc<Dispatcher>,
+        stats: Arc<ServerStats>,
+        max_record: usize,
+        peer: SocketAddr,
+    ) -> Session {
         stats.count_connection();
         Session {
             dispatcher,
             stats,
             records: RecordAssembler::new(max_record),
+            peer,
         }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// Consumes bytes from the front of `input` until a record completes,
@@ -53,7 +69,7 @@ impl Session {
             return Ok(None);
         };
         self.stats.count_record();
-        Ok(Some(self.dispatcher.handle(record)?))
+        Ok(Some(self.dispatcher.handle(record, self.peer)?))
     }
 
     /// The client's byte stream ended: fine between records, a
@@ -93,7 +109,7 @@ mod tests {
     use crate::record::last_fragment_marker;
     use crate::reply::{Reply, ReplyBuilder, ReplyError};
     use crate::rpc::{decode_reply, put_call, AcceptStat, CallHeader, Credential, ReplyHeader};
-    use crate::server::Program;
+    use crate::server::{Caller, Program};
 
     /// Program 7, version 1: answers with the procedure number.
     struct Echo;
@@ -108,6 +124,7 @@ mod tests {
         fn call(
             &self,
             call: &CallHeader<'_>,
+            _caller: &Caller<'_>,
             _args: &[u8],
             cache: &FragCache,
         ) -> Result<Reply, ReplyError> {
@@ -119,7 +136,8 @@ mod tests {
 
     fn session(max_record: usize) -> Session {
         let dispatcher = Dispatcher::new(vec![Arc::new(Echo)], FragCache::new());
-        Session::new(Arc::new(dispatcher), Arc::default(), max_record)
+        let peer = "127.0.0.1:999".parse().unwrap();
+        Session::new(Arc::new(dispatcher), Arc::default(), max_record, peer)
     }
 
     /// A marked record holding a call of procedure `proc_num`.

@@ -20,6 +20,12 @@ use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
 
 use crate::alloc_count::thread_allocs;
 
+/// The client address calls are taken to come from.
+const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    1000,
+));
+
 /// The plain reader's buffer: as large as one READ, as libnfs reads.
 const READ_BUF: usize = 1 << 20;
 /// READ size of the per-reply measurement and of the per-request ceiling
@@ -189,7 +195,7 @@ pub fn reply_costs(dir: &Path, name: &str, reads: u32, warm: u32) -> Result<Repl
     let mut a = Vec::new();
     a.put_xdr_opaque(export.handle(0).as_bytes());
     a.put_xdr_opaque(name.as_bytes());
-    let Ok(Handled::Reply(r)) = dispatcher.handle(&call(1, 3, &a)?) else {
+    let Ok(Handled::Reply(r)) = dispatcher.handle(&call(1, 3, &a)?, PEER) else {
         return Err("LOOKUP got no reply".into());
     };
     let head = r.head()[4..].to_vec();
@@ -226,7 +232,7 @@ pub fn reply_costs(dir: &Path, name: &str, reads: u32, warm: u32) -> Result<Repl
     };
     for (i, rec) in records.iter().enumerate() {
         let (a0, s0) = (thread_allocs(), transport.syscalls());
-        let Ok(Handled::Reply(reply)) = dispatcher.handle(rec) else {
+        let Ok(Handled::Reply(reply)) = dispatcher.handle(rec, PEER) else {
             return Err("READ got no reply".into());
         };
         transport.send_reply(reply).map_err(|e| e.to_string())?;

@@ -179,7 +179,7 @@ impl RpcServer {
         let spawned = std::thread::Builder::new()
             .name(format!("rpc-conn-{id}"))
             .spawn(move || {
-                let session = Session::new(dispatcher, stats, config.max_record);
+                let session = Session::new(dispatcher, stats, config.max_record, peer);
                 let conn = Connection {
                     peer,
                     session,
