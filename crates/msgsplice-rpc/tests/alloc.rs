@@ -80,7 +80,14 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn call(xid: u32, proc_num: u32, args: &[u8]) -> Vec<u8> {
-    let sys = AuthSys::new(b"t", 0, 0, &[]).unwrap();
+    // Groups too: the caller's identity on the export is made per call.
+    let sys = AuthSys::new(
+        b"t",
+        0,
+        0,
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+    )
+    .unwrap();
     let mut v = Vec::new();
     put_call(&mut v, xid, NFS_PROGRAM, 3, proc_num, &Credential::Sys(sys));
     v.put_slice(args);
@@ -175,6 +182,8 @@ fn warm_reads(
         let Handled::Reply(reply) = dispatcher.handle(rec, PEER).unwrap() else {
             panic!("no reply")
         };
+        // A refusal (ACCES, STALE) would allocate nothing too: insist on data.
+        assert!(!reply.data().is_empty(), "READ {i} carried no data");
         sent += reply.wire_len();
         transport.send_reply(reply).unwrap();
         counting(false);

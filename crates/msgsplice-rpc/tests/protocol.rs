@@ -153,7 +153,8 @@ fn permissions_follow_the_callers_credential() {
     let s = TestServer::start(fill);
     let (mut c, root) = connect(&s);
     let fh = c.lookup(&root, b"secret").unwrap();
-    assert_eq!(c.read(&fh, 0, 1).1, b"s");
+    // Root is squashed to nobody by default: a 0600 root file is closed.
+    assert_eq!(c.read(&fh, 0, 1).0, NFS3ERR_ACCES);
     c.uid = 1000;
     assert_eq!(c.read(&fh, 0, 1).0, NFS3ERR_ACCES);
     let mut a = Vec::new();
@@ -281,17 +282,44 @@ fn mount_export_and_dump_are_well_formed() {
     let mut d = XdrDecoder::new(&res);
     assert!(d.bool().unwrap(), "one export");
     assert_eq!(d.string(1024).unwrap(), b"/export");
-    assert!(!d.bool().unwrap(), "no groups");
+    assert!(d.bool().unwrap(), "one group");
+    assert_eq!(d.string(1024).unwrap(), b"*", "open to everyone");
+    assert!(!d.bool().unwrap(), "no more groups");
     assert!(!d.bool().unwrap(), "no more exports");
     d.finish().unwrap();
     let res = m.ok(MOUNT_PROGRAM, 2, &[]);
-    assert_eq!(res, [0, 0, 0, 0]);
-    for p in [0, 4] {
-        assert!(m.ok(MOUNT_PROGRAM, p, &[]).is_empty());
+    assert_eq!(res, [0, 0, 0, 0], "nothing mounted yet");
+    assert!(m.ok(MOUNT_PROGRAM, 0, &[]).is_empty());
+
+    // A mount is recorded (once, however often), listed by DUMP, and
+    // forgotten by UMNT.
+    m.mnt("/export").unwrap();
+    m.mnt("/export").unwrap();
+    m.mnt("/export/dir").unwrap();
+    let res = m.ok(MOUNT_PROGRAM, 2, &[]);
+    let mut d = XdrDecoder::new(&res);
+    for path in [&b"/export"[..], b"/export/dir"] {
+        assert!(d.bool().unwrap(), "a mount");
+        assert_eq!(d.string(255).unwrap(), b"127.0.0.1");
+        assert_eq!(d.string(1024).unwrap(), path);
     }
+    assert!(!d.bool().unwrap(), "two mounts");
+    d.finish().unwrap();
     let mut a = Vec::new();
     a.put_xdr_opaque(b"/export");
     assert!(m.ok(MOUNT_PROGRAM, 3, &a).is_empty());
+    let res = m.ok(MOUNT_PROGRAM, 2, &[]);
+    let mut d = XdrDecoder::new(&res);
+    assert!(d.bool().unwrap());
+    assert_eq!(d.string(255).unwrap(), b"127.0.0.1");
+    assert_eq!(d.string(1024).unwrap(), b"/export/dir");
+    assert!(!d.bool().unwrap());
+    // UMNTALL forgets the rest.
+    assert!(m.ok(MOUNT_PROGRAM, 4, &[]).is_empty());
+    assert_eq!(m.ok(MOUNT_PROGRAM, 2, &[]), [0, 0, 0, 0]);
+    let events = s.events().join("\n");
+    assert!(events.contains("Mounted"), "{events}");
+    assert!(events.contains("Unmounted"), "{events}");
 }
 
 #[test]

@@ -18,6 +18,11 @@
 //! never granted; for other files LOOKUP is never granted (RFC 1813
 //! section 3.3.4).
 
+use smallvec::SmallVec;
+
+/// Supplementary groups: up to 16 (all AUTH_SYS carries) held inline.
+pub type Groups = SmallVec<[u32; 16]>;
+
 /// An identity on the export: user, group and supplementary groups.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Identity {
@@ -26,7 +31,7 @@ pub struct Identity {
     /// Primary group id.
     pub gid: u32,
     /// Supplementary group ids.
-    pub gids: Vec<u32>,
+    pub gids: Groups,
 }
 
 /// How a client's claimed identity is mapped (the `*_squash` options).
@@ -47,18 +52,19 @@ impl Squash {
     /// The identity `uid`, `gid`, `gids` is granted, with `anon_uid` and
     /// `anon_gid` as the anonymous identity.
     ///
-    /// Costs: allocates the returned group list.
+    /// Costs: no allocation for up to 16 groups (all an AUTH_SYS
+    /// credential can carry); copies the groups.
     pub fn apply(self, anon_uid: u32, anon_gid: u32, uid: u32, gid: u32, gids: &[u32]) -> Identity {
         match self {
             Squash::None => Identity {
                 uid,
                 gid,
-                gids: gids.to_vec(),
+                gids: Groups::from_slice(gids),
             },
             Squash::All => Identity {
                 uid: anon_uid,
                 gid: anon_gid,
-                gids: Vec::new(),
+                gids: Groups::new(),
             },
             Squash::Root => {
                 let g = |g: u32| if g == 0 { anon_gid } else { g };

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use access::{access, access_bits, may_list_dir, may_read, may_search_dir};
-pub use access::{FileOwner, Identity, Squash};
+pub use access::{FileOwner, Groups, Identity, Squash};
 pub use client::{ClientRule, ClientRuleError};
 pub use parse::{parse_export, ExportErrorKind, ExportsError, Location};
 

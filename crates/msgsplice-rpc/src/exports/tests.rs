@@ -46,7 +46,7 @@ fn every_option_is_read() {
         Identity {
             uid: 1000,
             gid: 100,
-            gids: vec![]
+            gids: Default::default()
         }
     );
 
@@ -58,7 +58,7 @@ fn every_option_is_read() {
         Identity {
             uid: 0,
             gid: 0,
-            gids: vec![0]
+            gids: Groups::from_slice(&[0])
         }
     );
     let e = parse_export("x=/d,root_squash,anonuid=7").unwrap();
@@ -67,7 +67,7 @@ fn every_option_is_read() {
         Identity {
             uid: 7,
             gid: 65534,
-            gids: vec![65534]
+            gids: Groups::from_slice(&[65534])
         }
     );
 }

@@ -1,9 +1,9 @@
-//! File attributes (`fattr3`, RFC 1813 section 2.6) and access checks.
+//! File attributes (`fattr3`, RFC 1813 section 2.6).
 
 use bytes::BufMut;
 use rustix::fs::{FileType, Stat};
 
-use crate::rpc::Credential;
+use crate::exports::FileOwner;
 use crate::xdr::{XdrPut, U32_LEN};
 
 /// Encoded size of `fattr3`.
@@ -116,63 +116,24 @@ impl Attr {
         }
     }
 
-    /// What the caller may do, as ACCESS3 bits, among `want`. This export is
-    /// read-only: MODIFY, EXTEND and DELETE are never granted.
-    pub fn access(&self, cred: &Credential<'_>, want: u32) -> u32 {
-        let (r, x) = self.may(cred);
-        let mut ok = 0;
-        if r {
-            ok |= access::READ;
-        }
-        if x {
-            ok |= if self.kind == Ftype::Dir {
-                access::LOOKUP
-            } else {
-                access::EXECUTE
-            };
-        }
-        ok & want
-    }
-
-    /// Whether the caller may read, and execute (search, for a directory).
-    /// AUTH_NONE callers are "nobody"; uid 0 may read anything and search
-    /// any directory (execute a file only if some execute bit is set).
-    pub fn may(&self, cred: &Credential<'_>) -> (bool, bool) {
-        let (uid, gid, gids): (u32, u32, &[u32]) = match cred {
-            Credential::Sys(s) => (s.uid, s.gid, s.gids.as_slice()),
-            Credential::None => (NOBODY, NOBODY, &[]),
+    /// What the permission checks need: mode with its file type bits,
+    /// owner and group (see [`crate::exports::access`]).
+    pub fn owner(&self) -> FileOwner {
+        let kind = match self.kind {
+            Ftype::Reg => 0o100000,
+            Ftype::Dir => 0o040000,
+            Ftype::Blk => 0o060000,
+            Ftype::Chr => 0o020000,
+            Ftype::Lnk => 0o120000,
+            Ftype::Sock => 0o140000,
+            Ftype::Fifo => 0o010000,
         };
-        if uid == 0 {
-            let x = self.kind == Ftype::Dir || self.mode & 0o111 != 0;
-            return (true, x);
+        FileOwner {
+            mode: kind | (self.mode & 0o7777),
+            uid: self.uid,
+            gid: self.gid,
         }
-        let bits = if uid == self.uid {
-            self.mode >> 6
-        } else if gid == self.gid || gids.contains(&self.gid) {
-            self.mode >> 3
-        } else {
-            self.mode
-        };
-        (bits & 4 != 0, bits & 1 != 0)
     }
-}
-
-const NOBODY: u32 = 65534;
-
-/// ACCESS3 bits (RFC 1813 section 3.3.4).
-pub mod access {
-    /// Read data or list a directory.
-    pub const READ: u32 = 0x01;
-    /// Look up a name in a directory.
-    pub const LOOKUP: u32 = 0x02;
-    /// Rewrite data or directory entries.
-    pub const MODIFY: u32 = 0x04;
-    /// Append data or add entries.
-    pub const EXTEND: u32 = 0x08;
-    /// Delete entries.
-    pub const DELETE: u32 = 0x10;
-    /// Execute a file.
-    pub const EXECUTE: u32 = 0x20;
 }
 
 /// Writes `post_op_attr`: present with `attr`, or absent.
@@ -189,7 +150,6 @@ pub fn put_post_op_attr<B: BufMut>(b: &mut B, attr: Option<&Attr>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::AuthSys;
 
     fn attr(kind: Ftype, mode: u32) -> Attr {
         Attr {
@@ -220,26 +180,21 @@ mod tests {
     }
 
     #[test]
-    fn access_follows_mode_bits_and_never_grants_writes() {
+    fn the_checks_see_type_and_mode() {
+        use crate::exports::{access, access_bits, Identity};
         let all = 0x3f;
-        let owner = AuthSys::new(b"h", 1000, 1, &[]).unwrap();
-        let group = AuthSys::new(b"h", 2000, 5, &[100]).unwrap();
-        let other = AuthSys::new(b"h", 3000, 5, &[]).unwrap();
-        let root = AuthSys::new(b"h", 0, 0, &[]).unwrap();
+        let who = |uid, gid| Identity {
+            uid,
+            gid,
+            gids: Default::default(),
+        };
         let f = attr(Ftype::Reg, 0o640);
-        assert_eq!(f.access(&Credential::Sys(owner), all), access::READ);
-        assert_eq!(f.access(&Credential::Sys(group), all), access::READ);
-        assert_eq!(f.access(&Credential::Sys(other), all), 0);
-        assert_eq!(f.access(&Credential::None, all), 0);
-        assert_eq!(f.access(&Credential::Sys(root), all), access::READ);
-        let d = attr(Ftype::Dir, 0o755);
-        assert_eq!(
-            d.access(&Credential::Sys(other), all),
-            access::READ | access::LOOKUP
-        );
-        assert_eq!(
-            d.access(&Credential::Sys(other), access::LOOKUP),
-            access::LOOKUP
-        );
+        assert!(!f.owner().is_dir());
+        assert_eq!(access(&who(1000, 1), &f.owner(), all), access_bits::READ);
+        assert_eq!(access(&who(2000, 100), &f.owner(), all), access_bits::READ);
+        assert_eq!(access(&who(3000, 5), &f.owner(), all), 0);
+        let d = attr(Ftype::Dir, 0o711);
+        assert!(d.owner().is_dir());
+        assert_eq!(access(&who(3000, 5), &d.owner(), all), access_bits::LOOKUP);
     }
 }

@@ -9,6 +9,7 @@
 //! root can be reached, whatever names or handles a client sends.
 
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,17 +20,21 @@ use rustix::io::Errno;
 use super::attr::{Attr, Ftype};
 use super::handle::{FileHandle, HandleError, HandleTable, ROOT_ID};
 use super::Nfsstat;
+use crate::exports::{self, Identity, Squash, DEFAULT_ANON_ID};
+use crate::rpc::Credential;
 
 /// Longest file name accepted (NAME_MAX).
 pub const MAX_NAME: usize = 255;
 /// Open files kept for READ.
 const FILE_CACHE: usize = 32;
 
-/// An exported directory: its root descriptor, handle table and name.
+/// An exported directory: its root descriptor, handle table, name and
+/// options (who may use it, and as whom).
 #[derive(Debug)]
 pub struct Export {
     root: OwnedFd,
     name: String,
+    options: exports::Export,
     table: RwLock<HandleTable>,
     files: Mutex<Vec<(u64, Arc<File>)>>,
 }
@@ -39,6 +44,13 @@ type Parent = (OwnedFd, Box<[u8]>);
 
 fn dir_path_flags() -> OFlags {
     OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// A fresh random handle key.
+pub fn random_key() -> std::io::Result<[u8; 16]> {
+    let mut key = [0u8; 16];
+    rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())?;
+    Ok(key)
 }
 
 fn errno_to_stat(e: Errno) -> Nfsstat {
@@ -55,25 +67,70 @@ fn errno_to_stat(e: Errno) -> Nfsstat {
 
 impl Export {
     /// Opens `root` for export under the name `name` (what MOUNT clients
-    /// ask for, e.g. `/export`), with a fresh random handle key and room
-    /// for `max_nodes` handles.
+    /// ask for, e.g. `/export`) as export number 0, open to every client,
+    /// with root squashed to 65534, a fresh random handle key and room for
+    /// `max_nodes` handles.
     pub fn open(root: &Path, name: &str, max_nodes: usize) -> std::io::Result<Export> {
-        let root = rustix::fs::open(root, dir_path_flags(), Mode::empty())?;
+        let options = exports::Export {
+            name: name.trim_matches('/').to_owned(),
+            dir: root.to_owned(),
+            clients: Vec::new(),
+            squash: Squash::Root,
+            anon_uid: DEFAULT_ANON_ID,
+            anon_gid: DEFAULT_ANON_ID,
+        };
+        Export::open_with(0, name, options, random_key()?, max_nodes)
+    }
+
+    /// Opens `options.dir` as export number `number` (the number its
+    /// handles carry), mounted as `path`, with handle key `key`.
+    pub fn open_with(
+        number: u32,
+        path: &str,
+        options: exports::Export,
+        key: [u8; 16],
+        max_nodes: usize,
+    ) -> std::io::Result<Export> {
+        let root = rustix::fs::open(&options.dir, dir_path_flags(), Mode::empty())?;
         let st = rustix::fs::fstat(&root)?;
         let a = Attr::from_stat(&st);
-        let mut key = [0u8; 16];
-        rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())?;
         Ok(Export {
             root,
-            name: name.to_owned(),
-            table: RwLock::new(HandleTable::new(key, a.fsid, a.fileid, max_nodes)),
+            name: path.to_owned(),
+            options,
+            table: RwLock::new(HandleTable::new(key, number, a.fsid, a.fileid, max_nodes)),
             files: Mutex::new(Vec::new()),
         })
     }
 
-    /// The export's name.
+    /// The export's name: the path clients mount (`/name`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The export's options: directory, clients, squashing.
+    pub fn options(&self) -> &exports::Export {
+        &self.options
+    }
+
+    /// True if a client at `addr` may use the export (its `clients=`).
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        self.options.admits(addr)
+    }
+
+    /// The identity a caller with `cred` has on this export, after
+    /// squashing; AUTH_NONE is the anonymous identity.
+    ///
+    /// Costs: no allocation (see [`Squash::apply`]).
+    pub fn identity(&self, cred: &Credential<'_>) -> Identity {
+        match cred {
+            Credential::Sys(s) => self.options.identity(s.uid, s.gid, s.gids.as_slice()),
+            Credential::None => Identity {
+                uid: self.options.anon_uid,
+                gid: self.options.anon_gid,
+                gids: Default::default(),
+            },
+        }
     }
 
     fn table(&self) -> std::sync::RwLockReadGuard<'_, HandleTable> {

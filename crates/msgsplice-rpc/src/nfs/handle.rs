@@ -1,10 +1,11 @@
 //! File handles: opaque to clients, unforgeable, checked on every call.
 //!
-//! A handle names an entry of the server's [`HandleTable`]: the node's id,
-//! followed by a 128-bit SipHash-2-4 tag over (layout version, id, device,
-//! inode) keyed with a random per-server key. A client cannot make a valid
-//! handle without the key, and a handle from another server (or from this
-//! one before a restart) does not verify.
+//! A handle names an entry of an export's [`HandleTable`]: the export's
+//! number and the node's id, followed by a 128-bit SipHash-2-4 tag over
+//! (layout version, export, id, device, inode) keyed with the server's
+//! key. A client cannot make a valid handle without the key, cannot move a
+//! handle to another export by changing its number, and a handle from
+//! another server does not verify.
 //!
 //! The table records, for each node, its parent and its name, so the
 //! server reaches a node again by walking names down from the export root,
@@ -16,9 +17,24 @@ use std::collections::HashMap;
 
 use siphasher::sip128::SipHasher24;
 
-/// Length of every handle this server makes.
-pub const FH_LEN: usize = 28;
-const LAYOUT: [u8; 4] = *b"MSf1";
+/// Length of every handle this server makes: layout (4 bytes), export
+/// number (4), node id (8), tag (16).
+pub const FH_LEN: usize = 32;
+const LAYOUT: [u8; 4] = *b"MSf2";
+/// Where the tag starts in a handle.
+const TAG_AT: usize = 16;
+
+/// The export number a handle of this server's layout names, read without
+/// verifying anything; `None` if `fh` is not of this layout. Used to route
+/// a call to the export whose table then verifies the handle.
+pub fn export_of(fh: &[u8]) -> Option<u32> {
+    if fh.len() != FH_LEN || fh[..4] != LAYOUT {
+        return None;
+    }
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&fh[4..8]);
+    Some(u32::from_be_bytes(b))
+}
 
 /// The id of the export root in every table.
 pub const ROOT_ID: u64 = 0;
@@ -80,17 +96,19 @@ pub struct TableFull;
 #[derive(Debug)]
 pub struct HandleTable {
     key: [u8; 16],
+    export: u32,
     nodes: Vec<Node>,
     by_name: HashMap<(u64, Box<[u8]>), u64>,
     max_nodes: usize,
 }
 
 impl HandleTable {
-    /// A table whose root has device `dev` and inode `ino`, tagging handles
-    /// with `key`.
-    pub fn new(key: [u8; 16], dev: u64, ino: u64, max_nodes: usize) -> HandleTable {
+    /// The table of export number `export`, whose root has device `dev`
+    /// and inode `ino`, tagging handles with `key`.
+    pub fn new(key: [u8; 16], export: u32, dev: u64, ino: u64, max_nodes: usize) -> HandleTable {
         HandleTable {
             key,
+            export,
             nodes: vec![Node {
                 parent: ROOT_ID,
                 name: Box::default(),
@@ -103,11 +121,12 @@ impl HandleTable {
     }
 
     fn tag(&self, id: u64, node: &Node) -> [u8; 16] {
-        let mut msg = [0u8; 28];
+        let mut msg = [0u8; 32];
         msg[..4].copy_from_slice(&LAYOUT);
-        msg[4..12].copy_from_slice(&id.to_be_bytes());
-        msg[12..20].copy_from_slice(&node.dev.to_be_bytes());
-        msg[20..28].copy_from_slice(&node.ino.to_be_bytes());
+        msg[4..8].copy_from_slice(&self.export.to_be_bytes());
+        msg[8..16].copy_from_slice(&id.to_be_bytes());
+        msg[16..24].copy_from_slice(&node.dev.to_be_bytes());
+        msg[24..32].copy_from_slice(&node.ino.to_be_bytes());
         SipHasher24::new_with_key(&self.key).hash(&msg).as_bytes()
     }
 
@@ -119,18 +138,21 @@ impl HandleTable {
         let node = &self.nodes[id as usize];
         let mut fh = [0u8; FH_LEN];
         fh[..4].copy_from_slice(&LAYOUT);
-        fh[4..12].copy_from_slice(&id.to_be_bytes());
-        fh[12..28].copy_from_slice(&self.tag(id, node));
+        fh[4..8].copy_from_slice(&self.export.to_be_bytes());
+        fh[8..TAG_AT].copy_from_slice(&id.to_be_bytes());
+        fh[TAG_AT..].copy_from_slice(&self.tag(id, node));
         FileHandle(fh)
     }
 
     /// Checks a handle from a client and returns its node id.
     pub fn verify(&self, fh: &[u8]) -> Result<u64, HandleError> {
-        if fh.len() != FH_LEN || fh[..4] != LAYOUT {
-            return Err(HandleError::Malformed);
+        match export_of(fh) {
+            None => return Err(HandleError::Malformed),
+            Some(e) if e != self.export => return Err(HandleError::Stale),
+            Some(_) => {}
         }
         let mut idb = [0u8; 8];
-        idb.copy_from_slice(&fh[4..12]);
+        idb.copy_from_slice(&fh[8..TAG_AT]);
         let id = u64::from_be_bytes(idb);
         let node = self
             .nodes
@@ -140,7 +162,7 @@ impl HandleTable {
         // Constant time: how many bytes matched must not leak.
         let diff = want
             .iter()
-            .zip(&fh[12..28])
+            .zip(&fh[TAG_AT..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
             return Err(HandleError::Stale);
@@ -203,7 +225,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn table() -> HandleTable {
-        HandleTable::new([7; 16], 1, 2, 100)
+        HandleTable::new([7; 16], 0, 1, 2, 100)
     }
 
     #[test]
@@ -235,25 +257,34 @@ mod tests {
         let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
         let good = t.handle(a);
         assert_eq!(
-            t.verify(&good.as_bytes()[..27]),
+            t.verify(&good.as_bytes()[..FH_LEN - 1]),
             Err(HandleError::Malformed)
         );
         assert_eq!(t.verify(&[0; FH_LEN]), Err(HandleError::Malformed));
         // Same id, another key: another server's handle.
-        let other = HandleTable::new([8; 16], 1, 2, 100);
+        let other = HandleTable::new([8; 16], 0, 1, 2, 100);
         assert_eq!(
             t.verify(other.handle(ROOT_ID).as_bytes()),
             Err(HandleError::Stale)
         );
         // An id the table does not have.
         let mut forged = good.as_bytes().to_vec();
-        forged[11] = 50;
+        forged[15] = 50;
         assert_eq!(t.verify(&forged), Err(HandleError::Stale));
+        // The same node of another export, with the same key: the export
+        // number is under the tag.
+        let sibling = HandleTable::new([7; 16], 1, 1, 2, 100);
+        let fh = sibling.handle(ROOT_ID);
+        assert_eq!(export_of(fh.as_bytes()), Some(1));
+        assert_eq!(t.verify(fh.as_bytes()), Err(HandleError::Stale));
+        let mut moved = fh.as_bytes().to_vec();
+        moved[7] = 0;
+        assert_eq!(t.verify(&moved), Err(HandleError::Stale));
     }
 
     #[test]
     fn table_is_bounded() {
-        let mut t = HandleTable::new([0; 16], 1, 2, 2);
+        let mut t = HandleTable::new([0; 16], 0, 1, 2, 2);
         assert!(t.register(ROOT_ID, b"a", 1, 3).is_ok());
         assert_eq!(t.register(ROOT_ID, b"b", 1, 4), Err(TableFull));
     }

@@ -1,9 +1,12 @@
 //! A read-only NFSv3 export (RFC 1813) with its MOUNT v3 service.
 //!
 //! [`NfsServer`] binds the NFS and MOUNT ports (on 127.0.0.1 unless told
-//! otherwise) and serves one directory. Both listeners serve both programs,
-//! so the ports can also be the same. No portmapper: clients are told the
-//! ports, e.g. `nfs://127.0.0.1/export/file?nfsport=N&mountport=M&version=3`.
+//! otherwise) and serves one directory ([`NfsServer::bind`], mounted as
+//! `/export`) or a table of exports ([`NfsServer::bind_exports`], each
+//! mounted as `/NAME`, see [`crate::exports`]). Both listeners serve both
+//! programs, so the ports can also be the same. Without a portmapper,
+//! clients are told the ports, e.g.
+//! `nfs://127.0.0.1/export/file?nfsport=N&mountport=M&version=3`.
 //!
 //! - [`handle`]: unforgeable file handles and the table behind them.
 //! - [`export`]: the exported tree, reached only by safe resolution.
@@ -26,6 +29,7 @@ pub mod handle;
 mod proc;
 mod readdir;
 mod res;
+mod set;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -36,7 +40,9 @@ use msgsplice::FragCache;
 
 pub use export::Export;
 pub use proc::NfsProgram;
+pub use set::ExportSet;
 
+use crate::exports::{self, Exports, Squash, DEFAULT_ANON_ID};
 use crate::mount::MountProgram;
 use crate::server::{Dispatcher, Program, RpcServer, ServerConfig, ServerHandle, ServerStats};
 
@@ -93,8 +99,10 @@ pub enum Nfsstat {
 /// Settings of an [`NfsServer`].
 #[derive(Debug, Clone)]
 pub struct NfsConfig {
-    /// The name clients mount (`/export` by default). Must not be `/`:
-    /// libnfs splits `nfs://host/a/file` into export `/a` and file `/file`.
+    /// The name clients mount (`/export` by default) when one directory is
+    /// exported ([`NfsServer::bind`]). Must not be `/`: libnfs splits
+    /// `nfs://host/a/file` into export `/a` and file `/file`. An export
+    /// table names its exports itself.
     pub export_name: String,
     /// Largest number of file handles remembered.
     pub max_handles: usize,
@@ -112,7 +120,8 @@ impl Default for NfsConfig {
     }
 }
 
-/// A read-only NFSv3 server for one directory, bound and ready to serve.
+/// A read-only NFSv3 server for one directory or a table of exports,
+/// bound and ready to serve.
 ///
 /// ```no_run
 /// use msgsplice_rpc::nfs::NfsServer;
@@ -125,7 +134,8 @@ impl Default for NfsConfig {
 #[derive(Debug)]
 pub struct NfsServer {
     rpc: RpcServer,
-    export: Arc<Export>,
+    exports: Arc<ExportSet>,
+    mount: Arc<MountProgram>,
     nfs_addr: SocketAddr,
     mount_addr: SocketAddr,
 }
@@ -152,7 +162,8 @@ impl NfsServer {
         NfsServer::bind(root, at(nfs_port), at(mount_port))
     }
 
-    /// [`bind`](Self::bind) with explicit settings.
+    /// [`bind`](Self::bind) with explicit settings: one export named
+    /// `config.export_name`, open to every client, root squashed.
     pub fn bind_with(
         root: impl AsRef<Path>,
         nfs_addr: SocketAddr,
@@ -166,10 +177,48 @@ impl NfsServer {
                 "the export name must start with '/' and not be '/' alone",
             ));
         }
-        let export = Arc::new(Export::open(root.as_ref(), name, config.max_handles)?);
+        let options = exports::Export {
+            name: name.trim_start_matches('/').to_owned(),
+            dir: root.as_ref().to_owned(),
+            clients: Vec::new(),
+            squash: Squash::Root,
+            anon_uid: DEFAULT_ANON_ID,
+            anon_gid: DEFAULT_ANON_ID,
+        };
+        let key = export::random_key()?;
+        let export = Export::open_with(0, name, options, key, config.max_handles)?;
+        let set = ExportSet::single(Arc::new(export));
+        NfsServer::bind_set(set, nfs_addr, mount_addr, config)
+    }
+
+    /// Serves every export of `exports` (each mounted as `/NAME`) on
+    /// `nfs_addr` (NFS) and `mount_addr` (MOUNT). Fails if `exports` is
+    /// empty or a directory cannot be opened.
+    pub fn bind_exports(
+        exports: &Exports,
+        nfs_addr: SocketAddr,
+        mount_addr: SocketAddr,
+        config: NfsConfig,
+    ) -> io::Result<NfsServer> {
+        let key = export::random_key()?;
+        let set = ExportSet::open(exports, key, config.max_handles)?;
+        NfsServer::bind_set(set, nfs_addr, mount_addr, config)
+    }
+
+    fn bind_set(
+        set: ExportSet,
+        nfs_addr: SocketAddr,
+        mount_addr: SocketAddr,
+        config: NfsConfig,
+    ) -> io::Result<NfsServer> {
+        let exports = Arc::new(set);
+        let mount = Arc::new(MountProgram::serving(
+            exports.clone(),
+            config.server.events.clone(),
+        ));
         let programs: Vec<Arc<dyn Program>> = vec![
-            Arc::new(NfsProgram::new(export.clone())),
-            Arc::new(MountProgram::new(export.clone())),
+            Arc::new(NfsProgram::serving(exports.clone())),
+            mount.clone(),
         ];
         let dispatcher = Dispatcher::new(programs, FragCache::new());
         let same = nfs_addr == mount_addr && nfs_addr.port() != 0;
@@ -184,10 +233,21 @@ impl NfsServer {
         let mount_addr = *bound.last().unwrap_or(&nfs_addr);
         Ok(NfsServer {
             rpc,
-            export,
+            exports,
+            mount,
             nfs_addr,
             mount_addr,
         })
+    }
+
+    /// The exports served.
+    pub fn exports(&self) -> &Arc<ExportSet> {
+        &self.exports
+    }
+
+    /// The MOUNT program (its recorded mounts: [`MountProgram::mounts`]).
+    pub fn mount_program(&self) -> &Arc<MountProgram> {
+        &self.mount
     }
 
     /// The NFS address.
@@ -205,12 +265,12 @@ impl NfsServer {
         self.mount_addr.port()
     }
 
-    /// The export's name.
+    /// The (first) export's name.
     pub fn export_name(&self) -> &str {
-        self.export.name()
+        self.exports.first().name()
     }
 
-    /// The URL a libnfs client uses for the export root; append
+    /// The URL a libnfs client uses for the (first) export's root; append
     /// `/path/in/export` before the `?` for a file (see [`Self::url_for`]).
     pub fn url(&self) -> String {
         self.url_for("")
@@ -226,7 +286,7 @@ impl NfsServer {
         let sep = if path.is_empty() { "" } else { "/" };
         format!(
             "nfs://{host}{}{sep}{path}?nfsport={}&mountport={}&version=3",
-            self.export.name(),
+            self.export_name(),
             self.nfs_port(),
             self.mount_port()
         )

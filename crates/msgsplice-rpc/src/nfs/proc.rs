@@ -6,6 +6,15 @@
 //! [`ProcError`]; [`NfsProgram`] turns it into GARBAGE_ARGS or into the
 //! failure status with the procedure's own [`FailBody`]. Every write
 //! procedure answers NFS3ERR_ROFS.
+//!
+//! Before that, a call is routed to the export its (first) file handle
+//! names, and refused with NFS3ERR_ACCES if the caller's address is not
+//! among the export's `clients=`. The caller's AUTH_SYS identity, squashed
+//! by the export's options, is checked against each object as Linux's nfsd
+//! does (see [`crate::exports::access`]): LOOKUP needs search permission on
+//! the directory, READDIR and READDIRPLUS list (read) permission, READ and
+//! READLINK read permission. Unlike nfsd, an owner who may execute but not
+//! read a file is not let READ it: the export keeps to the mode bits.
 
 use std::sync::Arc;
 
@@ -17,10 +26,13 @@ use super::attr::{put_post_op_attr, Attr, Ftype, FATTR3_LEN, POST_OP_ATTR_LEN};
 use super::export::{Export, MAX_NAME};
 use super::readdir::{readdir, DIR_REPLY_MAX};
 use super::res::{put_fh, FailBody, FsInfo, FsStat, PathConf, FH3_LEN};
+use super::set::ExportSet;
 use super::{Nfsstat, NFS_PROGRAM, NFS_V3, READ_MAX, WRITE_MAX};
+use crate::exports::{self, Identity};
 use crate::reply::{FileRange, Reply, ReplyBuilder, ReplyData, ReplyError};
-use crate::rpc::{AcceptStat, CallHeader, Credential};
+use crate::rpc::{AcceptStat, CallHeader};
 use crate::server::{Caller, Program};
+use crate::xdr::XdrDecoder;
 use crate::xdr::{opaque_len, XdrPut, U32_LEN};
 
 /// Procedure numbers (RFC 1813 section 3.3).
@@ -98,13 +110,14 @@ pub(super) fn failed_with(attr: &Attr) -> impl FnOnce(Nfsstat) -> ProcError {
 }
 
 /// What a procedure needs to know about its call.
-pub(super) struct Ctx<'c, 'a> {
+pub(super) struct Ctx<'c> {
     pub xid: u32,
-    pub cred: &'c Credential<'a>,
+    /// The caller's identity on the export, squashed.
+    pub who: Identity,
     pub cache: &'c FragCache,
 }
 
-impl Ctx<'_, '_> {
+impl Ctx<'_> {
     /// A reply with NFS status `stat` written, and room for `capacity`
     /// more bytes of results.
     fn status(&self, stat: Nfsstat, capacity: usize) -> Result<ReplyBuilder, ReplyError> {
@@ -137,16 +150,32 @@ impl Ctx<'_, '_> {
     }
 }
 
-/// The NFS program (100003, version 3) over one [`Export`].
+/// The NFS program (100003, version 3) over an [`ExportSet`].
 #[derive(Debug)]
 pub struct NfsProgram {
-    export: Arc<Export>,
+    exports: Arc<ExportSet>,
 }
 
 impl NfsProgram {
-    /// The NFS program for `export`.
+    /// The NFS program for one export (numbered 0).
     pub fn new(export: Arc<Export>) -> NfsProgram {
-        NfsProgram { export }
+        NfsProgram::serving(Arc::new(ExportSet::single(export)))
+    }
+
+    /// The NFS program for every export of `exports`.
+    pub fn serving(exports: Arc<ExportSet>) -> NfsProgram {
+        NfsProgram { exports }
+    }
+
+    /// The export a call's arguments are for: the one its first file
+    /// handle names. Every NFSv3 procedure but NULL starts with one. A
+    /// handle that names no export goes to the first, whose table then
+    /// refuses it (so garbage arguments still win over a bad handle).
+    fn route(&self, args: &[u8]) -> &Arc<Export> {
+        let fh = XdrDecoder::new(args).opaque(super::args::MAX_FH);
+        fh.ok()
+            .and_then(|fh| self.exports.by_handle(fh))
+            .unwrap_or(self.exports.first())
     }
 }
 
@@ -167,14 +196,17 @@ impl Program for NfsProgram {
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
         use procs::*;
+        if call.proc_num == NULL {
+            return Reply::accepted(cache, call.xid, AcceptStat::Success);
+        }
+        let ex = &**self.route(args);
         let ctx = Ctx {
             xid: call.xid,
-            cred: &caller.cred,
+            who: ex.identity(&caller.cred),
             cache,
         };
-        let ex = &*self.export;
         let res = match call.proc_num {
-            NULL => Reply::accepted(cache, call.xid, AcceptStat::Success).map_err(Into::into),
+            _ if !ex.admits(caller.peer.ip()) => Err(ProcError::Failed(Nfsstat::Acces, None)),
             GETATTR => getattr(ex, &ctx, args),
             LOOKUP => lookup(ex, &ctx, args),
             ACCESS => access(ex, &ctx, args),
@@ -216,7 +248,7 @@ fn fail_body(proc_num: u32) -> FailBody {
 }
 
 /// GETATTR: the object's attributes.
-fn getattr(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn getattr(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ObjectArgs::decode(ex, args)?;
     let attr = ex.getattr(args.object)?;
     let mut b = ctx.ok(FATTR3_LEN)?;
@@ -225,14 +257,13 @@ fn getattr(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErr
 }
 
 /// LOOKUP: a name in a directory the caller may search.
-fn lookup(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn lookup(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = LookupArgs::decode(ex, args)?;
     let dir_attr = ex.getattr(args.dir)?;
     if dir_attr.kind != Ftype::Dir {
         return Err(ProcError::Failed(Nfsstat::NotDir, Some(dir_attr)));
     }
-    let (_, may_search) = dir_attr.may(ctx.cred);
-    if !may_search {
+    if !exports::may_search_dir(&ctx.who, &dir_attr.owner()) {
         return Err(ProcError::Failed(Nfsstat::Acces, Some(dir_attr)));
     }
     let (id, attr, dir_attr) = ex
@@ -246,10 +277,10 @@ fn lookup(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErro
 }
 
 /// ACCESS: which of the asked rights the caller has.
-fn access(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn access(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = AccessArgs::decode(ex, args)?;
     let attr = ex.getattr(args.object)?;
-    let granted = attr.access(ctx.cred, args.want);
+    let granted = exports::access(&ctx.who, &attr.owner(), args.want);
     let mut b = ctx.ok(POST_OP_ATTR_LEN + U32_LEN)?;
     put_post_op_attr(b.head(), Some(&attr));
     b.head().put_u32(granted);
@@ -257,8 +288,12 @@ fn access(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErro
 }
 
 /// READLINK: a symbolic link's target.
-fn readlink(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn readlink(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ObjectArgs::decode(ex, args)?;
+    let attr = ex.getattr(args.object)?;
+    if !exports::may_read(&ctx.who, &attr.owner()) {
+        return Err(ProcError::Failed(Nfsstat::Acces, Some(attr)));
+    }
     let (target, attr) = ex.readlink(args.object)?;
     let mut b = ctx.ok(POST_OP_ATTR_LEN + opaque_len(target.len()))?;
     put_post_op_attr(b.head(), Some(&attr));
@@ -268,12 +303,14 @@ fn readlink(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcEr
 
 /// READ: the data goes as a file range (sent from the page cache), with
 /// the count clipped to the end of the file and to [`READ_MAX`].
-fn read(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn read(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ReadArgs::decode(ex, args)?;
     let (file, attr) = ex
         .open_file(args.file)
         .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.file).ok()))?;
-    if !may_read(&attr, ctx.cred) {
+    // The attributes come from the fstat the reply needs anyway: the
+    // check costs no system call.
+    if !exports::may_read(&ctx.who, &attr.owner()) {
         return Err(ProcError::Failed(Nfsstat::Acces, Some(attr)));
     }
     let (n, eof) = read_span(attr.size, args.offset, args.count);
@@ -293,14 +330,6 @@ fn read(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError>
     Ok(b.finish()?)
 }
 
-/// Whether the caller may READ a file with `attr`. As knfsd does, a file's
-/// owner may read what they may execute.
-fn may_read(attr: &Attr, cred: &Credential<'_>) -> bool {
-    let (read, exec) = attr.may(cred);
-    let owner = matches!(cred, Credential::Sys(s) if s.uid == attr.uid);
-    read || (exec && owner)
-}
-
 /// Bytes a READ of `count` at `offset` returns from a file of `size`
 /// bytes, and whether that reaches the end of the file.
 pub(super) fn read_span(size: u64, offset: u64, count: u32) -> (u64, bool) {
@@ -312,7 +341,7 @@ pub(super) fn read_span(size: u64, offset: u64, count: u32) -> (u64, bool) {
 }
 
 /// FSSTAT: space and file slots of the exported file system.
-fn fsstat(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn fsstat(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ObjectArgs::decode(ex, args)?;
     let attr = ex.getattr(args.object)?;
     let vfs = ex.statvfs().map_err(failed_with(&attr))?;
@@ -323,7 +352,7 @@ fn fsstat(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErro
 }
 
 /// FSINFO: the server's transfer sizes and what the export supports.
-fn fsinfo(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn fsinfo(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ObjectArgs::decode(ex, args)?;
     let attr = ex.getattr(args.object)?;
     let info = FsInfo {
@@ -336,10 +365,7 @@ fn fsinfo(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErro
         dtpref: DIR_REPLY_MAX as u32,
         maxfilesize: i64::MAX as u64,
         time_delta: (0, 1),
-        properties: FsInfo::FSF3_LINK
-            | FsInfo::FSF3_SYMLINK
-            | FsInfo::FSF3_HOMOGENEOUS
-            | FsInfo::FSF3_CANSETTIME,
+        properties: FsInfo::FSF3_LINK | FsInfo::FSF3_SYMLINK | FsInfo::FSF3_HOMOGENEOUS,
     };
     let mut b = ctx.ok(POST_OP_ATTR_LEN + FsInfo::LEN)?;
     put_post_op_attr(b.head(), Some(&attr));
@@ -348,7 +374,7 @@ fn fsinfo(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcErro
 }
 
 /// PATHCONF: name and link limits.
-fn pathconf(ex: &Export, ctx: &Ctx<'_, '_>, args: &[u8]) -> Result<Reply, ProcError> {
+fn pathconf(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let args = ObjectArgs::decode(ex, args)?;
     let attr = ex.getattr(args.object)?;
     let conf = PathConf {

@@ -40,7 +40,7 @@ const PLUS_LEN: usize = POST_OP_ATTR_LEN + POST_OP_FH3_LEN;
 /// a cookie on, as many as the client's limits allow.
 pub(super) fn readdir(
     ex: &Export,
-    ctx: &Ctx<'_, '_>,
+    ctx: &Ctx<'_>,
     args: &[u8],
     plus: bool,
 ) -> Result<Reply, ProcError> {
@@ -60,16 +60,11 @@ pub(super) fn readdir(
 
 /// The directory open for reading, positioned at the cookie, with its
 /// attributes; or why not (with the attributes when known).
-fn open_listing(
-    ex: &Export,
-    ctx: &Ctx<'_, '_>,
-    args: &ReaddirArgs,
-) -> Result<(Dir, Attr), ProcError> {
+fn open_listing(ex: &Export, ctx: &Ctx<'_>, args: &ReaddirArgs) -> Result<(Dir, Attr), ProcError> {
     let (fd, dir_attr) = ex
         .open_dir(args.dir)
         .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.dir).ok()))?;
-    let (may_list, _) = dir_attr.may(ctx.cred);
-    if !may_list {
+    if !crate::exports::may_list_dir(&ctx.who, &dir_attr.owner()) {
         return Err(ProcError::Failed(Nfsstat::Acces, Some(dir_attr)));
     }
     let fail = failed_with(&dir_attr);

@@ -164,8 +164,6 @@ impl FsInfo {
     pub(super) const FSF3_SYMLINK: u32 = 0x2;
     /// PATHCONF is the same for every file.
     pub(super) const FSF3_HOMOGENEOUS: u32 = 0x8;
-    /// SETATTR can set times (if the export were writable).
-    pub(super) const FSF3_CANSETTIME: u32 = 0x10;
 
     /// Writes [`Self::LEN`] bytes.
     pub(super) fn put<B: BufMut>(&self, b: &mut B) {

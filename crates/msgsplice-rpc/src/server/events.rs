@@ -42,6 +42,30 @@ pub enum ServerEvent<'a> {
         /// The client.
         peer: SocketAddr,
     },
+    /// A client mounted an export (MOUNT's MNT succeeded).
+    Mounted {
+        /// The client.
+        peer: SocketAddr,
+        /// The path it mounted (the export, or a directory in it), as sent.
+        path: &'a [u8],
+    },
+    /// A client's MNT was refused.
+    MountRefused {
+        /// The client.
+        peer: SocketAddr,
+        /// The path it asked for, as sent.
+        path: &'a [u8],
+        /// Why, as the MOUNT status sent back (`MNT3ERR_ACCES`, ...).
+        why: &'static str,
+    },
+    /// A client said it unmounted a path (UMNT), or everything (UMNTALL:
+    /// `path` is `None`).
+    Unmounted {
+        /// The client.
+        peer: SocketAddr,
+        /// The path, as sent; `None` for UMNTALL.
+        path: Option<&'a [u8]>,
+    },
 }
 
 /// Why the server closed a connection.

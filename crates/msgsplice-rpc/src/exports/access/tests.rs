@@ -7,7 +7,7 @@ fn who(uid: u32, gid: u32, gids: &[u32]) -> Identity {
     Identity {
         uid,
         gid,
-        gids: gids.to_vec(),
+        gids: gids.into(),
     }
 }
 
