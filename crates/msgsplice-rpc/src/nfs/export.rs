@@ -18,7 +18,8 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::attr::{Attr, Ftype};
-use super::handle::{FileHandle, HandleError, HandleTable, ROOT_ID};
+use super::handle::{FileHandle, HandleError, HandleTable, Node, ROOT_ID};
+use super::state::{StateDir, StateError};
 use super::Nfsstat;
 use crate::exports::{self, Identity, Squash, DEFAULT_ANON_ID};
 use crate::rpc::Credential;
@@ -34,6 +35,7 @@ const FILE_CACHE: usize = 32;
 pub struct Export {
     root: OwnedFd,
     name: String,
+    number: u32,
     options: exports::Export,
     table: RwLock<HandleTable>,
     files: Mutex<Vec<(u64, Arc<File>)>>,
@@ -51,6 +53,18 @@ pub fn random_key() -> std::io::Result<[u8; 16]> {
     let mut key = [0u8; 16];
     rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())?;
     Ok(key)
+}
+
+/// The attributes of an open file (`statx` with `AT_EMPTY_PATH`: one
+/// system call, like `fstat`, and no allocation).
+fn stat_fd(fd: impl AsFd) -> Result<Attr, Errno> {
+    rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, Attr::STATX_MASK).map(|s| Attr::from_statx(&s))
+}
+
+/// The attributes of `name` in `dir`, not following a symbolic link.
+fn stat_at(dir: impl AsFd, name: &[u8]) -> Result<Attr, Errno> {
+    rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, Attr::STATX_MASK)
+        .map(|s| Attr::from_statx(&s))
 }
 
 fn errno_to_stat(e: Errno) -> Nfsstat {
@@ -92,15 +106,41 @@ impl Export {
         max_nodes: usize,
     ) -> std::io::Result<Export> {
         let root = rustix::fs::open(&options.dir, dir_path_flags(), Mode::empty())?;
-        let st = rustix::fs::fstat(&root)?;
-        let a = Attr::from_stat(&st);
+        let a = stat_fd(&root)?;
+        let root_node = Node {
+            parent: ROOT_ID,
+            name: Box::default(),
+            dev: a.fsid,
+            ino: a.fileid,
+            gen: a.gen,
+        };
         Ok(Export {
             root,
             name: path.to_owned(),
+            number,
             options,
-            table: RwLock::new(HandleTable::new(key, number, a.fsid, a.fileid, max_nodes)),
+            table: RwLock::new(HandleTable::new(key, number, root_node, max_nodes)),
             files: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Takes back the nodes an earlier run recorded in `state` for this
+    /// export, and records new ones there from now on: handles then stay
+    /// valid across restarts (with the same key).
+    ///
+    /// Costs: reads the journal once; then one `write` per new node.
+    pub fn keep_state(&self, state: &StateDir) -> Result<(), StateError> {
+        let (nodes, journal) = state.journal(&self.options.name)?;
+        self.table
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore(nodes, journal);
+        Ok(())
+    }
+
+    /// The number this export's handles carry.
+    pub fn number(&self) -> u32 {
+        self.number
     }
 
     /// The export's name: the path clients mount (`/name`).
@@ -178,22 +218,52 @@ impl Export {
     fn check(&self, id: u64, attr: &Attr) -> Result<(), Nfsstat> {
         let table = self.table();
         let n = table.node(id).ok_or(Nfsstat::Stale)?;
-        if n.dev != attr.fsid || n.ino != attr.fileid {
+        if !n.is(attr.fsid, attr.fileid, attr.gen) {
             return Err(Nfsstat::Stale);
         }
         Ok(())
     }
 
     /// The attributes of node `id`, checked to still be the same file.
+    ///
+    /// A node whose file is open in the READ cache is answered from that
+    /// file, as READ is: every procedure gives a handle the same verdict.
     pub fn getattr(&self, id: u64) -> Result<Attr, Nfsstat> {
-        let st = match self.walk_parent(id)? {
-            None => rustix::fs::fstat(&self.root),
-            Some((dir, name)) => rustix::fs::statat(&dir, &*name, AtFlags::SYMLINK_NOFOLLOW),
+        if let Some(a) = self.cached(id)? {
+            return Ok(a.1);
+        }
+        let a = match self.walk_parent(id)? {
+            None => stat_fd(&self.root),
+            Some((dir, name)) => stat_at(&dir, &name),
         }
         .map_err(|_| Nfsstat::Stale)?;
-        let a = Attr::from_stat(&st);
         self.check(id, &a)?;
         Ok(a)
+    }
+
+    /// Node `id`'s file from the READ cache, with its attributes now, if
+    /// it is there. A cached file that has been deleted (no links left) is
+    /// dropped from the cache and the handle is STALE: the name may hold
+    /// another file now, and an unlinked file is gone for every procedure.
+    ///
+    /// Costs: a scan of the cache; on a hit, one `statx` on the open file.
+    fn cached(&self, id: u64) -> Result<Option<(Arc<File>, Attr)>, Nfsstat> {
+        let cached = {
+            let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            files.iter().find(|(i, _)| *i == id).map(|(_, f)| f.clone())
+        };
+        let Some(f) = cached else {
+            return Ok(None);
+        };
+        let a = stat_fd(&*f).map_err(errno_to_stat)?;
+        if a.nlink > 0 {
+            return Ok(Some((f, a)));
+        }
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != id);
+        Err(Nfsstat::Stale)
     }
 
     /// Opens node `id` with `flags` (plus `O_NOFOLLOW | O_CLOEXEC`) and
@@ -208,7 +278,7 @@ impl Export {
             Errno::NOENT => Nfsstat::Stale,
             e => errno_to_stat(e),
         })?;
-        let a = Attr::from_stat(&rustix::fs::fstat(&fd).map_err(errno_to_stat)?);
+        let a = stat_fd(&fd).map_err(errno_to_stat)?;
         self.check(id, &a)?;
         Ok((fd, a))
     }
@@ -236,9 +306,7 @@ impl Export {
             }
             _ => {}
         }
-        let st =
-            rustix::fs::statat(&dfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_to_stat)?;
-        let a = Attr::from_stat(&st);
+        let a = stat_at(&dfd, name).map_err(errno_to_stat)?;
         let id = self.register(dir, name, &a)?;
         Ok((id, a, dir_attr))
     }
@@ -249,7 +317,7 @@ impl Export {
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .register(dir, name, a.fsid, a.fileid)
+            .register(dir, name, a.fsid, a.fileid, a.gen)
             .map_err(|_| Nfsstat::ServerFault)
     }
 
@@ -261,23 +329,11 @@ impl Export {
     /// An open regular file for READ, from a small cache of open files.
     /// Returns it with its current attributes.
     ///
-    /// Costs: on a hit, one `fstat` and no allocation; on a miss, the walk,
-    /// one `open` and one `Arc` allocation.
+    /// Costs: on a hit, one `statx` and no allocation; on a miss, the
+    /// walk, one `open` and one `Arc` allocation.
     pub fn open_file(&self, id: u64) -> Result<(Arc<File>, Attr), Nfsstat> {
-        let cached = {
-            let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-            files.iter().find(|(i, _)| *i == id).map(|(_, f)| f.clone())
-        };
-        if let Some(f) = cached {
-            let a = Attr::from_stat(&rustix::fs::fstat(&*f).map_err(errno_to_stat)?);
-            if a.nlink > 0 {
-                return Ok((f, a));
-            }
-            // Deleted since: forget it, and let the walk decide.
-            self.files
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(i, _)| *i != id);
+        if let Some(hit) = self.cached(id)? {
+            return Ok(hit);
         }
         // Look before opening: opening a device or a FIFO can have effects.
         let a = self.getattr(id)?;

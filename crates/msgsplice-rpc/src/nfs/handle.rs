@@ -9,11 +9,21 @@
 //!
 //! The table records, for each node, its parent and its name, so the
 //! server reaches a node again by walking names down from the export root,
-//! one `openat(O_NOFOLLOW)` per component (see `export.rs`). The device and
-//! inode in the table are checked against what that walk finds: a name that
-//! now points to another file makes the old handle stale.
+//! one `openat(O_NOFOLLOW)` per component (see `export.rs`). The device,
+//! inode and generation in the table are checked against what that walk
+//! finds: a name that now points to another file makes the old handle
+//! stale. The generation is the file's birth time: an inode number can be
+//! reused by a new file as soon as the old one is deleted, and so can its
+//! ctime be changed at will (by `chmod`, say), but a new file is born
+//! later than the one it replaces, and its birth time never changes after.
+//!
+//! With a journal (see `state.rs`), every node registered is appended to
+//! it, and a restarted server replays it: node ids, and so handles, stay
+//! the same across restarts when the key does too.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
 
 use siphasher::sip128::SipHasher24;
 
@@ -82,6 +92,16 @@ pub struct Node {
     pub dev: u64,
     /// Inode number found when the node was registered.
     pub ino: u64,
+    /// Generation (birth time) found when the node was registered; 0 where
+    /// the file system has none.
+    pub gen: u64,
+}
+
+impl Node {
+    /// True if a file with `dev`, `ino` and `gen` is this node's file.
+    pub fn is(&self, dev: u64, ino: u64, gen: u64) -> bool {
+        self.dev == dev && self.ino == ino && self.gen == gen
+    }
 }
 
 /// The table was full: the server refuses to remember more nodes.
@@ -100,33 +120,52 @@ pub struct HandleTable {
     nodes: Vec<Node>,
     by_name: HashMap<(u64, Box<[u8]>), u64>,
     max_nodes: usize,
+    journal: Option<File>,
 }
 
 impl HandleTable {
-    /// The table of export number `export`, whose root has device `dev`
-    /// and inode `ino`, tagging handles with `key`.
-    pub fn new(key: [u8; 16], export: u32, dev: u64, ino: u64, max_nodes: usize) -> HandleTable {
+    /// The table of export number `export`, whose root is the file `root`
+    /// (its name and parent are ignored), tagging handles with `key`.
+    pub fn new(key: [u8; 16], export: u32, root: Node, max_nodes: usize) -> HandleTable {
         HandleTable {
             key,
             export,
             nodes: vec![Node {
                 parent: ROOT_ID,
                 name: Box::default(),
-                dev,
-                ino,
+                ..root
             }],
             by_name: HashMap::new(),
             max_nodes: max_nodes.max(1),
+            journal: None,
         }
     }
 
+    /// Takes back the nodes of an earlier run, in their order (ids from 1),
+    /// then appends every new node to `journal`. Stops at the first node
+    /// that could not have been registered (a parent not before it, an
+    /// empty name or one with a `/`), or when the table is full.
+    pub fn restore(&mut self, nodes: Vec<Node>, journal: File) {
+        for n in nodes {
+            let id = self.nodes.len() as u64;
+            let bad = n.parent >= id || n.name.is_empty() || n.name.contains(&b'/');
+            if bad || self.nodes.len() >= self.max_nodes {
+                break;
+            }
+            self.by_name.insert((n.parent, n.name.clone()), id);
+            self.nodes.push(n);
+        }
+        self.journal = Some(journal);
+    }
+
     fn tag(&self, id: u64, node: &Node) -> [u8; 16] {
-        let mut msg = [0u8; 32];
+        let mut msg = [0u8; 40];
         msg[..4].copy_from_slice(&LAYOUT);
         msg[4..8].copy_from_slice(&self.export.to_be_bytes());
         msg[8..16].copy_from_slice(&id.to_be_bytes());
         msg[16..24].copy_from_slice(&node.dev.to_be_bytes());
         msg[24..32].copy_from_slice(&node.ino.to_be_bytes());
+        msg[32..40].copy_from_slice(&node.gen.to_be_bytes());
         SipHasher24::new_with_key(&self.key).hash(&msg).as_bytes()
     }
 
@@ -176,19 +215,23 @@ impl HandleTable {
     }
 
     /// The id for `name` in directory `parent` whose file has (`dev`,
-    /// `ino`), registering it if new. A name that now holds another inode
-    /// gets a new id; the old id's handle goes stale.
+    /// `ino`, `gen`), registering it if new. A name that now holds another
+    /// file gets a new id; the old id's handle goes stale.
+    ///
+    /// Costs: with a journal, one `write` for a new node. A journal that
+    /// cannot be written (disk full) does not stop the server: the node's
+    /// handle then lasts until the server stops.
     pub fn register(
         &mut self,
         parent: u64,
         name: &[u8],
         dev: u64,
         ino: u64,
+        gen: u64,
     ) -> Result<u64, TableFull> {
         let key = (parent, Box::<[u8]>::from(name));
         if let Some(&id) = self.by_name.get(&key) {
-            let n = &self.nodes[id as usize];
-            if n.dev == dev && n.ino == ino {
+            if self.nodes[id as usize].is(dev, ino, gen) {
                 return Ok(id);
             }
         }
@@ -196,12 +239,17 @@ impl HandleTable {
             return Err(TableFull);
         }
         let id = self.nodes.len() as u64;
-        self.nodes.push(Node {
+        let node = Node {
             parent,
             name: key.1.clone(),
             dev,
             ino,
-        });
+            gen,
+        };
+        if let Some(j) = &mut self.journal {
+            let _ = j.write_all(&super::state::journal_record(&node));
+        }
+        self.nodes.push(node);
         self.by_name.insert(key, id);
         Ok(id)
     }
@@ -224,16 +272,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn root(dev: u64, ino: u64) -> Node {
+        Node {
+            parent: 0,
+            name: Box::default(),
+            dev,
+            ino,
+            gen: 5,
+        }
+    }
+
     fn table() -> HandleTable {
-        HandleTable::new([7; 16], 0, 1, 2, 100)
+        HandleTable::new([7; 16], 0, root(1, 2), 100)
     }
 
     #[test]
     fn handles_verify_and_name_their_node() {
         let mut t = table();
-        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
-        let b = t.register(a, b"b", 1, 11).unwrap();
-        assert_eq!(t.register(a, b"b", 1, 11), Ok(b));
+        let a = t.register(ROOT_ID, b"a", 1, 10, 0).unwrap();
+        let b = t.register(a, b"b", 1, 11, 0).unwrap();
+        assert_eq!(t.register(a, b"b", 1, 11, 0), Ok(b));
         assert_eq!(t.verify(t.handle(b).as_bytes()), Ok(b));
         assert_eq!(t.verify(t.handle(ROOT_ID).as_bytes()), Ok(ROOT_ID));
         let mut path = Vec::new();
@@ -244,9 +302,14 @@ mod tests {
     #[test]
     fn replaced_file_gets_a_new_id() {
         let mut t = table();
-        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
-        let a2 = t.register(ROOT_ID, b"a", 1, 99).unwrap();
+        let a = t.register(ROOT_ID, b"a", 1, 10, 0).unwrap();
+        let a2 = t.register(ROOT_ID, b"a", 1, 99, 0).unwrap();
         assert_ne!(a, a2);
+        // The same inode number born again: another file.
+        let a3 = t.register(ROOT_ID, b"a", 1, 99, 7).unwrap();
+        assert_ne!(a2, a3);
+        assert!(t.node(a3).unwrap().is(1, 99, 7));
+        assert!(!t.node(a2).unwrap().is(1, 99, 7));
         // Both handles still verify; the export's walk finds the old one stale.
         assert_eq!(t.verify(t.handle(a).as_bytes()), Ok(a));
     }
@@ -254,7 +317,7 @@ mod tests {
     #[test]
     fn malformed_and_forged_handles_are_refused() {
         let mut t = table();
-        let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+        let a = t.register(ROOT_ID, b"a", 1, 10, 0).unwrap();
         let good = t.handle(a);
         assert_eq!(
             t.verify(&good.as_bytes()[..FH_LEN - 1]),
@@ -262,7 +325,7 @@ mod tests {
         );
         assert_eq!(t.verify(&[0; FH_LEN]), Err(HandleError::Malformed));
         // Same id, another key: another server's handle.
-        let other = HandleTable::new([8; 16], 0, 1, 2, 100);
+        let other = HandleTable::new([8; 16], 0, root(1, 2), 100);
         assert_eq!(
             t.verify(other.handle(ROOT_ID).as_bytes()),
             Err(HandleError::Stale)
@@ -273,7 +336,7 @@ mod tests {
         assert_eq!(t.verify(&forged), Err(HandleError::Stale));
         // The same node of another export, with the same key: the export
         // number is under the tag.
-        let sibling = HandleTable::new([7; 16], 1, 1, 2, 100);
+        let sibling = HandleTable::new([7; 16], 1, root(1, 2), 100);
         let fh = sibling.handle(ROOT_ID);
         assert_eq!(export_of(fh.as_bytes()), Some(1));
         assert_eq!(t.verify(fh.as_bytes()), Err(HandleError::Stale));
@@ -284,9 +347,9 @@ mod tests {
 
     #[test]
     fn table_is_bounded() {
-        let mut t = HandleTable::new([0; 16], 0, 1, 2, 2);
-        assert!(t.register(ROOT_ID, b"a", 1, 3).is_ok());
-        assert_eq!(t.register(ROOT_ID, b"b", 1, 4), Err(TableFull));
+        let mut t = HandleTable::new([0; 16], 0, root(1, 2), 2);
+        assert!(t.register(ROOT_ID, b"a", 1, 3, 0).is_ok());
+        assert_eq!(t.register(ROOT_ID, b"b", 1, 4, 0), Err(TableFull));
     }
 
     proptest! {
@@ -294,7 +357,7 @@ mod tests {
         #[test]
         fn any_bit_flip_is_detected(bit in 0usize..FH_LEN * 8) {
             let mut t = table();
-            let a = t.register(ROOT_ID, b"a", 1, 10).unwrap();
+            let a = t.register(ROOT_ID, b"a", 1, 10, 0).unwrap();
             let mut fh = t.handle(a).as_bytes().to_vec();
             fh[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(t.verify(&fh).is_err());

@@ -30,6 +30,7 @@ mod proc;
 mod readdir;
 mod res;
 mod set;
+pub mod state;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -40,11 +41,14 @@ use msgsplice::FragCache;
 
 pub use export::Export;
 pub use proc::NfsProgram;
-pub use set::ExportSet;
+pub use set::{export_number, ExportSet};
+pub use state::{StateDir, StateError};
 
 use crate::exports::{self, Exports, Squash, DEFAULT_ANON_ID};
 use crate::mount::MountProgram;
-use crate::server::{Dispatcher, Program, RpcServer, ServerConfig, ServerHandle, ServerStats};
+use crate::server::{
+    Dispatcher, Program, RpcServer, ServerConfig, ServerEvent, ServerHandle, ServerStats,
+};
 
 /// The NFS program number.
 pub const NFS_PROGRAM: u32 = 100003;
@@ -104,8 +108,13 @@ pub struct NfsConfig {
     /// `nfs://host/a/file` into export `/a` and file `/file`. An export
     /// table names its exports itself.
     pub export_name: String,
-    /// Largest number of file handles remembered.
+    /// Largest number of file handles remembered (per export).
     pub max_handles: usize,
+    /// Where the handle key and the exports' node journals are kept (see
+    /// [`StateDir`]), so that handles stay valid across restarts. Without
+    /// it each start makes a new key, every handle a client holds goes
+    /// stale at a restart, and a [`ServerEvent::Warning`] says so.
+    pub state_dir: Option<std::path::PathBuf>,
     /// RPC server limits, hooks and transport.
     pub server: ServerConfig,
 }
@@ -115,6 +124,7 @@ impl Default for NfsConfig {
         NfsConfig {
             export_name: "/export".into(),
             max_handles: 1 << 20,
+            state_dir: None,
             server: ServerConfig::default(),
         }
     }
@@ -185,10 +195,11 @@ impl NfsServer {
             anon_uid: DEFAULT_ANON_ID,
             anon_gid: DEFAULT_ANON_ID,
         };
-        let key = export::random_key()?;
-        let export = Export::open_with(0, name, options, key, config.max_handles)?;
+        let (key, state) = NfsServer::key(&config)?;
+        let number = export_number(&key, &options.name);
+        let export = Export::open_with(number, name, options, key, config.max_handles)?;
         let set = ExportSet::single(Arc::new(export));
-        NfsServer::bind_set(set, nfs_addr, mount_addr, config)
+        NfsServer::bind_set(set, state, nfs_addr, mount_addr, config)
     }
 
     /// Serves every export of `exports` (each mounted as `/NAME`) on
@@ -200,17 +211,40 @@ impl NfsServer {
         mount_addr: SocketAddr,
         config: NfsConfig,
     ) -> io::Result<NfsServer> {
-        let key = export::random_key()?;
+        let (key, state) = NfsServer::key(&config)?;
         let set = ExportSet::open(exports, key, config.max_handles)?;
-        NfsServer::bind_set(set, nfs_addr, mount_addr, config)
+        NfsServer::bind_set(set, state, nfs_addr, mount_addr, config)
+    }
+
+    /// The handle key: kept in the state directory, or new.
+    fn key(config: &NfsConfig) -> io::Result<([u8; 16], Option<StateDir>)> {
+        match &config.state_dir {
+            Some(dir) => {
+                let state = StateDir::open(dir)?;
+                Ok((state.key()?, Some(state)))
+            }
+            None => {
+                (config.server.events)(&ServerEvent::Warning {
+                    message: "no state directory: file handles will not survive a restart \
+                              (clients must mount again)",
+                });
+                Ok((export::random_key()?, None))
+            }
+        }
     }
 
     fn bind_set(
         set: ExportSet,
+        state: Option<StateDir>,
         nfs_addr: SocketAddr,
         mount_addr: SocketAddr,
         config: NfsConfig,
     ) -> io::Result<NfsServer> {
+        if let Some(state) = &state {
+            for e in set.iter() {
+                e.keep_state(state)?;
+            }
+        }
         let exports = Arc::new(set);
         let mount = Arc::new(MountProgram::serving(
             exports.clone(),

@@ -164,8 +164,16 @@ fn put_plus_part(ex: &Export, dir: u64, listing: &Dir, name: &[u8], b: &mut Repl
     let attr = listing
         .fd()
         .ok()
-        .and_then(|dfd| rustix::fs::statat(dfd.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok())
-        .map(|st| Attr::from_stat(&st));
+        .and_then(|dfd| {
+            rustix::fs::statx(
+                dfd.as_fd(),
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                Attr::STATX_MASK,
+            )
+            .ok()
+        })
+        .map(|st| Attr::from_statx(&st));
     let id = attr.and_then(|a| ex.register(dir, name, &a).ok());
     put_post_op_attr(b.head(), attr.as_ref());
     put_post_op_fh(b.head(), ex, id);

@@ -9,11 +9,20 @@
 use std::io;
 use std::sync::Arc;
 
+use siphasher::sip::SipHasher24;
+
 use super::export::Export;
 use super::handle::export_of;
 use crate::exports::Exports;
 
-/// The exports of a server, numbered from 0 in the order given.
+/// The number the handles of export `name` carry: 32 bits of a keyed
+/// hash of the name. Collisions are found when the set is opened.
+pub fn export_number(key: &[u8; 16], name: &str) -> u32 {
+    let h = SipHasher24::new_with_key(key).hash(name.as_bytes());
+    (h >> 32) as u32
+}
+
+/// The exports of a server, each with the number its handles carry.
 #[derive(Debug)]
 pub struct ExportSet {
     list: Vec<Arc<Export>>,
@@ -26,8 +35,10 @@ impl ExportSet {
         ExportSet { list: vec![export] }
     }
 
-    /// Opens every export of `exports`, numbered in order, tagging their
-    /// handles with `key`, each with room for `max_nodes` handles.
+    /// Opens every export of `exports`, tagging their handles with `key`,
+    /// each with room for `max_nodes` handles. An export's number is
+    /// derived from its name and the key (see [`export_number`]), so that
+    /// reordering or adding exports leaves the handles of the others valid.
     ///
     /// Fails if there is no export, or a directory cannot be opened (the
     /// error names it).
@@ -39,8 +50,16 @@ impl ExportSet {
             ));
         }
         let mut list = Vec::with_capacity(exports.len());
-        for (number, e) in exports.iter().enumerate() {
-            let number = u32::try_from(number).map_err(io::Error::other)?;
+        for e in exports.iter() {
+            let number = export_number(&key, &e.name);
+            if let Some(other) = list.iter().find(|x: &&Arc<Export>| x.number() == number) {
+                let why = format!(
+                    "exports {} and {} collide: rename one",
+                    other.name(),
+                    e.name
+                );
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+            }
             let ex =
                 Export::open_with(number, &e.path(), e.clone(), key, max_nodes).map_err(|err| {
                     io::Error::new(
@@ -67,7 +86,7 @@ impl ExportSet {
     /// export's own table still has to verify the handle.
     pub fn by_handle(&self, fh: &[u8]) -> Option<&Arc<Export>> {
         let n = export_of(fh)?;
-        self.list.get(usize::try_from(n).ok()?)
+        self.list.iter().find(|e| e.number() == n)
     }
 
     /// The export that MOUNT path `path` is in: the export whose name

@@ -42,6 +42,11 @@ pub enum ServerEvent<'a> {
         /// The client.
         peer: SocketAddr,
     },
+    /// Something the operator should know about the server as a whole.
+    Warning {
+        /// What, in a sentence.
+        message: &'a str,
+    },
     /// A client mounted an export (MOUNT's MNT succeeded).
     Mounted {
         /// The client.
@@ -101,6 +106,7 @@ pub fn log_to_stderr(ev: &ServerEvent<'_>) {
         ServerEvent::Closed { peer, reason } => {
             eprintln!("msgsplice-rpc: {peer}: closed: {reason}")
         }
+        ServerEvent::Warning { message } => eprintln!("msgsplice-rpc: warning: {message}"),
         _ => {}
     }
 }
