@@ -144,9 +144,11 @@ pub(super) struct ReaddirArgs {
     /// The directory.
     pub dir: u64,
     /// Where to go on from: 0 for the start, else a cookie of an earlier
-    /// reply. The cookie verifier is read and ignored: this server's is
-    /// always zero.
+    /// reply.
     pub cookie: u64,
+    /// The cookie verifier of the reply the cookie came from (anything
+    /// with cookie 0).
+    pub verifier: u64,
     /// Most bytes of the entries' directory parts (file id, name, cookie),
     /// if limited: READDIRPLUS's `dircount`, unless zero; READDIR's
     /// `count`.
@@ -162,7 +164,8 @@ impl ReaddirArgs {
         let d = &mut XdrDecoder::new(args);
         let dir = RawFh::decode(d)?;
         let cookie = d.u64()?;
-        let _cookieverf = d.fixed_opaque(COOKIEVERF_LEN)?;
+        let mut verf = [0u8; COOKIEVERF_LEN];
+        verf.copy_from_slice(d.fixed_opaque(COOKIEVERF_LEN)?);
         let (dircount, maxcount) = if plus {
             (d.u32()?, d.u32()?)
         } else {
@@ -172,6 +175,7 @@ impl ReaddirArgs {
         Ok(ReaddirArgs {
             dir: dir.verify(ex)?,
             cookie,
+            verifier: u64::from_be_bytes(verf),
             dir_limit: NonZeroUsize::new(dircount as usize),
             max_reply: maxcount as usize,
         })

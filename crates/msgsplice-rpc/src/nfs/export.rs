@@ -182,6 +182,16 @@ impl Export {
         self.table().handle(id)
     }
 
+    /// The READDIR cookie verifier of a directory with attributes `dir`:
+    /// a keyed hash of its inode, modification and change times. It
+    /// changes when an entry is added, removed or renamed (the mtime), so a
+    /// cookie from before that is refused rather than trusted.
+    pub fn cookie_verifier(&self, dir: &Attr) -> u64 {
+        let t = |(s, ns): (u32, u32)| (u64::from(s) << 32) | u64::from(ns);
+        self.table()
+            .keyed(&[dir.fsid, dir.fileid, dir.gen, t(dir.mtime), t(dir.ctime)])
+    }
+
     /// Checks a client's handle: its node id, or BADHANDLE / STALE.
     pub fn verify(&self, fh: &[u8]) -> Result<u64, Nfsstat> {
         self.table().verify(fh).map_err(|e| match e {

@@ -169,6 +169,16 @@ impl HandleTable {
         SipHasher24::new_with_key(&self.key).hash(&msg).as_bytes()
     }
 
+    /// A keyed 64-bit hash of `words`, for values a client must hand back
+    /// unchanged and cannot guess (READDIR cookie verifiers).
+    pub fn keyed(&self, words: &[u64]) -> u64 {
+        let mut h = siphasher::sip::SipHasher24::new_with_key(&self.key);
+        for w in words {
+            std::hash::Hasher::write(&mut h, &w.to_be_bytes());
+        }
+        std::hash::Hasher::finish(&h)
+    }
+
     /// The handle of node `id`.
     ///
     /// # Panics

@@ -3,8 +3,10 @@
 //! Cookies are the directory's own `d_off` positions (what `getdents64`
 //! returns and `lseek` accepts), so a listing continues where the last
 //! reply stopped without re-reading the directory. `.` and `..` are not
-//! listed. The cookie verifier is always zero, as for most local
-//! filesystems under knfsd.
+//! listed. The cookie verifier is derived from the directory's state
+//! ([`Export::cookie_verifier`]): a cookie handed back with another
+//! verifier than the directory's now is NFS3ERR_BAD_COOKIE, and the client
+//! starts the listing again. A cookie of 0 is always fine.
 //!
 //! A reply is built in steps: open the listing at the cookie, size the
 //! budget from the client's limits, write entries while they fit, end the
@@ -27,8 +29,6 @@ use crate::xdr::{opaque_len, XdrPut, U32_LEN, U64_LEN};
 /// Largest directory reply (whole RPC body), whatever the client allows.
 /// Kept under half a fragment folio so the head is a cheap bump allocation.
 pub const DIR_REPLY_MAX: usize = 30 * 1024;
-/// The cookie verifier of every reply.
-const COOKIEVERF: u64 = 0;
 /// Bytes of a reply before and after the entries: status, post_op_attr,
 /// cookieverf, the final "no more entries" word and eof.
 const FIXED: usize = U32_LEN + POST_OP_ATTR_LEN + U64_LEN + U32_LEN + U32_LEN;
@@ -50,7 +50,7 @@ pub(super) fn readdir(
         Budget::new(&args).ok_or(ProcError::Failed(Nfsstat::TooSmall, Some(dir_attr)))?;
     let mut b = ctx.ok(budget.reply)?;
     put_post_op_attr(b.head(), Some(&dir_attr));
-    b.head().put_u64(COOKIEVERF);
+    b.head().put_u64(ex.cookie_verifier(&dir_attr));
     let eof = put_entries(ex, args.dir, &mut listing, &mut budget, &mut b, plus)
         .map_err(failed_with(&dir_attr))?;
     b.head().put_xdr_bool(false); // no more entries follow
@@ -66,6 +66,9 @@ fn open_listing(ex: &Export, ctx: &Ctx<'_>, args: &ReaddirArgs) -> Result<(Dir, 
         .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.dir).ok()))?;
     if !crate::exports::may_list_dir(&ctx.who, &dir_attr.owner()) {
         return Err(ProcError::Failed(Nfsstat::Acces, Some(dir_attr)));
+    }
+    if args.cookie != 0 && args.verifier != ex.cookie_verifier(&dir_attr) {
+        return Err(ProcError::Failed(Nfsstat::BadCookie, Some(dir_attr)));
     }
     let fail = failed_with(&dir_attr);
     let mut listing = Dir::new(fd).map_err(|_| fail(Nfsstat::Io))?;
