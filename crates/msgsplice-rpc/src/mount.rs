@@ -21,7 +21,7 @@ use bytes::BufMut;
 use msgsplice::FragCache;
 
 use crate::nfs::handle::FH_LEN;
-use crate::nfs::{Export, ExportSet, Nfsstat};
+use crate::nfs::{Export, ExportSet, NfsStats, Nfsstat};
 use crate::reply::{Reply, ReplyBuilder, ReplyError};
 use crate::rpc::{flavor, AcceptStat, CallHeader};
 use crate::server::{Caller, EventSink, Program, ServerEvent};
@@ -110,6 +110,7 @@ pub struct MountProgram {
     exports: Arc<ExportSet>,
     mounts: Mutex<Vec<MountEntry>>,
     events: EventSink,
+    stats: Arc<NfsStats>,
 }
 
 impl std::fmt::Debug for MountProgram {
@@ -123,15 +124,22 @@ impl std::fmt::Debug for MountProgram {
 impl MountProgram {
     /// The MOUNT program for one export, reporting to no one.
     pub fn new(export: Arc<Export>) -> MountProgram {
-        MountProgram::serving(Arc::new(ExportSet::single(export)), Arc::new(|_| {}))
+        let quiet: EventSink = Arc::new(|_| {});
+        MountProgram::serving(Arc::new(ExportSet::single(export)), quiet, Arc::default())
     }
 
-    /// The MOUNT program for `exports`, reporting mounts to `events`.
-    pub fn serving(exports: Arc<ExportSet>, events: EventSink) -> MountProgram {
+    /// The MOUNT program for `exports`, reporting mounts to `events` and
+    /// counting calls in `stats`.
+    pub fn serving(
+        exports: Arc<ExportSet>,
+        events: EventSink,
+        stats: Arc<NfsStats>,
+    ) -> MountProgram {
         MountProgram {
             exports,
             mounts: Mutex::new(Vec::new()),
             events,
+            stats,
         }
     }
 
@@ -178,6 +186,7 @@ impl Program for MountProgram {
         let ok = |cap| ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, cap);
         let garbage = || Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs);
         let mut d = XdrDecoder::new(args);
+        self.stats.count_mount(call.proc_num);
         match call.proc_num {
             NULL => ok(0)?.finish(),
             UMNTALL => {
@@ -231,6 +240,7 @@ impl MountProgram {
                 (self.events)(&ServerEvent::Mounted { peer, path });
             }
             Err(s) => {
+                self.stats.count_error();
                 h.put_u32(s as u32);
                 let why = s.name();
                 (self.events)(&ServerEvent::MountRefused { peer, path, why });

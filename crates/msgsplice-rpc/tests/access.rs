@@ -237,6 +237,7 @@ fn tree(root: &Path) {
 struct Served {
     _dir: tempfile::TempDir,
     nfs: SocketAddr,
+    stats: std::sync::Arc<msgsplice_rpc::nfs::NfsStats>,
     _handle: ServerHandle,
 }
 
@@ -253,6 +254,7 @@ fn serve(lines: &str) -> Served {
     Served {
         _dir: dir,
         nfs,
+        stats: server.nfs_stats(),
         _handle: server.spawn().unwrap(),
     }
 }
@@ -383,6 +385,14 @@ fn clients_outside_an_export_are_refused_everywhere() {
     let mut moved = f640.clone();
     moved[7] = 0;
     assert_eq!(one.status(U1000, GETATTR, &moved, &[]), 70, "STALE");
+
+    // The counters saw it all: 2 MNTs refused, 5 NFS calls refused and
+    // one stale, one byte read.
+    let snap = s.stats.snapshot();
+    assert_eq!(snap.mount_calls[1], 5, "MNT");
+    assert_eq!(snap.nfs_calls[READ as usize], 2);
+    assert_eq!(snap.errors, 2 + 5 + 1);
+    assert_eq!(snap.read_bytes, 1);
 }
 
 /// EXPORT lists each export with its clients; a mount without a name

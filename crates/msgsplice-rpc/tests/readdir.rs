@@ -46,7 +46,10 @@ fn a_stale_cookie_verifier_is_a_bad_cookie() {
         // An old mtime, so that the change below shows whatever the
         // clock's granularity.
         let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-        std::fs::File::open(root).unwrap().set_modified(old).unwrap();
+        std::fs::File::open(root)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
     });
     let mut c = RpcClient::connect(s.mount);
     let root = c.mnt("/export").unwrap();

@@ -31,6 +31,7 @@ mod readdir;
 mod res;
 mod set;
 pub mod state;
+pub mod stats;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -43,6 +44,7 @@ pub use export::Export;
 pub use proc::NfsProgram;
 pub use set::{export_number, ExportSet};
 pub use state::{StateDir, StateError};
+pub use stats::{NfsStats, NfsStatsSnapshot};
 
 use crate::exports::{self, Exports, Squash, DEFAULT_ANON_ID};
 use crate::mount::MountProgram;
@@ -146,6 +148,7 @@ pub struct NfsServer {
     rpc: RpcServer,
     exports: Arc<ExportSet>,
     mount: Arc<MountProgram>,
+    nfs_stats: Arc<NfsStats>,
     nfs_addr: SocketAddr,
     mount_addr: SocketAddr,
 }
@@ -246,12 +249,14 @@ impl NfsServer {
             }
         }
         let exports = Arc::new(set);
+        let nfs_stats = Arc::new(NfsStats::default());
         let mount = Arc::new(MountProgram::serving(
             exports.clone(),
             config.server.events.clone(),
+            nfs_stats.clone(),
         ));
         let programs: Vec<Arc<dyn Program>> = vec![
-            Arc::new(NfsProgram::serving(exports.clone())),
+            Arc::new(NfsProgram::serving(exports.clone(), nfs_stats.clone())),
             mount.clone(),
         ];
         let dispatcher = Dispatcher::new(programs, FragCache::new());
@@ -269,9 +274,17 @@ impl NfsServer {
             rpc,
             exports,
             mount,
+            nfs_stats,
             nfs_addr,
             mount_addr,
         })
+    }
+
+    /// The NFS and MOUNT counters: calls per procedure, errors, bytes
+    /// read. Shared; they go on counting once the server runs. Together
+    /// with [`stats`](Self::stats) (connections, replies, system calls).
+    pub fn nfs_stats(&self) -> Arc<NfsStats> {
+        self.nfs_stats.clone()
     }
 
     /// The exports served.

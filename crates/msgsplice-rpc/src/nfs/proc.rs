@@ -27,6 +27,7 @@ use super::export::{Export, MAX_NAME};
 use super::readdir::{readdir, DIR_REPLY_MAX};
 use super::res::{put_fh, FailBody, FsInfo, FsStat, PathConf, FH3_LEN};
 use super::set::ExportSet;
+use super::stats::NfsStats;
 use super::{Nfsstat, NFS_PROGRAM, NFS_V3, READ_MAX, WRITE_MAX};
 use crate::exports::{self, Identity};
 use crate::reply::{FileRange, Reply, ReplyBuilder, ReplyData, ReplyError};
@@ -154,17 +155,18 @@ impl Ctx<'_> {
 #[derive(Debug)]
 pub struct NfsProgram {
     exports: Arc<ExportSet>,
+    stats: Arc<NfsStats>,
 }
 
 impl NfsProgram {
     /// The NFS program for one export (numbered 0).
     pub fn new(export: Arc<Export>) -> NfsProgram {
-        NfsProgram::serving(Arc::new(ExportSet::single(export)))
+        NfsProgram::serving(Arc::new(ExportSet::single(export)), Arc::default())
     }
 
-    /// The NFS program for every export of `exports`.
-    pub fn serving(exports: Arc<ExportSet>) -> NfsProgram {
-        NfsProgram { exports }
+    /// The NFS program for every export of `exports`, counting in `stats`.
+    pub fn serving(exports: Arc<ExportSet>, stats: Arc<NfsStats>) -> NfsProgram {
+        NfsProgram { exports, stats }
     }
 
     /// The export a call's arguments are for: the one its first file
@@ -196,6 +198,7 @@ impl Program for NfsProgram {
         cache: &FragCache,
     ) -> Result<Reply, ReplyError> {
         use procs::*;
+        self.stats.count_nfs(call.proc_num);
         if call.proc_num == NULL {
             return Reply::accepted(cache, call.xid, AcceptStat::Success);
         }
@@ -222,8 +225,16 @@ impl Program for NfsProgram {
             | COMMIT => Err(ProcError::Failed(Nfsstat::Rofs, None)),
             _ => return Reply::accepted(cache, call.xid, AcceptStat::ProcUnavail),
         };
+        if res.is_err() {
+            self.stats.count_error();
+        }
         match res {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                if call.proc_num == READ {
+                    self.stats.count_read_bytes(r.data().len());
+                }
+                Ok(r)
+            }
             Err(ProcError::Garbage) => Reply::accepted(cache, call.xid, AcceptStat::GarbageArgs),
             Err(ProcError::Failed(stat, attr)) => {
                 ctx.failure(stat, fail_body(call.proc_num), attr.as_ref())

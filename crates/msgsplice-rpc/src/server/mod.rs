@@ -21,11 +21,13 @@
 pub mod blocking;
 mod dispatch;
 mod events;
+mod log;
 mod session;
 mod stats;
 
 pub use blocking::{RpcServer, ServerConfig, ServerHandle, TransportFactory};
 pub use dispatch::{Caller, Dispatcher, Handled, Program};
 pub use events::{log_to_stderr, CloseReason, EventSink, ServerEvent};
+pub use log::{log_line, log_to_stderr_as, LogFormat};
 pub use session::Session;
 pub use stats::{ReplySize, ServerStats, StatsSnapshot};
