@@ -307,6 +307,11 @@ impl NfsServer {
         self.nfs_addr.port()
     }
 
+    /// The MOUNT address.
+    pub fn mount_addr(&self) -> SocketAddr {
+        self.mount_addr
+    }
+
     /// The MOUNT port.
     pub fn mount_port(&self) -> u16 {
         self.mount_addr.port()

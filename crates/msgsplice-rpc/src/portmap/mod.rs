@@ -28,11 +28,15 @@
 //!   our own services, over a blocking TCP connection with a timeout.
 //! - [`PortmapProgram`]: the adapter that serves the table with the
 //!   crate's RPC server.
+//! - [`Portmapper`]: the startup step of an export: register with the
+//!   system's rpcbind, or serve the built-in portmapper, or neither
+//!   ([`PortmapMode`]), and undo it at shutdown.
 
 mod call;
 pub mod client;
 mod program;
 mod registry;
+mod startup;
 pub mod uaddr;
 
 #[cfg(test)]
@@ -44,6 +48,7 @@ pub use call::{Mapping, PortmapCall, PortmapCallError, Rpcb, MAX_NETID, MAX_OWNE
 pub use client::{nfs_v3_over_tcp, probe, register_with, unregister_with, PortmapError};
 pub use program::PortmapProgram;
 pub use registry::{Registrations, MAX_REGISTRATIONS};
+pub use startup::{PortmapMode, PortmapOutcome, PortmapStartError, Portmapper};
 
 /// The portmapper's program number.
 pub const PMAP_PROGRAM: u32 = 100000;
