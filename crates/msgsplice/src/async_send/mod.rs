@@ -259,8 +259,9 @@ impl<S: AsFd> AsyncSplicer<S> {
         if self.in_flight() == 0 {
             return Ok(0);
         }
+        // Counted from here: waiting reads completions too.
+        let before = self.stats().completions;
         loop {
-            let before = self.stats().completions;
             self.sp.poll_completions()?;
             let done = self.stats().completions - before;
             if done > 0 || self.in_flight() == 0 {
