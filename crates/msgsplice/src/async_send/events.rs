@@ -26,26 +26,41 @@ use crate::sys::async_fd;
 
 /// What the socket reported since the last look.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Events(EventFlags);
+pub(super) struct Events {
+    flags: EventFlags,
+    /// The `EPOLLERR` was explained by zero-copy completions, read since.
+    completions: bool,
+}
 
 impl Events {
-    /// Room in the send buffer, or the connection hung up (a send then
-    /// reports why).
+    /// Room in the send buffer, or the connection hung up or has an error
+    /// (a send then reports it). An `EPOLLERR` that only meant completions
+    /// does not count: under zero-copy, a full socket would otherwise be
+    /// retried on every completion.
     pub(super) fn writable(self) -> bool {
-        self.0
-            .intersects(EventFlags::OUT | EventFlags::HUP | EventFlags::ERR)
+        self.flags.intersects(EventFlags::OUT | EventFlags::HUP) || self.other_error()
     }
 
-    /// Data (or end of stream) to read, or the connection hung up.
+    /// Data (or end of stream) to read, or the connection hung up or has
+    /// an error (a receive then reports it).
     pub(super) fn readable(self) -> bool {
-        self.0
-            .intersects(EventFlags::IN | EventFlags::HUP | EventFlags::ERR)
+        self.flags.intersects(EventFlags::IN | EventFlags::HUP) || self.other_error()
     }
 
     /// The error queue has messages (zero-copy completions), or the socket
     /// has a pending error.
     pub(super) fn error(self) -> bool {
-        self.0.contains(EventFlags::ERR)
+        self.flags.contains(EventFlags::ERR)
+    }
+
+    /// Notes that this `EPOLLERR` was explained by completions, now read.
+    pub(super) fn completions_read(mut self) -> Events {
+        self.completions = true;
+        self
+    }
+
+    fn other_error(self) -> bool {
+        self.error() && !self.completions
     }
 }
 
@@ -99,7 +114,12 @@ impl SocketEvents {
                 Err(e) => return Err(e.into()),
             };
             match got {
-                Some(flags) => return Ok(Events(flags)),
+                Some(flags) => {
+                    return Ok(Events {
+                        flags,
+                        completions: false,
+                    })
+                }
                 // Nothing new since the last look: wait for the next edge.
                 None => guard.clear_ready(),
             }

@@ -58,9 +58,12 @@
 //! `sendmsg` for a memory-only message, and no heap allocation (the
 //! futures are plain `async fn` state machines, not boxed, and tokio's
 //! readiness wait allocates nothing). A send that finds the socket full
-//! adds one `epoll_wait` per wake-up. Each `EPOLLERR` seen while waiting
+//! adds one `epoll_wait` per wake-up (not counted in [`SendStats::syscalls`],
+//! which counts the engine's calls). Each `EPOLLERR` seen while waiting
 //! costs one error-queue read per notification plus one that finds the
-//! queue empty. Creating an `AsyncSplicer` costs an epoll file descriptor,
+//! queue empty. Measured with a counting allocator over 2000 messages
+//! (128-byte header, 16 or 64 KiB fragment, 8-byte trailer; Unix stream,
+//! TCP, TCP with zero-copy): no allocation. Creating an `AsyncSplicer` costs an epoll file descriptor,
 //! `epoll_create1`, `epoll_ctl`, tokio's registration, and what
 //! [`Builder::build`] costs.
 //!
@@ -292,8 +295,8 @@ impl<S: AsFd> AsyncSplicer<S> {
     /// if they include `EPOLLERR` and sends are in flight.
     async fn next_event(&mut self) -> Result<Events, SendError> {
         let ev = self.events.next().await?;
-        if ev.error() && self.sp.in_flight() > 0 {
-            self.sp.poll_completions()?;
+        if ev.error() && self.sp.in_flight() > 0 && self.sp.poll_completions()? > 0 {
+            return Ok(ev.completions_read());
         }
         Ok(ev)
     }
