@@ -1,6 +1,7 @@
-//! AsyncSplicer: what arrives equals what was sent, with send futures
-//! dropped at random points and resumed, on current-thread and multi-thread
-//! runtimes; zero-copy buffers released by flush, by a task waiting in
+//! AsyncSplicer: what arrives equals what was sent (random messages of
+//! every segment kind, file ranges included), with send futures dropped at
+//! random points and resumed, on current-thread and multi-thread runtimes,
+//! over streams and record sockets; zero-copy buffers released by flush, by a task waiting in
 //! recv, and by reap; close bounded without blocking the runtime.
 
 use std::future::Future;
@@ -41,8 +42,21 @@ fn source() -> &'static [u8] {
     })
 }
 
+/// `source` in a file, for file-range segments. Unlinked once open.
+fn source_file() -> &'static std::fs::File {
+    static FILE: OnceLock<std::fs::File> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("msgsplice-async-{}", std::process::id()));
+        std::fs::write(&path, source()).expect("write the source file");
+        let f = std::fs::File::open(&path).expect("open the source file");
+        std::fs::remove_file(&path).expect("unlink the source file");
+        f
+    })
+}
+
 /// One segment: its kind (0 Frag, 1 Bytes from a Vec, 2 Bytes over a Frag,
-/// 3 borrowed, 4 owned), length, and where its data starts in `source`.
+/// 3 borrowed, 4 owned, 5 file range), length, and where its data starts
+/// in `source` (and so in `source_file`).
 #[derive(Clone, Copy, Debug)]
 struct Seg {
     kind: u8,
@@ -51,10 +65,12 @@ struct Seg {
 }
 
 impl Seg {
+    fn offset(&self) -> usize {
+        self.at % (source().len() - self.len)
+    }
+
     fn data(&self) -> &'static [u8] {
-        let src = source();
-        let at = self.at % (src.len() - self.len);
-        &src[at..at + self.len]
+        &source()[self.offset()..][..self.len]
     }
 }
 
@@ -66,7 +82,7 @@ fn seg(max: usize) -> impl Strategy<Value = Seg> {
         3 => 4096usize..(64 << 10),
         1 => (64usize << 10)..=(512 << 10),
     ];
-    (0u8..5, len, any::<usize>()).prop_map(move |(kind, len, at)| Seg {
+    (0u8..6, len, any::<usize>()).prop_map(move |(kind, len, at)| Seg {
         kind,
         len: len.min(max),
         at,
@@ -82,7 +98,8 @@ fn build<'a>(segs: &'a [Seg], cache: &FragCache) -> Msg<'a> {
             1 => m.push(Bytes::from(d.to_vec())),
             2 => m.push(Bytes::from(cache.memdup(d).expect("memdup"))),
             3 => m.push(d),
-            _ => m.push(d.to_vec()),
+            4 => m.push(d.to_vec()),
+            _ => m.push_file(source_file(), s.offset() as u64, s.len as u64),
         };
     }
     m
@@ -504,6 +521,59 @@ fn udp_datagrams_arrive_whole() {
         sp.flush().await.expect("flush");
         sp_to.flush().await.expect("flush");
         assert_eq!(sp.in_flight() + sp_to.in_flight(), 0);
+    });
+}
+
+/// Unix datagrams, the receiver's queue kept full so that sends wait, each
+/// send dropped after a random number of polls and resumed: every record
+/// arrives once, whole, in order.
+#[test]
+fn records_arrive_once_when_sends_are_dropped() {
+    run_task(false, async {
+        let (tx, rx) = std::os::unix::net::UnixDatagram::pair().expect("pair");
+        let (gate_tx, gate) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let _ = gate.recv(); // read nothing until the queue is full
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n) = rx.recv(&mut buf) {
+                if n == 0 {
+                    break; // the end marker
+                }
+                got.push(buf[..n].to_vec());
+            }
+            got
+        });
+        let mut sp = AsyncSplicer::new(tx).expect("AsyncSplicer");
+        let cache = FragCache::new();
+        let src = source();
+        let mut gate_tx = Some(gate_tx);
+        let mut dropped = 0;
+        let mut want = Vec::new();
+        for i in 0..300usize {
+            let data = &src[i * 31..][..1 + (i * 523) % (12 << 10)];
+            want.push(data.to_vec());
+            let mut m = Msg::new();
+            m.push(&data[..data.len() / 2])
+                .push(cache.memdup(&data[data.len() / 2..]).expect("memdup"));
+            loop {
+                match poll_at_most(sp.send(&mut m), 1 + (i % 3) as u32).await {
+                    Some(r) => break r.map(drop).expect("send"),
+                    None => {
+                        assert_eq!(m.sent(), 0, "a record goes whole or not at all");
+                        dropped += 1;
+                        gate_tx.take(); // now the reader may start
+                    }
+                }
+            }
+        }
+        assert!(dropped > 0, "no send ever had to wait");
+        sp.send(&mut Msg::new()).await.expect("end marker");
+        let got = tokio::task::spawn_blocking(move || reader.join().expect("reader"))
+            .await
+            .expect("join");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the records differ");
     });
 }
 
