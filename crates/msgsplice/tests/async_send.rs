@@ -433,6 +433,40 @@ fn reap_releases_completed_sends() {
     });
 }
 
+/// With zero-copy completions queued on the socket (which epoll reports
+/// together with room to send), a send waiting on a full socket is not
+/// retried each time it is polled: it waits for room.
+#[test]
+fn a_full_zero_copy_socket_is_not_retried_on_every_poll() {
+    run_task(false, async {
+        let (tx, rx) = tcp_pair();
+        rustix::net::sockopt::set_socket_send_buffer_size(&tx, 64 << 10).expect("sndbuf");
+        let mut sp = AsyncSplicer::with_builder(zero_copy_on_loopback(), tx).expect("AsyncSplicer");
+        let page = FragCache::new()
+            .memdup(&source()[..64 << 10])
+            .expect("memdup");
+        let mut m = Msg::new();
+        for _ in 0..1000 {
+            m.clear();
+            m.push(page.clone());
+            if poll_at_most(sp.send(&mut m), 1).await.is_none() {
+                break; // the socket is full and the peer reads nothing
+            }
+        }
+        assert!(!m.is_sent() && sp.stats().zerocopy_sends > 0);
+        let before = sp.stats();
+        assert!(poll_at_most(sp.send(&mut m), 200).await.is_none());
+        let after = sp.stats();
+        let reads = after.notifications - before.notifications;
+        assert!(
+            after.syscalls - before.syscalls <= 10 + 2 * reads,
+            "{} system calls for 200 polls",
+            after.syscalls - before.syscalls
+        );
+        drop(rx);
+    });
+}
+
 // ---- close -------------------------------------------------------------
 
 /// close waits at most the drain timeout on the runtime's timer, so other
