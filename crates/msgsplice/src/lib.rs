@@ -49,6 +49,8 @@
 //!   `unsafe` that talks to the kernel lives there.
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod async_send;
 pub mod frag;
 pub mod msg;
 pub mod send;
@@ -56,6 +58,8 @@ mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+#[cfg(feature = "tokio")]
+pub use async_send::AsyncSplicer;
 pub use frag::{Frag, FragBuf, FragCache, FragMut};
 pub use msg::{FileRange, Msg, Segment};
 pub use send::{SendError, SendStats, SocketKind, Splicer};

@@ -353,6 +353,26 @@ impl<S: AsFd> Splicer<S> {
         self.stats()
     }
 
+    /// How long [`close`](Splicer::close) and drop wait for sends in flight
+    /// ([`Builder::drain_timeout`]). For callers that wait in their own way
+    /// (an async runtime's timer) before [`retire_in_flight`](Splicer::retire_in_flight).
+    pub fn drain_timeout(&self) -> Duration {
+        self.policy.drain_timeout
+    }
+
+    /// Gives up, without waiting, on the zero-copy sends still in flight:
+    /// their fragments' folios are retired and their `Bytes` leaked, as at
+    /// the end of [`close`](Splicer::close) (see
+    /// [`SendStats::retired_on_close`]). No system call. Then nothing is in
+    /// flight, so dropping the Splicer does not wait. Meant for callers that
+    /// did the waiting themselves; no later send should follow on this
+    /// socket, since completions for the abandoned sends may still arrive.
+    pub fn retire_in_flight(&mut self) {
+        let (retired, leaked) = self.zc.tracker.abandon();
+        self.stats.retired_on_close += retired;
+        self.stats.leaked_on_close += leaked;
+    }
+
     fn finish(&mut self) {
         if self.zc.tracker.pending() == 0 {
             return;
@@ -361,9 +381,7 @@ impl<S: AsFd> Splicer<S> {
         let timeout = self.policy.drain_timeout;
         // An error reading completions is the same as their never coming.
         let _ = self.zc.wait(fd, timeout, &self.policy, &mut self.stats);
-        let (retired, leaked) = self.zc.tracker.abandon();
-        self.stats.retired_on_close += retired;
-        self.stats.leaked_on_close += leaked;
+        self.retire_in_flight();
     }
 
     /// One step of a file range from byte `done` of it, `remaining` bytes
