@@ -138,6 +138,10 @@ impl Section for AllocSection {
         "allocator: one allocate+copy+drop cycle per op".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let cells = (OPS.len() * MODES.len() * 6 * opts.runs) as u32;
         opts.run_duration(RUN) * cells

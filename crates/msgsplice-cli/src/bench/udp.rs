@@ -351,6 +351,10 @@ impl Section for UdpSection {
         "UDP GSO: sender CPU with and without zero-copy, drop sink and loopback".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (4 * Mode::ALL.len() * opts.runs) as u32;
         opts.run_duration(RUN) * rows + Duration::from_millis(if opts.quick { 100 } else { 500 })

@@ -172,6 +172,10 @@ impl Section for SendSection {
         .into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (self.strategies().len() * opts.sizes.len() * opts.runs) as u32;
         let mut t = opts.run_duration(RUN) * rows;

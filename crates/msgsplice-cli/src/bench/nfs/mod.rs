@@ -395,6 +395,10 @@ impl Section for NfsSection {
             .into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        None
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         if !procs::nfs_cat_available() {
             return Duration::ZERO;

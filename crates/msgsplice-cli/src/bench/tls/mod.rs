@@ -84,6 +84,10 @@ impl Section for TlsSection {
         "TLS over TCP loopback: msgsplice TlsSplicer against rustls's buffered writer".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (CONTENDERS.len() * CONDITIONS.len() * opts.runs) as u32;
         (opts.run_duration(RUN) + Duration::from_millis(10)) * rows
