@@ -26,6 +26,7 @@ mod options;
 pub mod pair;
 pub mod report;
 pub mod ring;
+pub mod section;
 pub mod stats;
 pub mod svg;
 pub mod tls;

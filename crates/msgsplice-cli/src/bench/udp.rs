@@ -1,4 +1,4 @@
-//! The `udp` section (issue 4): what zero-copy saves the sender of UDP GSO
+//! The `udp` section: what zero-copy saves the sender of UDP GSO
 //! traffic, where it can save anything, and whether the default policy
 //! picks the better choice on each path.
 //!
@@ -38,7 +38,7 @@ use msgsplice::{Frag, FragCache, Msg, SendStats, Splicer};
 
 use super::netns::{self, DropSink};
 use super::report::{Group, Outcome, Row, Table};
-use super::{Options, Progress, Section};
+use super::{section, Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
 const RUN: Duration = Duration::from_millis(300);
@@ -361,10 +361,7 @@ impl Section for UdpSection {
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
-        match measure_all(opts, progress) {
-            Ok(t) => Outcome::Ran(t),
-            Err(error) => Outcome::Failed { error },
-        }
+        section::outcome(measure_all(opts, progress))
     }
 }
 
@@ -376,32 +373,7 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
     } else {
         RING_BYTES
     })?;
-    let mut t = Table::new("GB/s", true, "vs off");
-    t.about = vec![
-        format!(
-            "{MESSAGE}-byte messages (one payload fragment each) sent as {} GSO segments of \
-             {SEGMENT} B by one sendmsg each; fragments cycled from a ring of {} MiB \
-             (2 MiB folios)",
-            MESSAGE / usize::from(SEGMENT),
-            ring.bytes() >> 20
-        ),
-        format!(
-            "GB/s of message bytes sent and {CPU} of the sending thread (CLOCK_THREAD_CPUTIME_ID, \
-             = getrusage RUSAGE_THREAD user+sys), first send to last completion; \
-             median of {} runs of {} ms per mode, the modes taking turns in {SLICES} slices",
-            opts.runs,
-            dur.as_millis()
-        ),
-        "drop sink: veth to a namespace, every packet dropped by the sender's queue \
-         (no local delivery, pages never copied); loopback: a receiver thread reads what it can"
-            .into(),
-        format!(
-            "{ZC}: bytes handed over by reference; {COPIED}: zero-copy completions the kernel \
-             reported copied"
-        ),
-    ];
-    t.extra_columns = vec![CPU.into(), ZC.into(), COPIED.into(), CALLS.into()];
-
+    let mut t = table(opts, dur, &ring);
     let sink = DropSink::up();
     let mut groups = Vec::new();
     for v6 in [false, true] {
@@ -438,42 +410,24 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
             Some(r) => r.addr,
             None => SocketAddr::new(netns::receiver(v6), 9),
         };
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Mode::ALL.len()];
-        for run in 0..opts.runs {
-            progress.step(format_args!("{name}: run {}/{}", run + 1, opts.runs));
-            let run_samples = match (&sink, path) {
-                (Ok(sink), Path::DropSink) => std::thread::scope(|sc| {
-                    sc.spawn(|| {
-                        sink.enter()
-                            .map_err(|e| format!("enter the namespace: {e}"))?;
-                        measure_run(to, &ring, dur, run)
-                    })
-                    .join()
-                    .map_err(|_| "the sending thread panicked".to_string())?
-                }),
-                _ => measure_run(to, &ring, dur, run),
-            }
-            .map_err(|e| format!("{name}: {e}"))?;
-            for (i, s) in run_samples.into_iter().enumerate() {
-                samples[i].push(s);
-            }
-        }
+        let sink = match path {
+            Path::DropSink => sink.as_ref().ok(),
+            Path::Loopback => None,
+        };
+        let samples = section::together(&name, Mode::ALL.len(), opts.runs, 5, progress, |run| {
+            let samples = match sink {
+                Some(sink) => run_in_namespace(sink, to, &ring, dur, run),
+                None => measure_run(to, &ring, dur, run),
+            }?;
+            Ok(samples.iter().map(turn).collect())
+        })?;
         if let Some(r) = &receiver {
             if r.bytes.load(Ordering::Relaxed) == 0 {
                 return Err(format!("{name}: the receiver got nothing"));
             }
         }
-        let mut g = Group::new(name);
-        for (i, mode) in Mode::ALL.iter().enumerate() {
-            let col = |f: fn(&Sample) -> f64| samples[i].iter().map(f).collect::<Vec<f64>>();
-            g.rows
-                .extend(Row::new(mode.name(), i == 0, &col(Sample::gbps)).map(|r| {
-                    r.with_extra(CPU, &col(Sample::cpu_per_gib))
-                        .with_extra(ZC, &col(Sample::zerocopy_percent))
-                        .with_extra(COPIED, &col(Sample::copied_percent))
-                        .with_extra(CALLS, &col(Sample::syscalls_per_msg))
-                }));
-        }
+        let names = Mode::ALL.map(Mode::name);
+        let g = samples.into_group(name, &names, &[CPU, ZC, COPIED, CALLS], None);
         t.notes.extend(verdicts(&g));
         t.groups.push(g);
     }
@@ -482,7 +436,69 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
     Ok(t)
 }
 
-/// The issue's targets, checked on one group's medians. Drop sink (where
+/// One sample as a row's values: GB/s, then the extra columns in the
+/// order of [`table`].
+fn turn(s: &Sample) -> section::Turn {
+    vec![
+        Some(s.gbps()),
+        Some(s.cpu_per_gib()),
+        Some(s.zerocopy_percent()),
+        Some(s.copied_percent()),
+        Some(s.syscalls_per_msg()),
+    ]
+}
+
+/// [`measure_run`] on a thread of its own that enters the drop sink's
+/// namespace first (a thread leaves its namespace only by ending).
+fn run_in_namespace(
+    sink: &DropSink,
+    to: SocketAddr,
+    ring: &PayloadRing,
+    dur: Duration,
+    run: usize,
+) -> Result<Vec<Sample>, String> {
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            sink.enter()
+                .map_err(|e| format!("enter the namespace: {e}"))?;
+            measure_run(to, ring, dur, run)
+        })
+        .join()
+        .map_err(|_| "the sending thread panicked".to_string())?
+    })
+}
+
+/// The empty table: its columns and how its numbers are taken.
+fn table(opts: &Options, dur: Duration, ring: &PayloadRing) -> Table {
+    let mut t = Table::new("GB/s", true, "vs off");
+    t.about = vec![
+        format!(
+            "{MESSAGE}-byte messages (one payload fragment each) sent as {} GSO segments of \
+             {SEGMENT} B by one sendmsg each; fragments cycled from a ring of {} MiB \
+             (2 MiB folios)",
+            MESSAGE / usize::from(SEGMENT),
+            ring.bytes() >> 20
+        ),
+        format!(
+            "GB/s of message bytes sent and {CPU} of the sending thread (CLOCK_THREAD_CPUTIME_ID, \
+             = getrusage RUSAGE_THREAD user+sys), first send to last completion; \
+             median of {} runs of {} ms per mode, the modes taking turns in {SLICES} slices",
+            opts.runs,
+            dur.as_millis()
+        ),
+        "drop sink: veth to a namespace, every packet dropped by the sender's queue \
+         (no local delivery, pages never copied); loopback: a receiver thread reads what it can"
+            .into(),
+        format!(
+            "{ZC}: bytes handed over by reference; {COPIED}: zero-copy completions the kernel \
+             reported copied"
+        ),
+    ];
+    t.extra_columns = vec![CPU.into(), ZC.into(), COPIED.into(), CALLS.into()];
+    t
+}
+
+/// The targets, checked on one group's medians. Drop sink (where
 /// the sender is busy all the time, so CPU per GiB is its speed and is not
 /// disturbed by other work on the machine): SPLICE on uses at most 0.35x
 /// the CPU per GiB of SPLICE off, and the default policy at most 1.05x the
