@@ -1,5 +1,5 @@
 //! The allocator section: `FragCache` against the heap-backed buffers a
-//! server would otherwise use for small messages (issue 2's benchmark).
+//! server would otherwise use for small messages.
 //!
 //! One operation is a whole cycle: allocate (and copy, for `memdup`), then
 //! drop. Single-thread, the cycle runs in a loop on one thread. Cross-thread,
