@@ -26,3 +26,10 @@ pub mod nfs;
 #[cfg(test)]
 #[global_allocator]
 static TEST_ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;
+
+/// The examples of `docs/design.md`, compiled and run as doctests here,
+/// the crate that depends on every part they use (msgsplice with TLS,
+/// rustls, rcgen, bytes).
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/design.md")]
+struct DesignDoctests;
