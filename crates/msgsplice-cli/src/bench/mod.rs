@@ -6,10 +6,15 @@
 //! baseline row, or the reason it could not run here. [`sections`] lists
 //! them in the order they run; adding a section is one entry there.
 //!
+//! The timed sections share one skeleton, [`section`]: runs of their rows
+//! taking turns, the samples per column, the rows with median and spread,
+//! per-run ratios. The options are [`BenchArgs`] as clap reads them and
+//! [`Options`] once the defaults are applied.
+//!
 //! The tables go to stdout as each section finishes, progress goes to
 //! stderr, and `--json` / `--svg` write the whole [`Report`] at the end.
 //!
-//! Sections now: `alloc` (the fragment allocator against heap buffers),
+//! Sections: `alloc` (the fragment allocator against heap buffers),
 //! `memcpy` (the physical reference), `tcp` and `unix` (send strategies for
 //! in-memory payloads; `tcp` with iperf3 as reference), `file` (file-backed
 //! payloads), `udp` (UDP GSO with and without zero-copy, on a drop sink and

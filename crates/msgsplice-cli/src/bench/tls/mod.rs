@@ -22,10 +22,10 @@
 //! The sender and the receiver run on one pair of long-lived threads
 //! for the whole section, pinned to two different CPUs where there are two
 //! (`bench::pair`), as a server and a remote client would be. Even so, on
-//! the 2-vCPU development VM whole runs swing between about 1 and 3.5 GB/s
-//! (apparently with where the host runs the two vCPUs), for every
-//! contender alike; so each row also reports its *per-run ratio*: its
-//! GB/s over the baseline's in the same run, as a median over runs.
+//! a small VM whole runs can swing by a large factor (apparently with
+//! where the host runs the vCPUs), for every contender alike; so each row
+//! also reports its *per-run ratio*: its GB/s over the baseline's in the
+//! same run, as a median over runs.
 //!
 //! The receiver reads the socket through a 256 KiB buffer (so that
 //! rustls's 4 KiB `read_tls` calls do not each cost a system call) and

@@ -52,8 +52,8 @@ pub struct PayloadRing {
 }
 
 impl PayloadRing {
-    /// At least `bytes` of payload. Maps and writes all of it (about 0.2 s
-    /// for 256 MiB).
+    /// At least `bytes` of payload. Maps and writes all of it, once, before
+    /// any run is timed.
     pub fn new(bytes: usize) -> Result<PayloadRing, String> {
         let len = MESSAGE;
         let cache = FragCache::builder()
