@@ -283,6 +283,24 @@ mod tests {
         );
     }
 
+    /// The crate README's option table names every option there is.
+    #[test]
+    fn readme_lists_every_option() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../README.md");
+        let mut checked = 0;
+        for arg in Bench::command().get_arguments() {
+            if let Some(long) = arg.get_long().filter(|l| *l != "help") {
+                checked += 1;
+                assert!(
+                    readme.contains(&format!("| `--{long}")),
+                    "README.md has no row for --{long}"
+                );
+            }
+        }
+        assert_eq!(checked, 8, "every option of msgsplice bench");
+    }
+
     #[test]
     fn help_states_the_defaults_in_force() {
         assert_eq!(parse_sizes(DEFAULT_SIZES_ARG).unwrap().0, DEFAULT_SIZES);
