@@ -1,6 +1,6 @@
 //! The `nfs` section: msgsplice's read-only NFSv3 export against the
 //! `nfsserve` crate, with the same client reading the same file, and raw
-//! `sendfile` as the ceiling (issue 5's benchmark).
+//! `sendfile` as the ceiling.
 //!
 //! - One file (256 MiB by default, `--nfs-size`; 8 MiB with `--quick`) in a
 //!   temporary directory, written, synced and read once so that it is in
@@ -320,7 +320,8 @@ impl NfsSection {
     }
 }
 
-/// The targets of issue 5, the per-reply costs, and what was missing.
+/// The ratios against nfsserve and the ceilings with their targets, the
+/// per-reply costs, and what was missing.
 fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Options) -> Vec<String> {
     let mut notes = Vec::new();
     let row = |w: Who| t.groups[0].rows.iter().find(|r| r.name == w.name());
@@ -376,8 +377,8 @@ fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Option
     }
     if opts.nfs_size.is_none() {
         notes.push(format!(
-            "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M for \
-             the 1 GiB of issue 5",
+            "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M \
+             reads a 1 GiB file",
             fmt_size(NfsSection::size(opts))
         ));
     }
@@ -393,6 +394,10 @@ impl Section for NfsSection {
         "NFSv3 READ of a file in page cache, same client: msgsplice's export, nfsserve, \
          and the sendfile ceiling"
             .into()
+    }
+
+    fn run_length(&self) -> Option<Duration> {
+        None
     }
 
     fn estimate(&self, opts: &Options) -> Duration {
