@@ -426,11 +426,7 @@ impl<S: AsFd> Splicer<S> {
             }
             batch.push(data);
             bytes += data.len() as u64;
-            if s.is_spliceable() {
-                shape.splice_bytes += data.len() as u64;
-            } else {
-                shape.copy_bytes += data.len() as u64;
-            }
+            shape.add(s, data.len() as u64);
         }
         let fd = self.sock.as_fd();
         let mut zc = self.policy.zerocopy(shape, self.zc.usable())
@@ -517,22 +513,8 @@ impl<S: AsFd> Splicer<S> {
     fn send_record(&mut self, msg: &mut Msg<'_>) -> Result<u64, SendError> {
         let fd = self.sock.as_fd();
         let segs = msg.segments();
-        let nonempty = segs.iter().filter(|s| !s.is_empty()).count();
         let mut batch = self.iov.batch();
-        if nonempty <= IOV_MAX {
-            for s in segs {
-                if let Some(d) = s.as_memory().filter(|d| !d.is_empty()) {
-                    batch.push(d);
-                }
-            }
-        } else {
-            // A record cannot be split over calls: gather it (rare).
-            self.bounce.clear();
-            for d in segs.iter().filter_map(Segment::as_memory) {
-                self.bounce.extend_from_slice(d);
-            }
-            batch.push(&self.bounce);
-        }
+        fill_record(&mut batch, segs, &[], &mut self.bounce, must_gather(segs));
         let n = loop {
             self.stats.syscalls += 1;
             match batch.sendmsg(fd, MSG_NOSIGNAL) {
@@ -543,6 +525,12 @@ impl<S: AsFd> Splicer<S> {
         };
         drop(batch);
         self.stats.bytes_copied += n;
+        self.finish_record(msg, n)
+    }
+
+    /// After the kernel took `n` bytes of a record: moves the cursor and
+    /// counts the message, which must now be sent whole.
+    fn finish_record(&mut self, msg: &mut Msg<'_>, n: u64) -> Result<u64, SendError> {
         msg.advance(n);
         if !msg.is_sent() {
             return Err(SendError::Io(io::Error::other(
@@ -552,6 +540,38 @@ impl<S: AsFd> Splicer<S> {
         self.stats.messages += 1;
         Ok(n)
     }
+}
+
+/// True if a record of `segs` has more non-empty segments than one call
+/// takes (`IOV_MAX`), so that it must be gathered into one buffer.
+fn must_gather(segs: &[Segment<'_>]) -> bool {
+    segs.iter().filter(|s| !s.is_empty()).count() > IOV_MAX
+}
+
+/// Fills `batch` with a whole record (a datagram, a seqpacket record),
+/// which cannot be split over calls: every non-empty memory segment, each
+/// copy segment replaced by its fragment in `copies` (empty unless the
+/// record goes zero-copy; see [`copy_into_frags`]). With `gather` (see
+/// [`must_gather`]; rare) the record is copied into `bounce` instead and
+/// sent from there.
+fn fill_record<'b>(
+    batch: &mut IovBatch<'b>,
+    segs: &'b [Segment<'_>],
+    copies: &'b [Frag],
+    bounce: &'b mut Vec<u8>,
+    gather: bool,
+) {
+    if !gather {
+        push_with_copies(batch, segs, 0, copies);
+        return;
+    }
+    debug_assert!(copies.is_empty(), "a gathered record is copied");
+    bounce.clear();
+    for d in segs.iter().filter_map(Segment::as_memory) {
+        bounce.extend_from_slice(d);
+    }
+    let bounce: &'b [u8] = bounce;
+    batch.push(bounce);
 }
 
 /// Copies the copy segments of a zero-copy run into fragments (the kernel

@@ -30,6 +30,8 @@
 
 use std::time::Duration;
 
+use crate::msg::Segment;
+
 /// What to do when the kernel reports that it copied zero-copy data anyway
 /// (`SO_EE_CODE_ZEROCOPY_COPIED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +84,17 @@ pub(crate) struct RunShape {
     pub(crate) splice_bytes: u64,
     /// Bytes in copy segments (borrowed, owned).
     pub(crate) copy_bytes: u64,
+}
+
+impl RunShape {
+    /// Counts `len` bytes of segment `s` on the side its kind puts them.
+    pub(crate) fn add(&mut self, s: &Segment<'_>, len: u64) {
+        if s.is_spliceable() {
+            self.splice_bytes += len;
+        } else {
+            self.copy_bytes += len;
+        }
+    }
 }
 
 impl Policy {

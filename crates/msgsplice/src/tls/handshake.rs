@@ -16,6 +16,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
 use super::io::{read_some, write_all};
+use super::record::Header;
 use super::TlsError;
 
 /// rustls's view of a connection after the handshake: it computes the next
@@ -249,18 +250,13 @@ enum Framing {
     Invalid,
 }
 
-/// Frames the record at the start of `buf`.
+/// Frames the record at the start of `buf`, by the record layer's own
+/// header parser (the version is not known yet, so the larger limit holds).
 fn next_record(buf: &[u8]) -> Framing {
-    let [ty, major, _, a, b, ..] = *buf else {
-        return Framing::Partial;
-    };
-    let len = 5 + usize::from(u16::from_be_bytes([a, b]));
-    if !(20..=23).contains(&ty) || major != 3 || len > 5 + (1 << 14) + 2048 {
-        Framing::Invalid
-    } else if len <= buf.len() {
-        Framing::Complete(len)
-    } else {
-        Framing::Partial
+    match Header::parse_any_version(buf) {
+        Ok(Some(h)) if h.record_len() <= buf.len() => Framing::Complete(h.record_len()),
+        Ok(_) => Framing::Partial,
+        Err(_) => Framing::Invalid,
     }
 }
 
@@ -273,5 +269,19 @@ fn send_alert<C: Unbuffered>(conn: &mut C, fd: BorrowedFd<'_>) {
         if let Ok(n) = s.encode(&mut buf) {
             let _ = write_all(fd, &buf[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_whole_records_only() {
+        let rec = [22, 3, 1, 0, 2, 0xaa, 0xbb, 23];
+        assert!(matches!(next_record(&rec[..4]), Framing::Partial));
+        assert!(matches!(next_record(&rec[..6]), Framing::Partial));
+        assert!(matches!(next_record(&rec), Framing::Complete(7)));
+        assert!(matches!(next_record(b"GET / HTTP/1.1"), Framing::Invalid));
     }
 }

@@ -87,6 +87,8 @@ pub use error::TlsError;
 pub use ktls::{probe_ktls, KtlsStatus};
 pub use record::MAX_PLAINTEXT;
 
+pub(crate) use record::Cipher;
+
 use handshake::Session;
 use inbound::{Event, Inbound};
 use record::{ContentType, Keys, Opener, Sealer, Version};
@@ -101,7 +103,12 @@ use crate::FragCache;
 const HS_NEW_SESSION_TICKET: u8 = 4;
 const HS_KEY_UPDATE: u8 = 24;
 const HS_HELLO_REQUEST: u8 = 0;
-/// Alert descriptions sent on errors.
+/// Alert levels (RFC 8446 section 6; TLS 1.3 ignores the level, TLS 1.2
+/// does not).
+const ALERT_WARNING: u8 = 1;
+const ALERT_FATAL: u8 = 2;
+/// Alert descriptions sent: close_notify, and those sent on errors.
+const ALERT_CLOSE_NOTIFY: u8 = 0;
 const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
 const ALERT_BAD_RECORD_MAC: u8 = 20;
 const ALERT_RECORD_OVERFLOW: u8 = 22;
@@ -371,7 +378,7 @@ impl<S: AsFd> TlsSplicer<S> {
             w.sealer = Sealer::new(Version::Tls13, Keys::new(&secrets)?, seq);
         } else {
             let fd = self.splicer.get_ref().as_fd();
-            ktls::send_control(fd, 22, &msg)?;
+            ktls::send_control(fd, ContentType::Handshake, &msg)?;
             let (seq, secrets) = self.session.update_tx()?;
             ktls::set_keys(fd, &secrets, seq).map_err(|_| TlsError::KeyLimit)?;
             self.ktls_records = 0;
@@ -389,7 +396,7 @@ impl<S: AsFd> TlsSplicer<S> {
         if self.sent_close {
             return Ok(());
         }
-        self.send_alert(1, 0)?;
+        self.send_alert(ALERT_WARNING, ALERT_CLOSE_NOTIFY)?;
         self.sent_close = true;
         Ok(())
     }
@@ -455,7 +462,7 @@ impl<S: AsFd> TlsSplicer<S> {
             }
             None => {
                 let fd = self.splicer.get_ref().as_fd();
-                Ok(ktls::send_control(fd, 21, &body)?)
+                Ok(ktls::send_control(fd, ContentType::Alert, &body)?)
             }
         }
     }
@@ -470,7 +477,7 @@ impl<S: AsFd> TlsSplicer<S> {
             _ => return e,
         };
         if !self.sent_close {
-            let _ = self.send_alert(2, desc);
+            let _ = self.send_alert(ALERT_FATAL, desc);
             self.sent_close = true;
         }
         e
