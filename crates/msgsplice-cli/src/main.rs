@@ -4,6 +4,7 @@
 //! command: `cargo run --release -- bench`); `msgsplice nfs serve DIR`
 //! exports a directory read-only over NFSv3. A subcommand is one arm of the
 //! match in [`main`] and a module with `main(words) -> ExitCode`.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 

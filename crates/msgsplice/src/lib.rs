@@ -47,16 +47,24 @@
 //!   `sendfile`; [`tls::probe_ktls`] says whether it can, and why not.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
+//!
+//! `unsafe` code is denied everywhere else: only `frag` (the refcounted
+//! fragments over raw mappings) and `sys` may hold it, and every block
+//! there says why it is sound.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[allow(unsafe_code)]
 pub mod frag;
 pub mod msg;
 pub mod send;
+#[allow(unsafe_code)]
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use frag::{Frag, FragBuf, FragCache, FragMut};
+pub use frag::{Frag, FragBuf, FragCache, FragError, FragMut};
 pub use msg::{FileRange, Msg, Segment};
 pub use send::{SendError, SendStats, SocketKind, Splicer};
 #[cfg(feature = "tls")]
