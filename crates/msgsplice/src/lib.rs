@@ -14,8 +14,9 @@
 //!   atomic per allocation; a folio is reused only when every fragment in
 //!   it, and every kernel read of it, is finished.
 //! - [`msg`]: a [`Msg`] is one message as an ordered list of segments, the
-//!   user-space `bio_vec[]`: spliceable memory ([`Frag`], [`bytes::Bytes`]),
-//!   copied memory (`&[u8]`, `Vec<u8>`) and file ranges. The segment types
+//!   user-space `bio_vec[]`: spliceable memory ([`Frag`], [`bytes::Bytes`],
+//!   and owned `Vec<u8>` or `BytesMut`, which become `Bytes` uncopied),
+//!   copied memory (`&[u8]`) and file ranges. The segment types
 //!   are the guard the kernel keeps in `sys_sendmsg`: only memory whose
 //!   lifetime the library can hold is ever spliced. A `Msg` of up to eight
 //!   segments lives on the stack, and it carries its own send cursor.

@@ -109,7 +109,7 @@ impl Builder {
         self
     }
 
-    /// A zero-copy run first copies its copy segments (`&[u8]`, `Vec<u8>`)
+    /// A zero-copy run first copies its copy segments (`&[u8]`)
     /// into fragments, so the message still goes in one call; above this
     /// many such bytes (default 16 KiB) the run is sent by a plain copy.
     pub fn max_copy_into_frags(mut self, bytes: usize) -> Builder {

@@ -227,8 +227,8 @@ impl<S: AsFd> Splicer<S> {
         self.kind
     }
 
-    /// The SPLICE hint now in force.
-    pub fn splice(&self) -> bool {
+    /// True while the SPLICE hint is on (see [`set_splice`](Splicer::set_splice)).
+    pub fn is_splicing(&self) -> bool {
         self.policy.splice
     }
 

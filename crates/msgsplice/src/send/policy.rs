@@ -35,6 +35,7 @@ use crate::msg::Segment;
 /// What to do when the kernel reports that it copied zero-copy data anyway
 /// (`SO_EE_CODE_ZEROCOPY_COPIED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OnCopied {
     /// Keep sending with zero-copy; only count the reports.
     Keep,
@@ -82,7 +83,7 @@ impl Default for Policy {
 pub(crate) struct RunShape {
     /// Bytes in spliceable segments (Frag, Bytes).
     pub(crate) splice_bytes: u64,
-    /// Bytes in copy segments (borrowed, owned).
+    /// Bytes in copy segments (borrowed).
     pub(crate) copy_bytes: u64,
 }
 
