@@ -47,8 +47,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::net::{sockopt, AddressFamily};
 
 use super::policy::{Policy, RunShape};
+use super::run::{copy_into_frags, fill_record, is_errno, must_gather};
 use super::zerocopy::ZeroCopy;
-use super::{copy_into_frags, fill_record, is_errno, must_gather, SendError, SendStats, Splicer};
+use super::{SendError, SendStats, Splicer};
 use crate::frag::Frag;
 use crate::msg::{Msg, Segment};
 use crate::sys::sendmsg::{Cmsg, IovBatch, RawAddr, MSG_NOSIGNAL, MSG_ZEROCOPY};
