@@ -264,8 +264,9 @@ impl Cmsg {
         let mut c = Cmsg { buf: [0; 4], space };
         debug_assert!(c.space <= std::mem::size_of_val(&c.buf));
         let first = c.buf.as_mut_ptr().cast::<libc::cmsghdr>();
-        // SAFETY: `buf` is zeroed, aligned for `cmsghdr` and `space` bytes
-        // or more, so a whole `cmsghdr` fits at its start (where
+        // SAFETY: `buf` is zeroed, aligned for `cmsghdr`, and at least
+        // `space` bytes long (CMSG_SPACE of at most MAX_DATA bytes, asserted
+        // above), so a whole `cmsghdr` fits at its start (where
         // CMSG_FIRSTHDR puts the first message) and CMSG_DATA of it has
         // room for `data`, which cannot overlap our own buffer.
         unsafe {
