@@ -4,6 +4,7 @@
 //! -- bench`); `msgsplice nfs serve DIR` exports a directory read-only over
 //! NFSv3. The command line is [`msgsplice_cli::cli::Cli`]; a subcommand is
 //! one arm of the match in [`main`].
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -109,7 +109,7 @@ impl Builder {
         self
     }
 
-    /// A zero-copy run first copies its copy segments (`&[u8]`, `Vec<u8>`)
+    /// A zero-copy run first copies its copy segments (`&[u8]`)
     /// into fragments, so the message still goes in one call; above this
     /// many such bytes (default 16 KiB) the run is sent by a plain copy.
     pub fn max_copy_into_frags(mut self, bytes: usize) -> Builder {
@@ -153,7 +153,7 @@ impl Builder {
     /// Check every file range against its file's size (one `fstat` per
     /// range) before the first byte of a message goes (default on), so that
     /// a range past the end fails with
-    /// [`SendError::PastEof`](super::SendError::PastEof) and sends nothing.
+    /// [`SendError::PastEof`] and sends nothing.
     /// Off saves that system call for callers that have just measured the
     /// file themselves (an NFS READ reply carries the `fstat` it was built
     /// from); a range past the end then still fails with `PastEof`, but

@@ -12,10 +12,9 @@
 //! stack. Splicing the range's last part from the file into a pipe and from
 //! the pipe into the socket with `SPLICE_F_MORE` keeps the range corked so
 //! that the trailer's `sendmsg` can push it with the rest. That is one
-//! system call more and fewer packets: a C probe on loopback counted 2.1
-//! segments per 1 KiB message with `sendfile` and 1.3 to 1.7 with the
-//! pipe, and the pipe sent 1.3x to 1.5x the messages per second (the
-//! `file` section of `msgsplice bench` measures it against the baselines).
+//! system call more and fewer packets, and on loopback more messages per
+//! second (the `file` section of `msgsplice bench` measures it against the
+//! baselines).
 //! A range that ends its message has nothing to wait for and goes by
 //! `sendfile` alone.
 
