@@ -128,6 +128,9 @@ pub enum ClientError {
         /// First byte (within the reply's data) that differs.
         at: usize,
     },
+    /// The load asked for cannot be run on this file.
+    #[error("cannot run this load: {0}")]
+    BadLoad(String),
     /// Reading the local copy of the file failed.
     #[error("cannot read the local file to check the data: {0}")]
     LocalFile(io::Error),

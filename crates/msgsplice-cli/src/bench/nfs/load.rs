@@ -101,10 +101,11 @@ pub fn run(
     let size = file.metadata().map_err(ClientError::LocalFile)?.len();
     let blocks = size / u64::from(spec.read_size.max(1));
     if blocks < spec.conns.max(1) as u64 || spec.depth == 0 {
-        return Err(ClientError::LocalFile(std::io::Error::other(format!(
-            "a file of {size} bytes has too few {}-byte blocks for {} connections",
+        return Err(ClientError::BadLoad(format!(
+            "a file of {size} bytes has too few {}-byte blocks for {} connections \
+             (or no READ may be in flight)",
             spec.read_size, spec.conns
-        ))));
+        )));
     }
     let fh = client::file_handle(target, name, spec.timeout)?;
     let barrier = Barrier::new(spec.conns + 1);

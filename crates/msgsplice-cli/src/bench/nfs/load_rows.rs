@@ -282,7 +282,7 @@ pub(super) fn notes(t: &Table) -> Vec<String> {
     }
     notes.push(format!(
         "syscalls/READ and allocs/READ in the {} random rows: the same measurement as for \
-         1 MiB, with {} READs (their data goes by sendfile as well)",
+         1 MiB, with {} READs",
         fmt_size(SMALL_READ as usize),
         fmt_size(SMALL_READ as usize)
     ));
