@@ -20,7 +20,6 @@
 //! - Per READ reply of msgsplice's export: system calls and heap
 //!   allocations, measured on this thread through the same dispatcher and
 //!   transport the server uses ([`inproc::reply_costs`]).
-//!
 //! - Random and concurrent READs: the bench's own pipelined client
 //!   ([`load`], over [`client`]) against both servers, fresh per run
 //!   ([`load_rows`]); 4 KiB random READs also get their syscalls and
