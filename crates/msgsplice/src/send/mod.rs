@@ -91,6 +91,10 @@ pub struct SendStats {
     /// Bytes copied: by the kernel (plain sends) or by the Splicer (copy
     /// segments of a zero-copy run, copied into fragments).
     pub bytes_copied: u64,
+    /// File ranges read into fragments to leave with the message's memory
+    /// ([`Builder::read_file_ranges_up_to`]); their bytes then count as
+    /// memory (copied, or spliced by zero-copy).
+    pub file_ranges_read: u64,
     /// Successful `MSG_ZEROCOPY` sends (each takes one completion id).
     pub zerocopy_sends: u64,
     /// Zero-copy sends whose completion has not been read yet.
@@ -288,6 +292,14 @@ impl<S: AsFd> Splicer<S> {
                 // which then only refills): a message starting over cannot
                 // own them, whatever file descriptor numbers match.
                 self.pipe = None;
+            }
+            if msg.has_file() && self.policy.read_files_up_to > 0 {
+                file::read_small_ranges(
+                    msg,
+                    self.policy.read_files_up_to,
+                    &self.cache,
+                    &mut self.stats,
+                )?;
             }
             if self.policy.check_file_ranges && msg.has_file() {
                 self.stats.syscalls += file::check_ranges(msg.segments())?;
