@@ -302,6 +302,15 @@ impl<'a> Msg<'a> {
         self.rewind();
     }
 
+    /// Replaces file range `i` by a fragment holding its bytes (read from
+    /// the file by the send engine). Same length, so the cursor stays valid.
+    pub(crate) fn replace_file(&mut self, i: usize, data: Frag) {
+        debug_assert!(matches!(self.segs[i], Segment::File(_)));
+        debug_assert_eq!(self.segs[i].len(), data.len() as u64);
+        self.segs[i] = Segment::Frag(data);
+        self.files -= 1;
+    }
+
     /// The cursor: index of the first unsent segment and the offset in it.
     pub(crate) fn cursor(&self) -> (usize, u64) {
         (self.seg, self.off)

@@ -189,6 +189,28 @@ impl Builder {
         self
     }
 
+    /// Stream sockets: a file range of at most this many bytes (default
+    /// 32 KiB) is read into a fragment with one `pread` when its message
+    /// starts, and leaves with the message's memory in the same `sendmsg`;
+    /// longer ranges go by `sendfile` or `splice`, as does every range
+    /// with 0. For a small range, the read and one gathered send cost less
+    /// than a `sendmsg` and a `sendfile` (or two `splice` calls) around it;
+    /// for a large one, the kernel moving page-cache pages costs less than
+    /// the copy. The `file` section of `msgsplice bench` measures both
+    /// sides of the default.
+    ///
+    /// The fragment takes the range's place in the [`Msg`](crate::Msg): a
+    /// message sent again after [`Msg::rewind`](crate::Msg::rewind) sends
+    /// the bytes read the first time. A file shorter than such a range
+    /// fails with [`SendError::PastEof`](super::SendError::PastEof) before
+    /// any byte of the message goes, whether or not
+    /// [`check_file_ranges`](Builder::check_file_ranges) is on. Fragments
+    /// come from [`frag_cache`](Builder::frag_cache).
+    pub fn read_file_ranges_up_to(mut self, bytes: u64) -> Builder {
+        self.policy.read_files_up_to = bytes;
+        self
+    }
+
     /// The cache that copy segments of zero-copy runs are copied into
     /// (default: [`FragCache::global`]).
     pub fn frag_cache(mut self, cache: FragCache) -> Builder {

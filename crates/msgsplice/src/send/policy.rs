@@ -28,6 +28,11 @@ use std::time::Duration;
 
 use crate::msg::Segment;
 
+/// Default of [`Builder::read_file_ranges_up_to`](super::Builder::read_file_ranges_up_to):
+/// half of a default fragment-cache folio, so that the read lands in a
+/// shared folio rather than a mapping of its own.
+pub(crate) const DEFAULT_READ_FILES_UP_TO: u64 = 32 << 10;
+
 /// What to do when the kernel reports that it copied zero-copy data anyway
 /// (`SO_EE_CODE_ZEROCOPY_COPIED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +60,9 @@ pub(crate) struct Policy {
     pub(crate) check_file_ranges: bool,
     pub(crate) file_tail_pipe: bool,
     pub(crate) skip_local_peers: bool,
+    /// File ranges of at most this many bytes are read into fragments and
+    /// sent with the message's memory (stream sockets).
+    pub(crate) read_files_up_to: u64,
 }
 
 impl Default for Policy {
@@ -70,6 +78,7 @@ impl Default for Policy {
             check_file_ranges: true,
             file_tail_pipe: true,
             skip_local_peers: true,
+            read_files_up_to: DEFAULT_READ_FILES_UP_TO,
         }
     }
 }

@@ -18,6 +18,10 @@ pub struct SendStats {
     /// Bytes copied: by the kernel (plain sends) or by the Splicer (copy
     /// segments of a zero-copy run, copied into fragments).
     pub bytes_copied: u64,
+    /// File ranges read into fragments to leave with the message's memory
+    /// ([`Builder::read_file_ranges_up_to`](super::Builder::read_file_ranges_up_to));
+    /// their bytes then count as memory (copied, or spliced by zero-copy).
+    pub file_ranges_read: u64,
     /// Successful `MSG_ZEROCOPY` sends (each takes one completion id).
     pub zerocopy_sends: u64,
     /// Zero-copy sends whose completion has not been read yet.
