@@ -6,96 +6,44 @@
 //! until it is interrupted (Ctrl-C) or killed. It listens on 127.0.0.1
 //! unless `--bind` says otherwise.
 
-use std::ffi::OsString;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Args;
 use msgsplice_rpc::NfsServer;
 
-use crate::args::{Arg, ArgError, Args};
-
-/// The help text of `msgsplice nfs`.
-pub const USAGE: &str = "\
-usage: msgsplice nfs serve DIR [--port N] [--mount-port M] [--bind ADDR]
-
-Exports DIR read-only over NFSv3 (with its MOUNT v3 service, no portmapper),
-prints the nfs:// URL of the export on stdout and serves until Ctrl-C.
-The export is named /export: a file DIR/a/b is nfs://HOST/export/a/b?...
-
-options:
-  --port N          NFS port (default: a free port, shown in the URL)
-  --mount-port M    MOUNT port (default: a free port; may equal --port)
-  --bind ADDR       address to listen on (default 127.0.0.1). Anything but a
-                    loopback address exposes DIR to the network, with no
-                    access control beyond file permissions and AUTH_SYS.
-  -h, --help        this text
-
-example:
+/// The example under the help of `msgsplice nfs` and `msgsplice nfs serve`.
+pub const EXAMPLE: &str = "\
+Example:
   msgsplice nfs serve /srv/data --port 2049 --mount-port 2049
-  nfs-cat 'nfs://127.0.0.1/export/file.txt?nfsport=2049&mountport=2049&version=3'
-";
+  nfs-cat 'nfs://127.0.0.1/export/file.txt?nfsport=2049&mountport=2049&version=3'";
 
 /// What `msgsplice nfs serve` was asked to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// The directory to export.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[command(
+    long_about = "Exports DIR read-only over NFSv3 (with its MOUNT v3 service, no \
+                  portmapper), prints the nfs:// URL of the export on stdout and serves \
+                  until Ctrl-C. The export is named /export: a file DIR/a/b is \
+                  nfs://HOST/export/a/b?...",
+    after_help = EXAMPLE
+)]
+pub struct ServeArgs {
+    /// The directory to export
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
-    /// NFS port (0: any free port).
+    /// NFS port (0: a free port, shown in the URL)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_port)]
     pub port: u16,
-    /// MOUNT port (0: any free port).
+    /// MOUNT port (0: a free port; may equal --port)
+    #[arg(long = "mount-port", value_name = "M", default_value_t = 0, value_parser = parse_port)]
     pub mount_port: u16,
-    /// Address to listen on.
+    /// Address to listen on. Anything but a loopback address exposes DIR to
+    /// the network, with no access control beyond file permissions and
+    /// AUTH_SYS
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_ip)]
     pub bind: IpAddr,
-}
-
-impl ServeOptions {
-    /// Parses the words after `serve`. `Ok(None)` means help was asked for.
-    pub fn parse(words: Vec<OsString>) -> Result<Option<ServeOptions>, ArgError> {
-        let mut dir = None;
-        let mut port = 0;
-        let mut mount_port = 0;
-        let mut bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let mut a = Args::new(words);
-        while let Some(arg) = a.next_arg()? {
-            let opt = match arg {
-                Arg::Word(w) if dir.is_none() => {
-                    dir = Some(PathBuf::from(w));
-                    continue;
-                }
-                Arg::Word(w) => {
-                    return Err(ArgError::Unknown(w.to_string_lossy().into_owned()));
-                }
-                Arg::Opt(o) => o,
-            };
-            match opt.name.as_str() {
-                "-h" | "--help" => return Ok(None),
-                "--port" => port = a.parsed(&opt, parse_port)?,
-                "--mount-port" => mount_port = a.parsed(&opt, parse_port)?,
-                "--bind" => {
-                    bind = a.parsed(&opt, |s| {
-                        s.parse().map_err(|_| {
-                            format!("{s:?} is not an IP address (like 127.0.0.1 or ::1)")
-                        })
-                    })?
-                }
-                _ => return Err(ArgError::Unknown(opt.name)),
-            }
-        }
-        let Some(dir) = dir else {
-            return Err(ArgError::BadValue {
-                option: "serve".into(),
-                problem: "which directory? (msgsplice nfs serve DIR)".into(),
-            });
-        };
-        Ok(Some(ServeOptions {
-            dir,
-            port,
-            mount_port,
-            bind,
-        }))
-    }
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -103,39 +51,13 @@ fn parse_port(s: &str) -> Result<u16, String> {
         .map_err(|_| format!("{s:?} is not a port number (0 to 65535)"))
 }
 
-/// `msgsplice nfs ARGS...`.
-pub fn main(words: Vec<OsString>) -> ExitCode {
-    let mut words = words.into_iter();
-    match words.next().as_ref().and_then(|w| w.to_str()) {
-        Some("serve") => {}
-        Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!("msgsplice nfs: unknown command {other:?}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-        None => {
-            eprintln!("msgsplice nfs: which command?\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-    match ServeOptions::parse(words.collect()) {
-        Ok(Some(o)) => serve(&o),
-        Ok(None) => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("msgsplice nfs serve: {e}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an IP address (like 127.0.0.1 or ::1)"))
 }
 
-/// Binds, prints the URL, serves until killed.
-fn serve(o: &ServeOptions) -> ExitCode {
+/// `msgsplice nfs serve`: binds, prints the URL, serves until killed.
+pub fn serve(o: &ServeArgs) -> ExitCode {
     let nfs = SocketAddr::new(o.bind, o.port);
     let mount = SocketAddr::new(o.bind, o.mount_port);
     match std::fs::metadata(&o.dir) {
@@ -198,15 +120,25 @@ fn serve(o: &ServeOptions) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+    use std::net::Ipv4Addr;
+
     use super::*;
 
-    fn parse(words: &[&str]) -> Result<Option<ServeOptions>, ArgError> {
-        ServeOptions::parse(words.iter().map(OsString::from).collect())
+    /// `msgsplice nfs serve` alone, for parsing its options in tests.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(words: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Serve::try_parse_from(std::iter::once("serve").chain(words.iter().copied())).map(|s| s.args)
     }
 
     #[test]
     fn defaults_and_options_in_any_order() {
-        let o = parse(&["/srv"]).unwrap().unwrap();
+        let o = parse(&["/srv"]).unwrap();
         assert_eq!(o.dir, PathBuf::from("/srv"));
         assert_eq!((o.port, o.mount_port), (0, 0));
         assert_eq!(o.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -218,19 +150,31 @@ mod tests {
             "--bind",
             "::1",
         ])
-        .unwrap()
         .unwrap();
         assert_eq!((o.port, o.mount_port), (2049, 20048));
         assert_eq!(o.bind, "::1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
+    fn double_dash_ends_options() {
+        let o = parse(&["--port", "7", "--", "--odd-dir"]).unwrap();
+        assert_eq!(o.dir, PathBuf::from("--odd-dir"));
+        assert_eq!(o.port, 7);
+    }
+
+    #[test]
     fn mistakes() {
-        assert!(matches!(parse(&[]), Err(ArgError::BadValue { .. })));
+        let e = parse(&[]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(e.exit_code(), 2);
         assert!(parse(&["/a", "/b"]).is_err());
-        assert!(parse(&["/a", "--port", "70000"]).is_err());
+        let e = parse(&["/a", "--port", "70000"]).unwrap_err();
+        assert!(e.to_string().contains("is not a port number"), "{e}");
         assert!(parse(&["/a", "--bind", "localhost"]).is_err());
         assert!(parse(&["/a", "--nope"]).is_err());
-        assert_eq!(parse(&["-h"]), Ok(None));
+        assert_eq!(
+            parse(&["-h"]).unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The `msgsplice` binary end to end: `bench --quick` on the allocator
 //! section prints the expected table, writes JSON that parses back into a
-//! report, and an SVG with the labels. Shapes only, never speeds.
+//! report, and an SVG with the labels; mistakes on the command line exit
+//! with status 2. Shapes only, never speeds.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -126,22 +127,70 @@ fn quick_alloc_bench_prints_one_table_of_the_expected_shape() {
 }
 
 #[test]
-fn mistakes_exit_with_usage() {
+fn mistakes_exit_with_status_2_and_say_what_is_wrong() {
     let out = msgsplice()
         .args(["bench", "--sections", "nope"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown section") && err.contains("usage: msgsplice bench"));
+    assert!(err.contains("unknown section \"nope\""), "{err}");
+    assert!(err.contains("--help"), "{err}");
+    assert!(out.stdout.is_empty(), "no table for a mistake");
+
+    for words in [
+        &["bench", "--runs", "0"][..],
+        &["bench", "--quick=yes"],
+        &["bench", "--sizes", "1G"],
+        &["bench", "--", "--quick"],
+        &["bench", "stray"],
+    ] {
+        let out = msgsplice().args(words).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{words:?}");
+        assert!(out.stdout.is_empty(), "{words:?}");
+    }
 
     let out = msgsplice().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
 
+    let out = msgsplice().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_lists_the_options_with_their_defaults() {
     let out = msgsplice().args(["bench", "--help"]).output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--duration-ms"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "--sections",
+        "--runs",
+        "[default: 5; 2 with --quick]",
+        "--duration-ms",
+        "tcp 150",
+        "--sizes",
+        "[default: 1K,16K,256K]",
+        "--nfs-size",
+        "[default: 256 MiB; 8 MiB with --quick]",
+        "--json",
+        "--svg",
+        "--quick",
+    ] {
+        assert!(help.contains(want), "no {want:?} in:\n{help}");
+    }
+    for id in [
+        "alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {id} ")),
+            "no section {id}:\n{help}"
+        );
+    }
+
+    let out = msgsplice().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("msgsplice "));
 }
 
 #[test]

@@ -151,7 +151,7 @@ fn nfs_serve_refuses_what_it_cannot_serve() {
     };
     let out = run(&["nfs", "serve"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("which directory?"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<DIR>"));
 
     let out = run(&["nfs", "serve", "/nonexistent/msgsplice-test-dir"]);
     assert_eq!(out.status.code(), Some(1));
@@ -160,10 +160,20 @@ fn nfs_serve_refuses_what_it_cannot_serve() {
 
     let out = run(&["nfs", "serve", ".", "--port", "x"]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a port number"));
 
-    let out = run(&["nfs", "--help"]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--mount-port"));
+    let out = run(&["nfs", "serve", "/a", "/b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no URL for a mistake");
+
+    for help in [&["nfs", "--help"][..], &["nfs", "serve", "--help"]] {
+        let out = run(help);
+        assert!(out.status.success(), "{help:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("--mount-port"),
+            "{help:?}"
+        );
+    }
 }
 
 /// `msgsplice bench --quick --sections nfs`: one table with the four rows,

@@ -54,12 +54,17 @@
 //! requests at once), decodes it without allocating, checks the handle,
 //! takes the open file from a small cache and `fstat`s it for the reply's
 //! attributes, builds the head in a fragment, and sends the reply with the
-//! [`msgsplice::Splicer`]: one `sendmsg(MSG_MORE)` for the head and one
-//! `sendfile` for the data. When the count is not a multiple of four the
+//! [`msgsplice::Splicer`]. A READ of up to 32 KiB is read into a fragment
+//! (one `pread`) and leaves with its head and tail in one `sendmsg`. A
+//! larger one goes as one `sendmsg(MSG_MORE)` for the head and one
+//! `sendfile` for the data; when the count is not a multiple of four the
 //! reply has a tail (the XDR padding): the data then goes through a pipe
 //! by two `splice` calls, so that it waits for the tail's `sendmsg` and
-//! they leave together. No heap allocation once warm (`tests/alloc.rs`
-//! holds it at zero with a counting allocator).
+//! they leave together. Either way, a file that shrank since its
+//! attributes were taken fails the send and closes the connection, so a
+//! reply never carries fewer bytes than its head declares. No heap
+//! allocation once warm (`tests/alloc.rs` holds it at zero with a
+//! counting allocator).
 //! [`server::ServerStats`] counts the system calls of the reply path per
 //! kind of reply; `msgsplice bench --sections nfs` measures the export
 //! against the `nfsserve` crate with libnfs's `nfs-cat` as the client.

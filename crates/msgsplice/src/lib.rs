@@ -14,8 +14,9 @@
 //!   atomic per allocation; a folio is reused only when every fragment in
 //!   it, and every kernel read of it, is finished.
 //! - [`msg`]: a [`Msg`] is one message as an ordered list of segments, the
-//!   user-space `bio_vec[]`: spliceable memory ([`Frag`], [`bytes::Bytes`]),
-//!   copied memory (`&[u8]`, `Vec<u8>`) and file ranges. The segment types
+//!   user-space `bio_vec[]`: spliceable memory ([`Frag`], [`bytes::Bytes`],
+//!   and owned `Vec<u8>` or `BytesMut`, which become `Bytes` uncopied),
+//!   copied memory (`&[u8]`) and file ranges. The segment types
 //!   are the guard the kernel keeps in `sys_sendmsg`: only memory whose
 //!   lifetime the library can hold is ever spliced. A `Msg` of up to eight
 //!   segments lives on the stack, and it carries its own send cursor.
@@ -47,16 +48,28 @@
 //!   `sendfile`; [`tls::probe_ktls`] says whether it can, and why not.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
+//!
+//! `unsafe` code is denied everywhere else: only `frag` (the refcounted
+//! fragments over raw mappings) and `sys` may hold it, and every block
+//! there says why it is sound.
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "tokio")]
+pub mod async_send;
+#[allow(unsafe_code)]
 pub mod frag;
 pub mod msg;
 pub mod send;
+#[allow(unsafe_code)]
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
 
-pub use frag::{Frag, FragBuf, FragCache, FragMut};
+#[cfg(feature = "tokio")]
+pub use async_send::AsyncSplicer;
+pub use frag::{Frag, FragBuf, FragCache, FragError, FragMut};
 pub use msg::{FileRange, Msg, Segment};
 pub use send::{SendError, SendStats, SocketKind, Splicer};
 #[cfg(feature = "tls")]

@@ -3,12 +3,16 @@
 //!
 //! A segment is memory the library can keep alive ([`Frag`],
 //! [`bytes::Bytes`]: *spliceable*, handed to the kernel by reference),
-//! memory it cannot ([`&[u8]`](Segment::Borrowed), [`Vec<u8>`](Segment::Owned):
-//! *copied*), or a range of a file ([`FileRange`]: sent by `sendfile`, never
-//! read into user memory). The type is the guard that the kernel's
-//! `MSG_SPLICE_PAGES` has in `sys_sendmsg`: there is no safe way to splice
-//! borrowed memory, because a borrowed slice has no lifetime the library
-//! could extend until the kernel is done with it.
+//! memory it cannot ([`&[u8]`](Segment::Borrowed): *copied*), or a range of
+//! a file ([`FileRange`]: sent by `sendfile`, never read into user memory).
+//! The type is the guard that the kernel's `MSG_SPLICE_PAGES` has in
+//! `sys_sendmsg`: there is no safe way to splice borrowed memory, because a
+//! borrowed slice has no lifetime the library could extend until the kernel
+//! is done with it.
+//!
+//! Owned memory needs no copy at this boundary: a `Vec<u8>` or a
+//! [`BytesMut`] pushed onto a message becomes [`Bytes`] without copying its
+//! bytes (`Bytes::from`, `BytesMut::freeze`), and so is spliceable.
 //!
 //! A `Msg` also carries its send *cursor*: how many of its bytes have gone.
 //! A [`Splicer`](crate::send::Splicer) that stops early (a non-blocking
@@ -18,7 +22,7 @@
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use crate::frag::Frag;
@@ -71,17 +75,17 @@ impl<'a> FileRange<'a> {
 }
 
 /// One part of a [`Msg`].
+#[non_exhaustive]
 pub enum Segment<'a> {
     /// A page fragment: spliceable. Kept referenced until the kernel is done.
     Frag(Frag),
     /// Refcounted bytes: spliceable. Kept referenced until the kernel is done
     /// (a `Bytes` whose completion never arrives is leaked, not freed; see
-    /// [`Splicer`](crate::send::Splicer)).
+    /// [`Splicer`](crate::send::Splicer)). An owned `Vec<u8>` or
+    /// [`BytesMut`] pushed onto a [`Msg`] becomes one of these, uncopied.
     Bytes(Bytes),
     /// Memory borrowed for the duration of the send: always copied.
     Borrowed(&'a [u8]),
-    /// Owned memory: always copied.
-    Owned(Vec<u8>),
     /// A file range: `sendfile`.
     File(FileRange<'a>),
 }
@@ -93,7 +97,6 @@ impl Segment<'_> {
             Segment::Frag(f) => f.len() as u64,
             Segment::Bytes(b) => b.len() as u64,
             Segment::Borrowed(s) => s.len() as u64,
-            Segment::Owned(v) => v.len() as u64,
             Segment::File(r) => r.len,
         }
     }
@@ -114,7 +117,6 @@ impl Segment<'_> {
             Segment::Frag(f) => Some(f),
             Segment::Bytes(b) => Some(b),
             Segment::Borrowed(s) => Some(s),
-            Segment::Owned(v) => Some(v),
             Segment::File(_) => None,
         }
     }
@@ -126,7 +128,6 @@ impl fmt::Debug for Segment<'_> {
             Segment::Frag(_) => "Frag",
             Segment::Bytes(_) => "Bytes",
             Segment::Borrowed(_) => "Borrowed",
-            Segment::Owned(_) => "Owned",
             Segment::File(r) => return write!(f, "File({r:?})"),
         };
         write!(f, "{kind}({} bytes)", self.len())
@@ -153,9 +154,17 @@ impl<'a, const N: usize> From<&'a [u8; N]> for Segment<'a> {
         Segment::Borrowed(s)
     }
 }
+/// The vector's buffer becomes a `Bytes` as it is: no copy (at most one
+/// small allocation for the refcount when its capacity exceeds its length).
 impl From<Vec<u8>> for Segment<'_> {
     fn from(v: Vec<u8>) -> Self {
-        Segment::Owned(v)
+        Segment::Bytes(Bytes::from(v))
+    }
+}
+/// Frozen into a `Bytes` without copying.
+impl From<BytesMut> for Segment<'_> {
+    fn from(b: BytesMut) -> Self {
+        Segment::Bytes(b.freeze())
     }
 }
 impl<'a> From<FileRange<'a>> for Segment<'a> {
@@ -178,7 +187,7 @@ impl<'a> From<FileRange<'a>> for Segment<'a> {
 /// let mut msg = Msg::new();
 /// msg.push(b"HDR:").push(page).push(vec![b'\n']);
 /// assert_eq!(msg.len(), 4 + 4096 + 1);
-/// assert_eq!(msg.spliceable_len(), 4096);
+/// assert_eq!(msg.spliceable_len(), 4096 + 1); // the Vec is not copied
 /// assert_eq!(msg.remaining(), msg.len());
 /// ```
 #[derive(Default)]
@@ -210,7 +219,8 @@ impl<'a> Msg<'a> {
         }
     }
 
-    /// Appends a segment: a [`Frag`], [`Bytes`], `&[u8]`, `Vec<u8>` or
+    /// Appends a segment: a [`Frag`], [`Bytes`], `Vec<u8>` or [`BytesMut`]
+    /// (spliceable, uncopied), `&[u8]` (copied when sent) or
     /// [`FileRange`]. Empty segments are kept and cost nothing to send.
     pub fn push(&mut self, seg: impl Into<Segment<'a>>) -> &mut Msg<'a> {
         let seg = seg.into();
@@ -290,6 +300,15 @@ impl<'a> Msg<'a> {
         self.len = 0;
         self.files = 0;
         self.rewind();
+    }
+
+    /// Replaces file range `i` by a fragment holding its bytes (read from
+    /// the file by the send engine). Same length, so the cursor stays valid.
+    pub(crate) fn replace_file(&mut self, i: usize, data: Frag) {
+        debug_assert!(matches!(self.segs[i], Segment::File(_)));
+        debug_assert_eq!(self.segs[i].len(), data.len() as u64);
+        self.segs[i] = Segment::Frag(data);
+        self.files -= 1;
     }
 
     /// The cursor: index of the first unsent segment and the offset in it.
@@ -390,9 +409,26 @@ mod tests {
             .push(vec![1, 2, 3, 4])
             .push_file(&f, 10, 100);
         assert_eq!(m.len(), 2 + 3 + 4 + 100);
-        assert_eq!(m.spliceable_len(), 3);
+        assert_eq!(m.spliceable_len(), 3 + 4);
         assert!(m.has_file());
         assert_eq!(format!("{:?}", m.segments()[0]), "Borrowed(2 bytes)");
+    }
+
+    /// Owned memory becomes a spliceable segment over the same buffer.
+    #[test]
+    fn owned_memory_is_not_copied() {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(b"owned");
+        let mut b = BytesMut::with_capacity(64);
+        b.extend_from_slice(b"mutable");
+        let (pv, pb) = (v.as_ptr(), b.as_ptr());
+        let mut m = Msg::new();
+        m.push(v).push(b);
+        for (s, p) in m.segments().iter().zip([pv, pb]) {
+            assert!(s.is_spliceable(), "{s:?}");
+            assert_eq!(s.as_memory().map(<[u8]>::as_ptr), Some(p), "same buffer");
+        }
+        assert_eq!(m.spliceable_len(), 5 + 7);
     }
 
     proptest! {

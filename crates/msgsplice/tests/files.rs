@@ -60,7 +60,9 @@ fn combos(size: u64) -> Vec<(u64, u64)> {
     v
 }
 
-fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool) {
+/// Every combination of offset and length, with ranges up to `read` bytes
+/// read into fragments (0: every range by sendfile or the tail pipe).
+fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool, read: u64) {
     let data = &source()[..3 * 4096 + 123];
     let tf = TempFile::new("combos", data);
     let (tx, rx) = pair(t).unwrap();
@@ -70,7 +72,11 @@ fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool) {
     }
     let h = read_to_end(rx);
     let cache = FragCache::new();
-    let mut sp = Builder::new().splice(splice).build(tx).unwrap();
+    let mut sp = Builder::new()
+        .splice(splice)
+        .read_file_ranges_up_to(read)
+        .build(tx)
+        .unwrap();
     let mut want = Vec::new();
     let all = combos(data.len() as u64);
     for (i, &(off, len)) in all.iter().enumerate() {
@@ -87,8 +93,13 @@ fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool) {
     }
     let st = sp.stats();
     assert_eq!(st.messages, all.len() as u64);
-    let file_bytes: u64 = all.iter().map(|&(_, l)| l).sum();
-    assert!(st.bytes_spliced >= file_bytes, "file bytes go by sendfile");
+    let read_ranges = all.iter().filter(|&&(_, l)| l > 0 && l <= read).count();
+    assert_eq!(st.file_ranges_read, read_ranges as u64);
+    let spliced_bytes: u64 = all.iter().map(|&(_, l)| l).filter(|&l| l > read).sum();
+    assert!(
+        st.bytes_spliced >= spliced_bytes,
+        "larger file ranges go by sendfile"
+    );
     drop(sp);
     let got = h.join().unwrap().unwrap();
     assert_eq!(got.len(), want.len());
@@ -97,27 +108,37 @@ fn ranges_arrive_whole(t: Transport, splice: bool, squeeze: bool) {
 
 #[test]
 fn tcp_ranges_arrive_whole() {
-    ranges_arrive_whole(Transport::Tcp4, true, false);
+    ranges_arrive_whole(Transport::Tcp4, true, false, 0);
+    ranges_arrive_whole(Transport::Tcp4, true, false, 4096);
+    ranges_arrive_whole(Transport::Tcp4, true, false, u64::MAX);
 }
 
 #[test]
 fn tcp_ranges_arrive_whole_copy() {
-    ranges_arrive_whole(Transport::Tcp6, false, false);
+    ranges_arrive_whole(Transport::Tcp6, false, false, 0);
+    ranges_arrive_whole(Transport::Tcp6, false, false, 4096);
+    ranges_arrive_whole(Transport::Tcp6, false, false, u64::MAX);
 }
 
 #[test]
 fn tcp_ranges_arrive_whole_short_writes() {
-    ranges_arrive_whole(Transport::Tcp4, true, true);
+    ranges_arrive_whole(Transport::Tcp4, true, true, 0);
+    ranges_arrive_whole(Transport::Tcp4, true, true, 4096);
+    ranges_arrive_whole(Transport::Tcp4, true, true, u64::MAX);
 }
 
 #[test]
 fn unix_stream_ranges_arrive_whole() {
-    ranges_arrive_whole(Transport::UnixStream, true, false);
+    ranges_arrive_whole(Transport::UnixStream, true, false, 0);
+    ranges_arrive_whole(Transport::UnixStream, true, false, 4096);
+    ranges_arrive_whole(Transport::UnixStream, true, false, u64::MAX);
 }
 
 #[test]
 fn unix_stream_ranges_arrive_whole_short_writes() {
-    ranges_arrive_whole(Transport::UnixStream, false, true);
+    ranges_arrive_whole(Transport::UnixStream, false, true, 0);
+    ranges_arrive_whole(Transport::UnixStream, false, true, 4096);
+    ranges_arrive_whole(Transport::UnixStream, false, true, u64::MAX);
 }
 
 /// Two large ranges with zero-copy memory between them, through a 4 KiB
@@ -195,7 +216,11 @@ fn unchecked_ranges_save_the_fstat_and_still_fail_past_eof() {
     let tf = TempFile::new("unchecked", data);
     let (tx, rx) = pair(Transport::Tcp4).unwrap();
     let h = read_to_end(rx);
-    let mut sp = Builder::new().check_file_ranges(false).build(tx).unwrap();
+    let mut sp = Builder::new()
+        .check_file_ranges(false)
+        .read_file_ranges_up_to(0)
+        .build(tx)
+        .unwrap();
     let mut m = Msg::new();
     m.push(b"hdr").push_file(&tf.file, 100, 9_900);
     sp.send(&mut m).unwrap();
@@ -237,7 +262,11 @@ fn tail_pipe_costs_and_bytes() {
     for pipe in [true, false] {
         let (tx, rx) = pair(Transport::Tcp4).unwrap();
         let h = read_to_end(rx);
-        let mut sp = Builder::new().file_tail_pipe(pipe).build(tx).unwrap();
+        let mut sp = Builder::new()
+            .file_tail_pipe(pipe)
+            .read_file_ranges_up_to(0)
+            .build(tx)
+            .unwrap();
         let mut want = Vec::new();
         for i in 0..20u64 {
             let (off, len) = (i * 997, 1000 + i * 1500);

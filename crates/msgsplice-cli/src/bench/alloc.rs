@@ -1,5 +1,5 @@
 //! The allocator section: `FragCache` against the heap-backed buffers a
-//! server would otherwise use for small messages (issue 2's benchmark).
+//! server would otherwise use for small messages.
 //!
 //! One operation is a whole cycle: allocate (and copy, for `memdup`), then
 //! drop. Single-thread, the cycle runs in a loop on one thread. Cross-thread,
@@ -136,6 +136,10 @@ impl Section for AllocSection {
 
     fn title(&self) -> String {
         "allocator: one allocate+copy+drop cycle per op".into()
+    }
+
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
     }
 
     fn estimate(&self, opts: &Options) -> Duration {

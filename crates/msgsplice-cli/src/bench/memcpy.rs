@@ -28,6 +28,10 @@ impl Section for MemcpySection {
         "single-thread memcpy bandwidth, the physical reference".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         opts.run_duration(RUN) * opts.runs as u32 + Duration::from_millis(100)
     }

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::report::{fmt_num, Outcome, Report, SectionReport, Table};
+use super::report::{fmt_num, Group, Outcome, Report, Row, SectionReport, Table};
 
 const WIDTH: f64 = 1000.0;
 const ROW_H: f64 = 17.0;
@@ -162,128 +162,147 @@ fn text_line(body: &mut String, y: f64, text: &str, color: &str) {
     );
 }
 
-/// Draws one section's bars from `y` down; returns the new `y`.
-fn draw_table(body: &mut String, mut y: f64, t: &Table, sc: &Scale) -> f64 {
-    let has_bars = t
-        .groups
+/// The rows of `g` drawn as bars: not the baseline, and with a ratio.
+fn bars(g: &Group) -> impl Iterator<Item = (&Row, f64)> {
+    g.rows
         .iter()
-        .any(|g| g.rows.iter().any(|r| !r.baseline && r.ratio.is_some()));
-    let mut baselines: Vec<&str> = Vec::new();
-    for g in &t.groups {
-        for r in g.rows.iter().filter(|r| r.baseline) {
-            if !baselines.contains(&r.name.as_str()) {
-                baselines.push(&r.name);
-            }
-        }
-    }
+        .filter(|r| !r.baseline)
+        .filter_map(|r| r.ratio.map(|q| (r, q)))
+}
+
+/// Draws one section from `y` down: the legend, the grid, each group's
+/// bars, the values without a ratio, the notes. Returns the new `y`.
+fn draw_table(body: &mut String, mut y: f64, t: &Table, sc: &Scale) -> f64 {
+    let has_bars = t.groups.iter().any(|g| bars(g).next().is_some());
     if has_bars {
-        y += ROW_H;
-        text_line(
-            body,
-            y,
-            &format!(
-                "{} ({}); 1.0x = {}",
-                t.metric,
-                if t.higher_is_better {
-                    "higher is better"
-                } else {
-                    "lower is better"
-                },
-                baselines.join(", ")
-            ),
-            "#555",
-        );
-        // Axis labels, then grid lines over the rows drawn below.
-        y += ROW_H;
-        let top = y + 4.0;
-        let rows: usize = t
-            .groups
-            .iter()
-            .map(|g| {
-                let n = g
-                    .rows
-                    .iter()
-                    .filter(|r| !r.baseline && r.ratio.is_some())
-                    .count();
-                if n > 0 {
-                    n + 1
-                } else {
-                    0
-                }
-            })
-            .sum();
-        let bottom = top + rows as f64 * ROW_H + 4.0;
-        for e in sc.lo..=sc.hi {
-            let x = sc.x(2f64.powi(e));
-            let label = if e >= 0 {
-                format!("{}x", 1u64 << e)
-            } else {
-                format!("1/{}x", 1u64 << -e)
-            };
-            let (stroke, w) = if e == 0 { ("#222", 1.5) } else { ("#ccc", 1.0) };
-            let _ = writeln!(
-                body,
-                "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"{stroke}\" stroke-width=\"{w}\"/>"
-            );
-            let _ = writeln!(
-                body,
-                "<text x=\"{x:.1}\" y=\"{y}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\" {FONT}>{}</text>",
-                esc(&label)
-            );
-        }
-        y = top;
+        y = draw_legend(body, y, t);
+        y = draw_grid(body, y, t, sc);
         for g in &t.groups {
-            let bars: Vec<_> = g
-                .rows
-                .iter()
-                .filter(|r| !r.baseline)
-                .filter_map(|r| r.ratio.map(|q| (r, q)))
-                .collect();
-            if bars.is_empty() {
-                continue;
-            }
-            y += ROW_H;
-            let _ = writeln!(
-                body,
-                "<text x=\"24\" y=\"{:.1}\" font-size=\"12\" font-weight=\"bold\" fill=\"#333\" {FONT}>{}</text>",
-                y - 4.0,
-                esc(&g.name)
-            );
-            for (r, q) in bars {
-                y += ROW_H;
-                let (x1, x2) = (sc.x(1.0), sc.x(q));
-                let (left, w) = (x1.min(x2), (x2 - x1).abs().max(1.0));
-                let color = if q >= 1.0 { BETTER } else { WORSE };
-                let _ = writeln!(
-                    body,
-                    "<text x=\"36\" y=\"{:.1}\" font-size=\"12\" {FONT}>{}</text>",
-                    y - 4.0,
-                    esc(&r.name)
-                );
-                let _ = writeln!(
-                    body,
-                    "<rect x=\"{left:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{color}\"/>",
-                    y - ROW_H + 3.0,
-                    ROW_H - 5.0
-                );
-                // Worse rows put their label right of the 1.0x line, so
-                // that it never runs into the row names.
-                let tx = if q >= 1.0 { x2 + 4.0 } else { x1 + 4.0 };
-                let _ = writeln!(
-                    body,
-                    "<text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"11\" {FONT}>{}</text>",
-                    y - 4.0,
-                    esc(&format!(
-                        "{q:.2}x  ({} {})",
-                        fmt_num(r.value.median),
-                        t.metric
-                    ))
-                );
-            }
+            y = draw_group_bars(body, y, g, t, sc);
         }
         y += 6.0;
     }
-    // Values without a ratio: references and single-row sections.
+    y = draw_plain_values(body, y, t, has_bars);
+    for n in &t.notes {
+        y += ROW_H;
+        text_line(body, y, n, "#555");
+    }
+    y
+}
+
+/// The line that says what the bars measure and what 1.0x is.
+fn draw_legend(body: &mut String, y: f64, t: &Table) -> f64 {
+    let mut baselines: Vec<&str> = Vec::new();
+    for r in t.groups.iter().flat_map(|g| &g.rows).filter(|r| r.baseline) {
+        if !baselines.contains(&r.name.as_str()) {
+            baselines.push(&r.name);
+        }
+    }
+    let y = y + ROW_H;
+    text_line(
+        body,
+        y,
+        &format!(
+            "{} ({}); 1.0x = {}",
+            t.metric,
+            if t.higher_is_better {
+                "higher is better"
+            } else {
+                "lower is better"
+            },
+            baselines.join(", ")
+        ),
+        "#555",
+    );
+    y
+}
+
+/// Axis labels on the next line, and grid lines down over the rows that
+/// [`draw_group_bars`] draws (a heading and the bars of each group that
+/// has any). Returns the `y` where the rows start.
+fn draw_grid(body: &mut String, y: f64, t: &Table, sc: &Scale) -> f64 {
+    let y = y + ROW_H;
+    let top = y + 4.0;
+    let rows: usize = t
+        .groups
+        .iter()
+        .map(|g| match bars(g).count() {
+            0 => 0,
+            n => n + 1,
+        })
+        .sum();
+    let bottom = top + rows as f64 * ROW_H + 4.0;
+    for e in sc.lo..=sc.hi {
+        let x = sc.x(2f64.powi(e));
+        let label = if e >= 0 {
+            format!("{}x", 1u64 << e)
+        } else {
+            format!("1/{}x", 1u64 << -e)
+        };
+        let (stroke, w) = if e == 0 { ("#222", 1.5) } else { ("#ccc", 1.0) };
+        let _ = writeln!(
+            body,
+            "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"{stroke}\" stroke-width=\"{w}\"/>"
+        );
+        let _ = writeln!(
+            body,
+            "<text x=\"{x:.1}\" y=\"{y}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\" {FONT}>{}</text>",
+            esc(&label)
+        );
+    }
+    top
+}
+
+/// One group's heading and a bar per row with a ratio (nothing if it has
+/// none). Returns the new `y`.
+fn draw_group_bars(body: &mut String, mut y: f64, g: &Group, t: &Table, sc: &Scale) -> f64 {
+    if bars(g).next().is_none() {
+        return y;
+    }
+    y += ROW_H;
+    let _ = writeln!(
+        body,
+        "<text x=\"24\" y=\"{:.1}\" font-size=\"12\" font-weight=\"bold\" fill=\"#333\" {FONT}>{}</text>",
+        y - 4.0,
+        esc(&g.name)
+    );
+    for (r, q) in bars(g) {
+        y += ROW_H;
+        let (x1, x2) = (sc.x(1.0), sc.x(q));
+        let (left, w) = (x1.min(x2), (x2 - x1).abs().max(1.0));
+        let color = if q >= 1.0 { BETTER } else { WORSE };
+        let _ = writeln!(
+            body,
+            "<text x=\"36\" y=\"{:.1}\" font-size=\"12\" {FONT}>{}</text>",
+            y - 4.0,
+            esc(&r.name)
+        );
+        let _ = writeln!(
+            body,
+            "<rect x=\"{left:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{color}\"/>",
+            y - ROW_H + 3.0,
+            ROW_H - 5.0
+        );
+        // Worse rows put their label right of the 1.0x line, so that it
+        // never runs into the row names.
+        let tx = if q >= 1.0 { x2 + 4.0 } else { x1 + 4.0 };
+        let _ = writeln!(
+            body,
+            "<text x=\"{tx:.1}\" y=\"{:.1}\" font-size=\"11\" {FONT}>{}</text>",
+            y - 4.0,
+            esc(&format!(
+                "{q:.2}x  ({} {})",
+                fmt_num(r.value.median),
+                t.metric
+            ))
+        );
+    }
+    y
+}
+
+/// Values without a ratio, as text: references, and the rows of a table
+/// that has no bars at all. Returns the new `y`.
+fn draw_plain_values(body: &mut String, mut y: f64, t: &Table, has_bars: bool) -> f64 {
     for g in &t.groups {
         for r in &g.rows {
             if r.ratio.is_none() || (!has_bars && r.baseline) {
@@ -302,10 +321,6 @@ fn draw_table(body: &mut String, mut y: f64, t: &Table, sc: &Scale) -> f64 {
                 );
             }
         }
-    }
-    for n in &t.notes {
-        y += ROW_H;
-        text_line(body, y, n, "#555");
     }
     y
 }

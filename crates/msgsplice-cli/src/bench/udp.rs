@@ -1,4 +1,4 @@
-//! The `udp` section (issue 4): what zero-copy saves the sender of UDP GSO
+//! The `udp` section: what zero-copy saves the sender of UDP GSO
 //! traffic, where it can save anything, and whether the default policy
 //! picks the better choice on each path.
 //!
@@ -29,16 +29,17 @@
 //! tests, not here (UDP on loopback drops what the receiver cannot keep up
 //! with, which is not an error).
 
+mod send;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use msgsplice::send::{Builder, OnCopied};
-use msgsplice::{Frag, FragCache, Msg, SendStats, Splicer};
+pub use self::send::{measure_run, Mode, PayloadRing, Sample, Sender, SLICES};
 
 use super::netns::{self, DropSink};
 use super::report::{Group, Outcome, Row, Table};
-use super::{Options, Progress, Section};
+use super::{section, Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
 const RUN: Duration = Duration::from_millis(300);
@@ -51,238 +52,10 @@ pub const RING_BYTES: usize = 256 << 20;
 /// The ring with `--quick` (numbers not meaningful anyway).
 const QUICK_RING_BYTES: usize = 8 << 20;
 
-const GIB: f64 = (1u64 << 30) as f64;
 const CPU: &str = "CPU s/GiB";
 const ZC: &str = "zero-copy %";
 const COPIED: &str = "COPIED %";
 const CALLS: &str = "syscalls/msg";
-
-/// How the Splicer is configured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// SPLICE off: the kernel copies every byte.
-    Off,
-    /// SPLICE on, zero-copy kept even when every completion says COPIED.
-    On,
-    /// SPLICE on with the default policy.
-    Default,
-}
-
-impl Mode {
-    /// The three, the baseline first.
-    pub const ALL: [Mode; 3] = [Mode::Off, Mode::On, Mode::Default];
-
-    /// The row name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Off => "SPLICE off",
-            Mode::On => "SPLICE on, zero-copy kept",
-            Mode::Default => "default policy",
-        }
-    }
-
-    fn builder(self) -> Builder {
-        match self {
-            Mode::Off => Builder::new().splice(false),
-            Mode::On => Builder::new().on_copied(OnCopied::Keep),
-            Mode::Default => Builder::new(),
-        }
-    }
-}
-
-/// Payload fragments of [`MESSAGE`] bytes, page-aligned, from 2 MiB folios,
-/// filled once.
-pub struct PayloadRing {
-    frags: Vec<Frag>,
-}
-
-impl PayloadRing {
-    /// At least `bytes` of payload. Maps and writes all of it (about 0.2 s
-    /// for 256 MiB).
-    pub fn new(bytes: usize) -> Result<PayloadRing, String> {
-        let len = MESSAGE;
-        let cache = FragCache::builder()
-            .folio_size(2 << 20)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let frags = (0..bytes.div_ceil(len))
-            .map(|i| {
-                let mut f = cache.alloc(len, 4096)?;
-                f.fill(i as u8);
-                Ok(f.freeze())
-            })
-            .collect::<Result<_, msgsplice::frag::FragError>>()
-            .map_err(|e| format!("payload ring: {e}"))?;
-        Ok(PayloadRing { frags })
-    }
-
-    /// Payload bytes in the ring.
-    pub fn bytes(&self) -> usize {
-        self.frags.iter().map(|f| f.len()).sum()
-    }
-}
-
-/// One run of one mode.
-#[derive(Clone, Copy, Debug)]
-pub struct Sample {
-    /// Message bytes sent.
-    pub bytes: u64,
-    /// From the first send to the last completion.
-    pub wall: Duration,
-    /// The sending thread's CPU time over the same span.
-    pub cpu: Duration,
-    /// The Splicer's counters at the end.
-    pub stats: SendStats,
-}
-
-impl Sample {
-    /// 10^9 message bytes per second.
-    pub fn gbps(&self) -> f64 {
-        self.bytes as f64 / self.wall.as_secs_f64() / 1e9
-    }
-
-    /// CPU seconds of the sender per GiB sent.
-    pub fn cpu_per_gib(&self) -> f64 {
-        self.cpu.as_secs_f64() / (self.bytes as f64 / GIB)
-    }
-
-    /// Share of the bytes handed over by reference, in percent.
-    pub fn zerocopy_percent(&self) -> f64 {
-        100.0 * self.stats.bytes_spliced as f64 / self.bytes.max(1) as f64
-    }
-
-    /// Share of zero-copy completions the kernel reported COPIED, in
-    /// percent (0 when there were none).
-    pub fn copied_percent(&self) -> f64 {
-        100.0 * self.stats.completions_copied as f64 / self.stats.completions.max(1) as f64
-    }
-
-    /// System calls per message (sends, completion reads, setsockopt).
-    pub fn syscalls_per_msg(&self) -> f64 {
-        self.stats.syscalls as f64 / self.stats.messages.max(1) as f64
-    }
-}
-
-/// The sending thread's CPU time so far.
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// Slices each run is cut into, the modes taking turns.
-const SLICES: u32 = 6;
-
-/// One mode's Splicer, over its own connected UDP socket, measured over
-/// several slices of sending.
-pub struct Sender {
-    mode: Mode,
-    to: SocketAddr,
-    sp: Splicer<UdpSocket>,
-    sent: u64,
-    wall: Duration,
-    cpu: Duration,
-}
-
-impl Sender {
-    /// A fresh socket connected to `to`, in the calling thread's network
-    /// namespace, with the Splicer of `mode` and the GSO segment size.
-    pub fn new(mode: Mode, to: SocketAddr) -> Result<Sender, String> {
-        let any: IpAddr = if to.is_ipv6() {
-            Ipv6Addr::UNSPECIFIED.into()
-        } else {
-            Ipv4Addr::UNSPECIFIED.into()
-        };
-        let sock = UdpSocket::bind((any, 0)).map_err(|e| format!("bind: {e}"))?;
-        sock.connect(to).map_err(|e| format!("connect {to}: {e}"))?;
-        let sp = mode
-            .builder()
-            .gso_segment(SEGMENT)
-            .drain_timeout(Duration::from_secs(5))
-            .build(sock)
-            .map_err(|e| e.to_string())?;
-        Ok(Sender {
-            mode,
-            to,
-            sp,
-            sent: 0,
-            wall: Duration::ZERO,
-            cpu: Duration::ZERO,
-        })
-    }
-
-    /// Sends messages (at least 16) for about `dur`, the payloads taken
-    /// from `ring` in turn, and adds the time and the calling thread's CPU
-    /// time to the totals.
-    pub fn send_for(&mut self, ring: &PayloadRing, dur: Duration) -> Result<(), String> {
-        let (t0, c0) = (Instant::now(), thread_cpu());
-        loop {
-            for _ in 0..16 {
-                let mut m = Msg::new();
-                m.push(ring.frags[self.sent as usize % ring.frags.len()].clone());
-                self.sp
-                    .send(&mut m)
-                    .map_err(|e| format!("{}: send to {}: {e}", self.mode.name(), self.to))?;
-                self.sent += 1;
-            }
-            if t0.elapsed() >= dur {
-                break;
-            }
-        }
-        self.wall += t0.elapsed();
-        self.cpu += thread_cpu().saturating_sub(c0);
-        Ok(())
-    }
-
-    /// Waits for the last completions (counted as sending time) and
-    /// returns the totals.
-    pub fn finish(mut self) -> Result<Sample, String> {
-        let (t0, c0) = (Instant::now(), thread_cpu());
-        let drained = self
-            .sp
-            .wait_completions(Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        if !drained {
-            return Err(format!(
-                "{}: completions missing after 5 s",
-                self.mode.name()
-            ));
-        }
-        Ok(Sample {
-            bytes: self.sent * MESSAGE as u64,
-            wall: self.wall + t0.elapsed(),
-            cpu: self.cpu + thread_cpu().saturating_sub(c0),
-            stats: self.sp.stats(),
-        })
-    }
-}
-
-/// One run: each mode over its own socket to `to`, about `dur` each, in
-/// six turns of `dur / 6` (the order rotated by `rotate` and reversed
-/// every other turn), so
-/// that a disturbance of the machine hits the three alike and each
-/// socket's policy state lasts the whole run. Returns one sample per mode,
-/// in the order of [`Mode::ALL`]. Runs on the calling thread.
-pub fn measure_run(
-    to: SocketAddr,
-    ring: &PayloadRing,
-    dur: Duration,
-    rotate: usize,
-) -> Result<Vec<Sample>, String> {
-    let mut senders = Mode::ALL
-        .iter()
-        .map(|&m| Sender::new(m, to))
-        .collect::<Result<Vec<_>, _>>()?;
-    let n = senders.len();
-    for slice in 0..SLICES as usize {
-        for k in 0..n {
-            // Rotated, and backwards every other slice, so that each mode
-            // follows each of the others as often.
-            let k = if slice % 2 == 0 { k } else { n - 1 - k };
-            senders[(k + slice / 2 + rotate) % n].send_for(ring, dur / SLICES)?;
-        }
-    }
-    senders.into_iter().map(Sender::finish).collect()
-}
 
 /// Reads and discards datagrams on loopback until dropped.
 struct Receiver {
@@ -351,16 +124,17 @@ impl Section for UdpSection {
         "UDP GSO: sender CPU with and without zero-copy, drop sink and loopback".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (4 * Mode::ALL.len() * opts.runs) as u32;
         opts.run_duration(RUN) * rows + Duration::from_millis(if opts.quick { 100 } else { 500 })
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
-        match measure_all(opts, progress) {
-            Ok(t) => Outcome::Ran(t),
-            Err(error) => Outcome::Failed { error },
-        }
+        section::outcome(measure_all(opts, progress))
     }
 }
 
@@ -372,32 +146,7 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
     } else {
         RING_BYTES
     })?;
-    let mut t = Table::new("GB/s", true, "vs off");
-    t.about = vec![
-        format!(
-            "{MESSAGE}-byte messages (one payload fragment each) sent as {} GSO segments of \
-             {SEGMENT} B by one sendmsg each; fragments cycled from a ring of {} MiB \
-             (2 MiB folios)",
-            MESSAGE / usize::from(SEGMENT),
-            ring.bytes() >> 20
-        ),
-        format!(
-            "GB/s of message bytes sent and {CPU} of the sending thread (CLOCK_THREAD_CPUTIME_ID, \
-             = getrusage RUSAGE_THREAD user+sys), first send to last completion; \
-             median of {} runs of {} ms per mode, the modes taking turns in {SLICES} slices",
-            opts.runs,
-            dur.as_millis()
-        ),
-        "drop sink: veth to a namespace, every packet dropped by the sender's queue \
-         (no local delivery, pages never copied); loopback: a receiver thread reads what it can"
-            .into(),
-        format!(
-            "{ZC}: bytes handed over by reference; {COPIED}: zero-copy completions the kernel \
-             reported copied"
-        ),
-    ];
-    t.extra_columns = vec![CPU.into(), ZC.into(), COPIED.into(), CALLS.into()];
-
+    let mut t = table(opts, dur, &ring);
     let sink = DropSink::up();
     let mut groups = Vec::new();
     for v6 in [false, true] {
@@ -434,42 +183,24 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
             Some(r) => r.addr,
             None => SocketAddr::new(netns::receiver(v6), 9),
         };
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Mode::ALL.len()];
-        for run in 0..opts.runs {
-            progress.step(format_args!("{name}: run {}/{}", run + 1, opts.runs));
-            let run_samples = match (&sink, path) {
-                (Ok(sink), Path::DropSink) => std::thread::scope(|sc| {
-                    sc.spawn(|| {
-                        sink.enter()
-                            .map_err(|e| format!("enter the namespace: {e}"))?;
-                        measure_run(to, &ring, dur, run)
-                    })
-                    .join()
-                    .map_err(|_| "the sending thread panicked".to_string())?
-                }),
-                _ => measure_run(to, &ring, dur, run),
-            }
-            .map_err(|e| format!("{name}: {e}"))?;
-            for (i, s) in run_samples.into_iter().enumerate() {
-                samples[i].push(s);
-            }
-        }
+        let sink = match path {
+            Path::DropSink => sink.as_ref().ok(),
+            Path::Loopback => None,
+        };
+        let samples = section::together(&name, Mode::ALL.len(), opts.runs, 5, progress, |run| {
+            let samples = match sink {
+                Some(sink) => run_in_namespace(sink, to, &ring, dur, run),
+                None => measure_run(to, &ring, dur, run),
+            }?;
+            Ok(samples.iter().map(turn).collect())
+        })?;
         if let Some(r) = &receiver {
             if r.bytes.load(Ordering::Relaxed) == 0 {
                 return Err(format!("{name}: the receiver got nothing"));
             }
         }
-        let mut g = Group::new(name);
-        for (i, mode) in Mode::ALL.iter().enumerate() {
-            let col = |f: fn(&Sample) -> f64| samples[i].iter().map(f).collect::<Vec<f64>>();
-            g.rows
-                .extend(Row::new(mode.name(), i == 0, &col(Sample::gbps)).map(|r| {
-                    r.with_extra(CPU, &col(Sample::cpu_per_gib))
-                        .with_extra(ZC, &col(Sample::zerocopy_percent))
-                        .with_extra(COPIED, &col(Sample::copied_percent))
-                        .with_extra(CALLS, &col(Sample::syscalls_per_msg))
-                }));
-        }
+        let names = Mode::ALL.map(Mode::name);
+        let g = samples.into_group(name, &names, &[CPU, ZC, COPIED, CALLS], None);
         t.notes.extend(verdicts(&g));
         t.groups.push(g);
     }
@@ -478,7 +209,69 @@ fn measure_all(opts: &Options, progress: &mut Progress) -> Result<Table, String>
     Ok(t)
 }
 
-/// The issue's targets, checked on one group's medians. Drop sink (where
+/// One sample as a row's values: GB/s, then the extra columns in the
+/// order of [`table`].
+fn turn(s: &Sample) -> section::Turn {
+    vec![
+        Some(s.gbps()),
+        Some(s.cpu_per_gib()),
+        Some(s.zerocopy_percent()),
+        Some(s.copied_percent()),
+        Some(s.syscalls_per_msg()),
+    ]
+}
+
+/// [`measure_run`] on a thread of its own that enters the drop sink's
+/// namespace first (a thread leaves its namespace only by ending).
+fn run_in_namespace(
+    sink: &DropSink,
+    to: SocketAddr,
+    ring: &PayloadRing,
+    dur: Duration,
+    run: usize,
+) -> Result<Vec<Sample>, String> {
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            sink.enter()
+                .map_err(|e| format!("enter the namespace: {e}"))?;
+            measure_run(to, ring, dur, run)
+        })
+        .join()
+        .map_err(|_| "the sending thread panicked".to_string())?
+    })
+}
+
+/// The empty table: its columns and how its numbers are taken.
+fn table(opts: &Options, dur: Duration, ring: &PayloadRing) -> Table {
+    let mut t = Table::new("GB/s", true, "vs off");
+    t.about = vec![
+        format!(
+            "{MESSAGE}-byte messages (one payload fragment each) sent as {} GSO segments of \
+             {SEGMENT} B by one sendmsg each; fragments cycled from a ring of {} MiB \
+             (2 MiB folios)",
+            MESSAGE / usize::from(SEGMENT),
+            ring.bytes() >> 20
+        ),
+        format!(
+            "GB/s of message bytes sent and {CPU} of the sending thread (CLOCK_THREAD_CPUTIME_ID, \
+             = getrusage RUSAGE_THREAD user+sys), first send to last completion; \
+             median of {} runs of {} ms per mode, the modes taking turns in {SLICES} slices",
+            opts.runs,
+            dur.as_millis()
+        ),
+        "drop sink: veth to a namespace, every packet dropped by the sender's queue \
+         (no local delivery, pages never copied); loopback: a receiver thread reads what it can"
+            .into(),
+        format!(
+            "{ZC}: bytes handed over by reference; {COPIED}: zero-copy completions the kernel \
+             reported copied"
+        ),
+    ];
+    t.extra_columns = vec![CPU.into(), ZC.into(), COPIED.into(), CALLS.into()];
+    t
+}
+
+/// The targets, checked on one group's medians. Drop sink (where
 /// the sender is busy all the time, so CPU per GiB is its speed and is not
 /// disturbed by other work on the machine): SPLICE on uses at most 0.35x
 /// the CPU per GiB of SPLICE off, and the default policy at most 1.05x the

@@ -308,8 +308,10 @@ mod tests {
             t.send_reply(r).unwrap();
             let after = t.stats();
             assert_eq!(after.messages - before.messages, 1, "reply {i}");
-            // sendmsg(MSG_MORE) of the head, sendfile; no tail to send: the
-            // length is a multiple of four.
+            // 1 MiB: sendmsg(MSG_MORE) of the head, sendfile; no tail to
+            // send (the length is a multiple of four). Up to 32 KiB: the
+            // Splicer reads the range (pread) and sends head and data in
+            // one sendmsg.
             assert_eq!(after.syscalls - before.syscalls, 2, "reply {i}");
             assert_eq!(t.syscalls(), after.syscalls);
         }
@@ -332,6 +334,45 @@ mod tests {
             .send_reply(b.finish().unwrap())
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A small READ reply whose file shrank after the reply was built puts
+    /// nothing on the wire: the head declares a count the file can no
+    /// longer fill, so no byte of it may go (the connection is closed by
+    /// the server on the error). Both sizes: read into a fragment, spliced.
+    #[test]
+    fn a_shrunk_file_sends_nothing_of_its_reply() {
+        let cache = FragCache::new();
+        for len in [4096u64, 256 << 10] {
+            let f = file(&vec![5u8; len as usize]);
+            let mut b = ReplyBuilder::new(&cache, 16).unwrap();
+            b.head().put_u32(len as u32);
+            b.put_opaque_data(ReplyData::File(FileRange {
+                file: f.clone(),
+                offset: 0,
+                len,
+            }));
+            let reply = b.finish().unwrap();
+            f.set_len(len / 2).unwrap();
+            let (a, mut z) = tcp_pair();
+            let reader = std::thread::spawn(move || {
+                let mut out = Vec::new();
+                z.read_to_end(&mut out).unwrap();
+                out
+            });
+            let mut t = SplicerTransport::new(a).unwrap();
+            assert!(t.send_reply(reply).is_err(), "len {len}");
+            drop(t);
+            let got = reader.join().unwrap();
+            if len <= 32 << 10 {
+                assert!(got.is_empty(), "len {len}: {} bytes went", got.len());
+            } else {
+                // Spliced: the head and what the file still has went, then
+                // the error; the server closes the connection, so the
+                // client sees a short record, never a wrong one.
+                assert!(got.len() < (len + 24) as usize, "len {len}");
+            }
+        }
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Builder {
         self
     }
 
-    /// A zero-copy run first copies its copy segments (`&[u8]`, `Vec<u8>`)
+    /// A zero-copy run first copies its copy segments (`&[u8]`)
     /// into fragments, so the message still goes in one call; above this
     /// many such bytes (default 16 KiB) the run is sent by a plain copy.
     pub fn max_copy_into_frags(mut self, bytes: usize) -> Builder {
@@ -153,7 +153,7 @@ impl Builder {
     /// Check every file range against its file's size (one `fstat` per
     /// range) before the first byte of a message goes (default on), so that
     /// a range past the end fails with
-    /// [`SendError::PastEof`](super::SendError::PastEof) and sends nothing.
+    /// [`SendError::PastEof`] and sends nothing.
     /// Off saves that system call for callers that have just measured the
     /// file themselves (an NFS READ reply carries the `fstat` it was built
     /// from); a range past the end then still fails with `PastEof`, but
@@ -186,6 +186,28 @@ impl Builder {
     /// decide. [`OnCopied::Keep`] never skips.
     pub fn skip_zerocopy_to_local_peers(mut self, on: bool) -> Builder {
         self.policy.skip_local_peers = on;
+        self
+    }
+
+    /// Stream sockets: a file range of at most this many bytes (default
+    /// 32 KiB) is read into a fragment with one `pread` when its message
+    /// starts, and leaves with the message's memory in the same `sendmsg`;
+    /// longer ranges go by `sendfile` or `splice`, as does every range
+    /// with 0. For a small range, the read and one gathered send cost less
+    /// than a `sendmsg` and a `sendfile` (or two `splice` calls) around it;
+    /// for a large one, the kernel moving page-cache pages costs less than
+    /// the copy. The `file` section of `msgsplice bench` measures both
+    /// sides of the default.
+    ///
+    /// The fragment takes the range's place in the [`Msg`](crate::Msg): a
+    /// message sent again after [`Msg::rewind`](crate::Msg::rewind) sends
+    /// the bytes read the first time. A file shorter than such a range
+    /// fails with [`SendError::PastEof`](super::SendError::PastEof) before
+    /// any byte of the message goes, whether or not
+    /// [`check_file_ranges`](Builder::check_file_ranges) is on. Fragments
+    /// come from [`frag_cache`](Builder::frag_cache).
+    pub fn read_file_ranges_up_to(mut self, bytes: u64) -> Builder {
+        self.policy.read_files_up_to = bytes;
         self
     }
 

@@ -12,10 +12,9 @@
 //! stack. Splicing the range's last part from the file into a pipe and from
 //! the pipe into the socket with `SPLICE_F_MORE` keeps the range corked so
 //! that the trailer's `sendmsg` can push it with the rest. That is one
-//! system call more and fewer packets: a C probe on loopback counted 2.1
-//! segments per 1 KiB message with `sendfile` and 1.3 to 1.7 with the
-//! pipe, and the pipe sent 1.3x to 1.5x the messages per second (the
-//! `file` section of `msgsplice bench` measures it against the baselines).
+//! system call more and fewer packets, and on loopback more messages per
+//! second (the `file` section of `msgsplice bench` measures it against the
+//! baselines).
 //! A range that ends its message has nothing to wait for and goes by
 //! `sendfile` alone.
 
@@ -28,7 +27,8 @@ use rustix::pipe::{
 };
 
 use super::{SendError, Stop};
-use crate::msg::{FileRange, Segment};
+use crate::frag::FragCache;
+use crate::msg::{FileRange, Msg, Segment};
 
 /// Most bytes asked of one `sendfile` call: the kernel's own cap
 /// (`MAX_RW_COUNT`, just under 2 GiB). The kernel moves them in batches of
@@ -63,6 +63,76 @@ pub(crate) fn check_ranges(segs: &[Segment<'_>]) -> Result<u64, SendError> {
         }
     }
     Ok(syscalls)
+}
+
+/// Reads every non-empty file range of `msg` of at most `max` bytes into a
+/// fragment of `cache` and puts the fragment in the range's place, so the
+/// message leaves with its memory in one `sendmsg` instead of a `sendmsg`
+/// and a `sendfile` (or two `splice` calls) per range. Called before any
+/// byte of the message goes: a file shorter than its range fails here with
+/// [`SendError::PastEof`] and nothing is sent, so the bytes a protocol
+/// header declared are never followed by fewer. One `pread` per range
+/// (more only if the kernel returns a short read).
+///
+/// A range that cannot be read this way (a file that is not seekable, or a
+/// cache out of memory) is left as it is, for `sendfile`.
+pub(crate) fn read_small_ranges(
+    msg: &mut Msg<'_>,
+    max: u64,
+    cache: &FragCache,
+    stats: &mut super::SendStats,
+) -> Result<(), SendError> {
+    for i in 0..msg.segments().len() {
+        let Segment::File(r) = msg.segments()[i] else {
+            continue;
+        };
+        if r.is_empty() || r.len() > max {
+            continue;
+        }
+        let Ok(mut buf) = cache.alloc(r.len() as usize, 1) else {
+            continue;
+        };
+        match read_exact_at(&r, &mut buf, &mut stats.syscalls) {
+            Ok(()) => {
+                msg.replace_file(i, buf.freeze());
+                stats.file_ranges_read += 1;
+            }
+            Err(ReadFail::Eof) => {
+                return Err(match past_eof(&r) {
+                    Stop::Typed(e) => e,
+                    Stop::Os(e) => SendError::Io(e),
+                })
+            }
+            // Not a regular file (a pipe, a socket): sendfile copes.
+            Err(ReadFail::NotSeekable) => {}
+            Err(ReadFail::Os(e)) => return Err(SendError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+enum ReadFail {
+    Eof,
+    NotSeekable,
+    Os(io::Error),
+}
+
+/// Fills `buf` from the range's first byte, retrying short reads and EINTR.
+fn read_exact_at(r: &FileRange<'_>, buf: &mut [u8], syscalls: &mut u64) -> Result<(), ReadFail> {
+    let mut done = 0;
+    while done < buf.len() {
+        *syscalls += 1;
+        match rustix::io::pread(r.fd(), &mut buf[done..], r.offset() + done as u64) {
+            Ok(0) => return Err(ReadFail::Eof),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::SPIPE | rustix::io::Errno::INVAL) if done == 0 => {
+                return Err(ReadFail::NotSeekable)
+            }
+            Err(e) => return Err(ReadFail::Os(e.into())),
+        }
+    }
+    Ok(())
 }
 
 /// One `sendfile` of at most `count` bytes of the range from byte `done`

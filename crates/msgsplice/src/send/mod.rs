@@ -54,6 +54,8 @@ mod completion;
 mod error;
 pub(crate) mod file;
 mod policy;
+mod run;
+mod stats;
 mod udp;
 mod zerocopy;
 
@@ -66,74 +68,20 @@ use bytes::Bytes;
 pub use builder::{Builder, SocketKind};
 pub use error::SendError;
 pub use policy::OnCopied;
+pub use stats::SendStats;
 pub use udp::{MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 
 use completion::Held;
-use policy::{Policy, RunShape};
+use policy::Policy;
+use run::{
+    copy_into_frags, fill_record, memory_parts, must_gather, push_run, push_with_copies,
+    send_stream_run,
+};
 use zerocopy::ZeroCopy;
 
 use crate::frag::{Frag, FragCache};
 use crate::msg::{FileRange, Msg, Segment};
-use crate::sys::sendmsg::{IovBatch, IovScratch, IOV_MAX, MSG_MORE, MSG_NOSIGNAL, MSG_ZEROCOPY};
-
-/// Counters of one [`Splicer`], from [`Splicer::stats`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SendStats {
-    /// Messages sent completely.
-    pub messages: u64,
-    /// System calls made on the socket (sends, `sendfile`, error-queue
-    /// reads, polls, `fstat` of file ranges, `setsockopt`).
-    pub syscalls: u64,
-    /// Bytes handed to the kernel by reference: spliceable memory sent with
-    /// `MSG_ZEROCOPY`, and file ranges sent with `sendfile`.
-    pub bytes_spliced: u64,
-    /// Bytes copied: by the kernel (plain sends) or by the Splicer (copy
-    /// segments of a zero-copy run, copied into fragments).
-    pub bytes_copied: u64,
-    /// Successful `MSG_ZEROCOPY` sends (each takes one completion id).
-    pub zerocopy_sends: u64,
-    /// Zero-copy sends whose completion has not been read yet.
-    pub completions_pending: u64,
-    /// Zero-copy sends completed.
-    pub completions: u64,
-    /// Completed zero-copy sends that the kernel reported COPIED.
-    pub completions_copied: u64,
-    /// Completion notifications read (each covers a range of sends).
-    pub notifications: u64,
-    /// Completion ids that matched no send in flight (should stay 0).
-    pub unexpected_completions: u64,
-    /// `ENOBUFS` from a zero-copy send (the socket's option memory full).
-    pub enobufs: u64,
-    /// Runs copied instead of zero-copied because too many sends were in
-    /// flight.
-    pub zerocopy_deferred: u64,
-    /// Zero-copy was switched off by [`OnCopied::StopAfter`]: after that
-    /// many COPIED completions, or at once because the peer is this host
-    /// (see [`zerocopy_local_peer`](SendStats::zerocopy_local_peer)).
-    pub zerocopy_stopped: bool,
-    /// The peer is this host (a loopback address, or the socket's own), so
-    /// [`OnCopied::StopAfter`] did not start zero-copy at all: local
-    /// delivery copies every page (each completion would say COPIED).
-    /// [`OnCopied::Keep`] still uses zero-copy there.
-    pub zerocopy_local_peer: bool,
-    /// Zero-copy was switched off because a UDP send failed in a way that
-    /// leaves it unknown whether the kernel gave it a completion id (for
-    /// instance `ENOBUFS` from a full queue on a socket with `IP_RECVERR`):
-    /// later completions could no longer be matched to their buffers, and
-    /// copying is always safe. Sends already in flight are unaffected.
-    pub zerocopy_desynced: bool,
-    /// Zero-copy UDP sends the kernel refused after giving them an id (a
-    /// GSO segment too large for the path MTU): their ids complete with no
-    /// data, so `completions` counts them too.
-    pub zerocopy_failed: u64,
-    /// Fragments whose completion never came before close: their folios
-    /// were retired (unmapped when free, never reused).
-    pub retired_on_close: u64,
-    /// `Bytes` whose completion never came before close: leaked on purpose
-    /// (their memory could otherwise be reused while the kernel reads it).
-    pub leaked_on_close: u64,
-}
+use crate::sys::sendmsg::{IovScratch, MSG_MORE, MSG_NOSIGNAL};
 
 /// Why a step of a send stopped.
 pub(crate) enum Stop {
@@ -227,8 +175,8 @@ impl<S: AsFd> Splicer<S> {
         self.kind
     }
 
-    /// The SPLICE hint now in force.
-    pub fn splice(&self) -> bool {
+    /// True while the SPLICE hint is on (see [`set_splice`](Splicer::set_splice)).
+    pub fn is_splicing(&self) -> bool {
         self.policy.splice
     }
 
@@ -288,6 +236,14 @@ impl<S: AsFd> Splicer<S> {
                 // which then only refills): a message starting over cannot
                 // own them, whatever file descriptor numbers match.
                 self.pipe = None;
+            }
+            if msg.has_file() && self.policy.read_files_up_to > 0 {
+                file::read_small_ranges(
+                    msg,
+                    self.policy.read_files_up_to,
+                    &self.cache,
+                    &mut self.stats,
+                )?;
             }
             if self.policy.check_file_ranges && msg.has_file() {
                 self.stats.syscalls += file::check_ranges(msg.segments())?;
@@ -353,6 +309,26 @@ impl<S: AsFd> Splicer<S> {
         self.stats()
     }
 
+    /// How long [`close`](Splicer::close) and drop wait for sends in flight
+    /// ([`Builder::drain_timeout`]). For callers that wait in their own way
+    /// (an async runtime's timer) before [`retire_in_flight`](Splicer::retire_in_flight).
+    pub fn drain_timeout(&self) -> Duration {
+        self.policy.drain_timeout
+    }
+
+    /// Gives up, without waiting, on the zero-copy sends still in flight:
+    /// their fragments' folios are retired and their `Bytes` leaked, as at
+    /// the end of [`close`](Splicer::close) (see
+    /// [`SendStats::retired_on_close`]). No system call. Then nothing is in
+    /// flight, so dropping the Splicer does not wait. Meant for callers that
+    /// did the waiting themselves; no later send should follow on this
+    /// socket, since completions for the abandoned sends may still arrive.
+    pub fn retire_in_flight(&mut self) {
+        let (retired, leaked) = self.zc.tracker.abandon();
+        self.stats.retired_on_close += retired;
+        self.stats.leaked_on_close += leaked;
+    }
+
     fn finish(&mut self) {
         if self.zc.tracker.pending() == 0 {
             return;
@@ -361,15 +337,13 @@ impl<S: AsFd> Splicer<S> {
         let timeout = self.policy.drain_timeout;
         // An error reading completions is the same as their never coming.
         let _ = self.zc.wait(fd, timeout, &self.policy, &mut self.stats);
-        let (retired, leaked) = self.zc.tracker.abandon();
-        self.stats.retired_on_close += retired;
-        self.stats.leaked_on_close += leaked;
+        self.retire_in_flight();
     }
 
     /// One step of a file range from byte `done` of it, `remaining` bytes
     /// being left in the message: by `sendfile`, or, for a TCP range with
     /// more of the message after it, its last part through the tail pipe
-    /// with `SPLICE_F_MORE` (see [`file`]).
+    /// with `SPLICE_F_MORE` (see [`file`](mod@file)).
     fn send_file(&mut self, r: &FileRange<'_>, done: u64, remaining: u64) -> Result<usize, Stop> {
         let left = r.len() - done;
         let mut count = left;
@@ -408,60 +382,33 @@ impl<S: AsFd> Splicer<S> {
     /// `first`, byte `off`: up to the next file range or `IOV_MAX` buffers.
     fn send_run(&mut self, msg: &Msg<'_>, first: usize, off: u64) -> Result<usize, Stop> {
         let segs = msg.segments();
-        // One pass finds the run's extent and shape and fills the iovec
-        // array as for a plain send; a zero-copy run with copy segments
-        // refills it below.
-        let mut shape = RunShape::default();
-        let (mut end, mut bytes) = (first, 0u64);
         let mut batch = self.iov.batch();
-        while let Some(s) = segs.get(end) {
-            let Some(data) = s.as_memory() else { break };
-            if batch.len() == IOV_MAX {
-                break;
-            }
-            let data = &data[if end == first { off as usize } else { 0 }..];
-            end += 1;
-            if data.is_empty() {
-                continue;
-            }
-            batch.push(data);
-            bytes += data.len() as u64;
-            if s.is_spliceable() {
-                shape.splice_bytes += data.len() as u64;
-            } else {
-                shape.copy_bytes += data.len() as u64;
-            }
-        }
+        let (end, bytes, shape) = push_run(&mut batch, segs, first, off);
+        let run = &segs[first..end];
         let fd = self.sock.as_fd();
         let mut zc = self.policy.zerocopy(shape, self.zc.usable())
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if !zc {
             self.zc.reap(fd, &self.policy, &mut self.stats);
         } else if shape.copy_bytes > 0 {
-            zc = copy_into_frags(&self.cache, &mut self.copies, &segs[first..end], off);
+            // The batch is refilled with the copies in place of the copy
+            // segments.
+            zc = copy_into_frags(&self.cache, &mut self.copies, run, off);
             if zc {
                 batch.clear();
-                push_with_copies(&mut batch, &segs[first..end], off, &self.copies);
+                push_with_copies(&mut batch, run, off, &self.copies);
             }
         }
         let more = if bytes < msg.remaining() { MSG_MORE } else { 0 };
-        let mut flags = MSG_NOSIGNAL | more | if zc { MSG_ZEROCOPY } else { 0 };
-        self.stats.syscalls += 1;
-        let mut r = batch.sendmsg(fd, flags);
-        if zc && is_errno(&r, libc::ENOBUFS) {
-            // The socket's option memory holds too many completions: read
-            // them and retry once, then send this message by copy.
-            self.stats.enobufs += 1;
-            let _ = self.zc.drain(fd, &self.policy, &mut self.stats, usize::MAX);
-            self.stats.syscalls += 1;
-            r = batch.sendmsg(fd, flags);
-            if is_errno(&r, libc::ENOBUFS) {
-                flags &= !MSG_ZEROCOPY;
-                zc = false;
-                self.stats.syscalls += 1;
-                r = batch.sendmsg(fd, flags);
-            }
-        }
+        let (r, zc) = send_stream_run(
+            &batch,
+            fd,
+            MSG_NOSIGNAL | more,
+            zc,
+            &mut self.zc,
+            &self.policy,
+            &mut self.stats,
+        );
         drop(batch);
         let n = match r {
             Ok(n) => n,
@@ -475,7 +422,7 @@ impl<S: AsFd> Splicer<S> {
             self.stats.bytes_copied += n as u64;
             return Ok(n);
         }
-        self.hold_sent(&segs[first..end], off, n as u64);
+        self.hold_sent(run, off, n as u64);
         Ok(n)
     }
 
@@ -517,22 +464,8 @@ impl<S: AsFd> Splicer<S> {
     fn send_record(&mut self, msg: &mut Msg<'_>) -> Result<u64, SendError> {
         let fd = self.sock.as_fd();
         let segs = msg.segments();
-        let nonempty = segs.iter().filter(|s| !s.is_empty()).count();
         let mut batch = self.iov.batch();
-        if nonempty <= IOV_MAX {
-            for s in segs {
-                if let Some(d) = s.as_memory().filter(|d| !d.is_empty()) {
-                    batch.push(d);
-                }
-            }
-        } else {
-            // A record cannot be split over calls: gather it (rare).
-            self.bounce.clear();
-            for d in segs.iter().filter_map(Segment::as_memory) {
-                self.bounce.extend_from_slice(d);
-            }
-            batch.push(&self.bounce);
-        }
+        fill_record(&mut batch, segs, &[], &mut self.bounce, must_gather(segs));
         let n = loop {
             self.stats.syscalls += 1;
             match batch.sendmsg(fd, MSG_NOSIGNAL) {
@@ -543,6 +476,12 @@ impl<S: AsFd> Splicer<S> {
         };
         drop(batch);
         self.stats.bytes_copied += n;
+        self.finish_record(msg, n)
+    }
+
+    /// After the kernel took `n` bytes of a record: moves the cursor and
+    /// counts the message, which must now be sent whole.
+    fn finish_record(&mut self, msg: &mut Msg<'_>, n: u64) -> Result<u64, SendError> {
         msg.advance(n);
         if !msg.is_sent() {
             return Err(SendError::Io(io::Error::other(
@@ -552,63 +491,6 @@ impl<S: AsFd> Splicer<S> {
         self.stats.messages += 1;
         Ok(n)
     }
-}
-
-/// Copies the copy segments of a zero-copy run into fragments (the kernel
-/// will read them after the call returns, when borrowed memory may already
-/// be reused). Returns false, with nothing copied, if the cache is out of
-/// memory: the run is then sent by plain copy.
-fn copy_into_frags(cache: &FragCache, out: &mut Vec<Frag>, run: &[Segment<'_>], off: u64) -> bool {
-    out.clear();
-    for (s, data) in memory_parts(run, off) {
-        if s.is_spliceable() {
-            continue;
-        }
-        match cache.memdup(data) {
-            Ok(f) => out.push(f),
-            Err(_) => {
-                out.clear();
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// The non-empty memory of a run of segments, the first one from byte
-/// `off`, with the segment each part comes from.
-fn memory_parts<'s>(
-    run: &'s [Segment<'_>],
-    off: u64,
-) -> impl Iterator<Item = (&'s Segment<'s>, &'s [u8])> {
-    run.iter().enumerate().filter_map(move |(i, s)| {
-        let data = &s.as_memory()?[if i == 0 { off as usize } else { 0 }..];
-        (!data.is_empty()).then_some((s, data))
-    })
-}
-
-/// Fills `batch` with a zero-copy run: its spliceable segments as they
-/// are, each copy segment replaced by its fragment in `copies` (which
-/// [`copy_into_frags`] made, one per non-empty copy segment, in order).
-fn push_with_copies<'b>(
-    batch: &mut IovBatch<'b>,
-    run: &'b [Segment<'_>],
-    off: u64,
-    copies: &'b [Frag],
-) {
-    let mut copies = copies.iter();
-    for (s, data) in memory_parts(run, off) {
-        let copy = if s.is_spliceable() {
-            None
-        } else {
-            copies.next()
-        };
-        batch.push(copy.map_or(data, |c| &c[..]));
-    }
-}
-
-fn is_errno<T>(r: &io::Result<T>, errno: i32) -> bool {
-    matches!(r, Err(e) if e.raw_os_error() == Some(errno))
 }
 
 impl<S: AsFd> Drop for Splicer<S> {

@@ -40,11 +40,13 @@ pub(crate) struct ZeroCopy {
 
 /// Sends in flight that the tracker has room for from the start, so the
 /// first zero-copy sends of a connection do not grow its queues (completions
-/// are read every `completion_batch` = 32 sends, so a few batches fit).
+/// are read every `completion_batch` sends, 32 by default, so a few batches
+/// fit).
 const TYPICAL_IN_FLIGHT: usize = 128;
 
 impl ZeroCopy {
-    /// `capable`: the socket kind supports `MSG_ZEROCOPY` at all (TCP).
+    /// `capable`: the socket kind supports `MSG_ZEROCOPY` at all (TCP and
+    /// UDP; see [`SocketKind::supports_zerocopy`](super::SocketKind::supports_zerocopy)).
     pub(crate) fn new(capable: bool) -> ZeroCopy {
         ZeroCopy {
             state: if capable {

@@ -95,7 +95,8 @@ fn parse(hdr: &libc::msghdr) -> ErrQueueMsg {
         let ip = cm.cmsg_level == libc::SOL_IP && cm.cmsg_type == libc::IP_RECVERR;
         let ip6 = cm.cmsg_level == libc::SOL_IPV6 && cm.cmsg_type == libc::IPV6_RECVERR;
         let need = std::mem::size_of::<libc::sock_extended_err>();
-        // SAFETY: computing the data pointer has no side effect.
+        // SAFETY: CMSG_DATA only computes the address of `c`'s data; it
+        // reads nothing.
         let data_off = unsafe { libc::CMSG_DATA(c) } as usize - c as usize;
         if (ip || ip6) && (cm.cmsg_len as usize) >= data_off + need {
             // SAFETY: the cmsg is long enough to hold the struct (checked);

@@ -11,8 +11,11 @@
 //! the kernel seals into TLS records; a control record (an alert, a
 //! handshake message) is sent with a `TLS_SET_RECORD_TYPE` control message.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::sendmsg::{sendmsg_slices, Cmsg, MSG_NOSIGNAL};
+use crate::tls::Cipher;
 
 /// `TCP_ULP` (`linux/tcp.h`): attach an upper-layer protocol to a TCP socket.
 const TCP_ULP: libc::c_int = 31;
@@ -81,14 +84,6 @@ pub(crate) enum CryptoInfo {
     Chacha20Poly1305(Chacha20Poly1305),
 }
 
-/// The AEAD of a [`CryptoInfo`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KtlsCipher {
-    AesGcm128,
-    AesGcm256,
-    Chacha20Poly1305,
-}
-
 impl CryptoInfo {
     /// Builds the state for `version` (msgsplice uses `TLS_1_3_VERSION`).
     /// `iv` is the 12-byte per-connection IV as TLS 1.3 defines it (for
@@ -97,7 +92,7 @@ impl CryptoInfo {
     /// key length does not match the cipher.
     pub(crate) fn new(
         version: u16,
-        cipher: KtlsCipher,
+        cipher: Cipher,
         key: &[u8],
         iv: &[u8; 12],
         seq: u64,
@@ -108,7 +103,7 @@ impl CryptoInfo {
         let mut iv8 = [0u8; 8];
         iv8.copy_from_slice(&iv[4..]);
         Some(match cipher {
-            KtlsCipher::AesGcm128 => CryptoInfo::AesGcm128(AesGcm128 {
+            Cipher::AesGcm128 => CryptoInfo::AesGcm128(AesGcm128 {
                 info: Info {
                     version,
                     cipher_type: TLS_CIPHER_AES_GCM_128,
@@ -118,7 +113,7 @@ impl CryptoInfo {
                 salt,
                 rec_seq,
             }),
-            KtlsCipher::AesGcm256 => CryptoInfo::AesGcm256(AesGcm256 {
+            Cipher::AesGcm256 => CryptoInfo::AesGcm256(AesGcm256 {
                 info: Info {
                     version,
                     cipher_type: TLS_CIPHER_AES_GCM_256,
@@ -128,7 +123,7 @@ impl CryptoInfo {
                 salt,
                 rec_seq,
             }),
-            KtlsCipher::Chacha20Poly1305 => CryptoInfo::Chacha20Poly1305(Chacha20Poly1305 {
+            Cipher::Chacha20Poly1305 => CryptoInfo::Chacha20Poly1305(Chacha20Poly1305 {
                 info: Info {
                     version,
                     cipher_type: TLS_CIPHER_CHACHA20_POLY1305,
@@ -216,45 +211,8 @@ pub(crate) fn set_tx(fd: BorrowedFd<'_>, info: &CryptoInfo) -> io::Result<()> {
 /// `TLS_SET_RECORD_TYPE` control message, `MSG_NOSIGNAL`. Returns the
 /// bytes taken (all of them on a blocking socket).
 pub(crate) fn send_record(fd: BorrowedFd<'_>, record_type: u8, data: &[u8]) -> io::Result<usize> {
-    // A control buffer big enough for one cmsg of one byte, aligned for
-    // `cmsghdr`.
-    #[repr(C, align(8))]
-    struct Control([u8; 64]);
-    let mut control = Control([0; 64]);
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(1) } as usize;
-    debug_assert!(space <= control.0.len());
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // SAFETY: an all-zero msghdr is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points at `space` writable, aligned bytes, so
-    // CMSG_FIRSTHDR returns a pointer inside them (not null) and CMSG_DATA
-    // of it has room for the one byte written.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        (*cmsg).cmsg_level = SOL_TLS;
-        (*cmsg).cmsg_type = TLS_SET_RECORD_TYPE;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
-        *libc::CMSG_DATA(cmsg) = record_type;
-    }
-    // SAFETY: every pointer in `msg` refers to memory alive for the call:
-    // `iov` to `data` (only read), the control buffer above.
-    let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    let cmsg = Cmsg::new(SOL_TLS, TLS_SET_RECORD_TYPE, &[record_type]);
+    sendmsg_slices(fd, &[IoSlice::new(data)], None, Some(&cmsg), MSG_NOSIGNAL)
 }
 
 #[cfg(test)]
@@ -288,11 +246,9 @@ mod tests {
     #[test]
     fn key_length_must_match() {
         let iv = [7u8; 12];
-        assert!(
-            CryptoInfo::new(TLS_1_3_VERSION, KtlsCipher::AesGcm128, &[0; 32], &iv, 0).is_none()
-        );
+        assert!(CryptoInfo::new(TLS_1_3_VERSION, Cipher::AesGcm128, &[0; 32], &iv, 0).is_none());
         let Some(CryptoInfo::AesGcm128(c)) =
-            CryptoInfo::new(TLS_1_3_VERSION, KtlsCipher::AesGcm128, &[1; 16], &iv, 5)
+            CryptoInfo::new(TLS_1_3_VERSION, Cipher::AesGcm128, &[1; 16], &iv, 5)
         else {
             panic!("AES-128-GCM with a 16-byte key")
         };

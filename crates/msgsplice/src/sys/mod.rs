@@ -3,6 +3,8 @@
 //! Everything `unsafe` that talks to the kernel lives here, each block with a
 //! `// SAFETY:` comment. The rest of the crate calls these safe wrappers.
 
+#[cfg(feature = "tokio")]
+pub(crate) mod async_fd;
 pub(crate) mod errqueue;
 #[cfg(feature = "tls")]
 pub(crate) mod ktls;

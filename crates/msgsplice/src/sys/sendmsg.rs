@@ -8,11 +8,13 @@
 //! the same lifetime and empties the array when it goes: no pointer outlives
 //! the data it points at, and the array's heap allocation is reused.
 //!
-//! A datagram send can also carry a destination address ([`RawAddr`]) and
-//! a UDP GSO segment size (the `UDP_SEGMENT` control message, `udp(7)`,
-//! Linux 4.18).
+//! A send can also carry a destination address ([`RawAddr`]) and one
+//! control message ([`Cmsg`]: a UDP GSO segment size, `udp(7)`, or a kTLS
+//! record type). Every `msghdr` this crate sends is built in one function
+//! here, for the batch and for callers with a few slices
+//! ([`sendmsg_slices`]).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -162,55 +164,124 @@ impl<'a> IovBatch<'a> {
 
     /// [`sendmsg`](IovBatch::sendmsg) with an optional destination (for an
     /// unconnected datagram socket, or to override a connected one's peer)
-    /// and an optional `UDP_SEGMENT` control message (`Some(0)` turns off a
-    /// segment size set on the socket, for this call).
+    /// and an optional control message (for instance
+    /// [`Cmsg::udp_segment`]).
     pub(crate) fn sendmsg_to(
         &self,
         fd: BorrowedFd<'_>,
         flags: i32,
         dest: Option<&RawAddr>,
-        gso_segment: Option<u16>,
+        cmsg: Option<&Cmsg>,
     ) -> io::Result<usize> {
-        // One cmsghdr (16 bytes) and a u16, padded: CMSG_SPACE(2) is 24 on
-        // 64-bit Linux, 16 on 32-bit; u64 elements give cmsghdr's alignment.
-        let mut control = [0u64; 4];
-        // SAFETY: an all-zero msghdr is valid (no name, no control data).
-        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-        hdr.msg_iov = self.v.as_ptr() as *mut libc::iovec;
-        hdr.msg_iovlen = self.v.len() as _;
-        if let Some(d) = dest {
-            let (ptr, len) = d.as_raw();
-            hdr.msg_name = ptr as *mut libc::c_void;
-            hdr.msg_namelen = len;
+        // SAFETY: the entries of `self.v` point at data borrowed for `'a`,
+        // which outlives `self` and so the call; `push` made each from a
+        // whole slice, so each points at `iov_len` readable bytes.
+        unsafe { send_iovecs(fd, self.v, dest, cmsg, flags) }
+    }
+}
+
+/// One `sendmsg(2)` of `bufs`, with an optional destination and control
+/// message: for a caller with a few buffers and no array to reuse.
+pub(crate) fn sendmsg_slices(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    dest: Option<&RawAddr>,
+    cmsg: Option<&Cmsg>,
+    flags: i32,
+) -> io::Result<usize> {
+    // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix (its
+    // documentation guarantees it), so `bufs` is also a valid array of
+    // `bufs.len()` iovecs, borrowed for as long as `bufs`.
+    let iov: &[libc::iovec] =
+        unsafe { std::slice::from_raw_parts(bufs.as_ptr().cast::<libc::iovec>(), bufs.len()) };
+    // SAFETY: each entry is an `IoSlice` made from a whole slice that the
+    // borrow of `bufs` keeps alive until the call returns.
+    unsafe { send_iovecs(fd, iov, dest, cmsg, flags) }
+}
+
+/// The one place a `msghdr` for sending is built: `iov` as the data,
+/// `dest` as the name, `cmsg` as the control data; then `sendmsg(2)`.
+///
+/// # Safety
+///
+/// Every entry of `iov` must point at `iov_len` readable bytes that stay
+/// valid until the call returns.
+unsafe fn send_iovecs(
+    fd: BorrowedFd<'_>,
+    iov: &[libc::iovec],
+    dest: Option<&RawAddr>,
+    cmsg: Option<&Cmsg>,
+    flags: i32,
+) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no iovec, no control
+    // data); the fields set below are the only ones the kernel reads.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_iov = iov.as_ptr().cast_mut();
+    hdr.msg_iovlen = iov.len() as _;
+    if let Some(d) = dest {
+        let (ptr, len) = d.as_raw();
+        hdr.msg_name = ptr.cast_mut();
+        hdr.msg_namelen = len;
+    }
+    if let Some(c) = cmsg {
+        hdr.msg_control = c.buf.as_ptr().cast_mut().cast();
+        hdr.msg_controllen = c.space as _;
+    }
+    // SAFETY: `hdr` points at `iov` (whose entries the caller vouches for),
+    // at `dest` and at `cmsg`'s buffer, all borrowed for this call. The
+    // kernel only reads them during the call (`MSG_ZEROCOPY` pins the pages
+    // it keeps, and the caller holds that memory until completion).
+    let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, flags) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// One control message for `sendmsg`, in a buffer of its own aligned for
+/// `cmsghdr`, with room for up to [`Cmsg::MAX_DATA`] bytes of data
+/// (`CMSG_SPACE(8)` is 24 bytes on 64-bit Linux, 16 on 32-bit).
+pub(crate) struct Cmsg {
+    /// u64 elements give the alignment `cmsghdr` needs.
+    buf: [u64; 4],
+    /// `CMSG_SPACE` of the data: the bytes of `buf` the message uses.
+    space: usize,
+}
+
+impl Cmsg {
+    /// Most data bytes one message carries here.
+    pub(crate) const MAX_DATA: usize = 8;
+
+    /// A control message of `level` and `ty` carrying `data`. Panics if
+    /// `data` is longer than [`MAX_DATA`](Cmsg::MAX_DATA): the callers
+    /// send fixed-size values, so that would be a bug here.
+    pub(crate) fn new(level: libc::c_int, ty: libc::c_int, data: &[u8]) -> Cmsg {
+        assert!(data.len() <= Self::MAX_DATA, "control data too long");
+        let len = data.len() as u32;
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(len) } as usize;
+        let mut c = Cmsg { buf: [0; 4], space };
+        debug_assert!(c.space <= std::mem::size_of_val(&c.buf));
+        let first = c.buf.as_mut_ptr().cast::<libc::cmsghdr>();
+        // SAFETY: `buf` is zeroed, aligned for `cmsghdr`, and at least
+        // `space` bytes long (CMSG_SPACE of at most MAX_DATA bytes, asserted
+        // above), so a whole `cmsghdr` fits at its start (where
+        // CMSG_FIRSTHDR puts the first message) and CMSG_DATA of it has
+        // room for `data`, which cannot overlap our own buffer.
+        unsafe {
+            (*first).cmsg_level = level;
+            (*first).cmsg_type = ty;
+            (*first).cmsg_len = libc::CMSG_LEN(len) as _;
+            std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(first), data.len());
         }
-        if let Some(seg) = gso_segment {
-            // SAFETY: CMSG_SPACE is a pure computation.
-            let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-            debug_assert!(space <= std::mem::size_of_val(&control));
-            hdr.msg_control = control.as_mut_ptr().cast();
-            hdr.msg_controllen = space as _;
-            // SAFETY: the control buffer is `space` bytes, aligned for
-            // cmsghdr and zeroed, so CMSG_FIRSTHDR returns a pointer to a
-            // whole cmsghdr inside it, with room for its u16 of data.
-            unsafe {
-                let c = libc::CMSG_FIRSTHDR(&hdr);
-                (*c).cmsg_level = libc::SOL_UDP;
-                (*c).cmsg_type = UDP_SEGMENT;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
-            }
-        }
-        // SAFETY: `hdr` points at `self.v`, whose entries point at data
-        // borrowed for `'a`, which outlives `self`; at `dest` and `control`,
-        // which live until the call returns. The kernel only reads them
-        // during the call (MSG_ZEROCOPY pins the pages it keeps, and the
-        // caller holds that memory until completion).
-        let r = unsafe { libc::sendmsg(fd.as_raw_fd(), &hdr, flags) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
+        c
+    }
+
+    /// The `UDP_SEGMENT` control message (`udp(7)`, Linux 4.18): the GSO
+    /// segment size for one send; 0 turns off a size set on the socket.
+    pub(crate) fn udp_segment(size: u16) -> Cmsg {
+        Cmsg::new(libc::SOL_UDP, UDP_SEGMENT, &size.to_ne_bytes())
     }
 }
 
@@ -248,6 +319,41 @@ mod tests {
             assert_eq!(&got[3..], b"-two-");
         }
         assert!(s.v.is_empty() && s.v.capacity() >= 3);
+    }
+
+    /// A control message built here is one the kernel accepts and acts
+    /// on: a file descriptor passed with `SCM_RIGHTS` arrives.
+    #[test]
+    fn a_control_message_reaches_the_kernel_whole() {
+        use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+        use std::io::IoSliceMut;
+        use std::mem::MaybeUninit;
+        let (a, b) = UnixStream::pair().unwrap();
+        let passed = std::fs::File::open("/proc/self/exe").unwrap();
+        let fd = passed.as_raw_fd().to_ne_bytes();
+        let cmsg = Cmsg::new(libc::SOL_SOCKET, libc::SCM_RIGHTS, &fd);
+        let sent = sendmsg_slices(a.as_fd(), &[IoSlice::new(b"x")], None, Some(&cmsg), 0);
+        assert_eq!(sent.unwrap(), 1);
+
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let mut byte = [0u8; 1];
+        let r = recvmsg(
+            b.as_fd(),
+            &mut [IoSliceMut::new(&mut byte)],
+            &mut anc,
+            RecvFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!((r.bytes, byte), (1, *b"x"));
+        let got: Vec<_> = anc
+            .drain()
+            .filter_map(|m| match m {
+                RecvAncillaryMessage::ScmRights(fds) => Some(fds.count()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![1], "one descriptor arrived");
     }
 
     #[test]

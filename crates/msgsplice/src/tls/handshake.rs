@@ -16,6 +16,7 @@ use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
 use super::io::{read_some, write_all};
+use super::record::Header;
 use super::TlsError;
 
 /// rustls's view of a connection after the handshake: it computes the next
@@ -131,9 +132,13 @@ impl Unbuffered for UnbufferedClientConnection {
 
 /// What to do after a state was handled and its bytes discarded.
 enum Next {
+    /// Ask rustls again.
     Continue,
+    /// rustls needs the next record.
     Read,
-    Done,
+    /// rustls could send application data: done, unless it still waits
+    /// for the peer's Finished.
+    Traffic,
 }
 
 /// Drives `conn` over the blocking socket `fd` until the handshake is
@@ -142,101 +147,175 @@ pub(crate) fn drive<C: Unbuffered>(
     mut conn: C,
     fd: BorrowedFd<'_>,
 ) -> Result<Established, TlsError> {
-    let mut incoming = vec![0u8; 16 << 10];
-    let mut used = 0usize;
-    let mut outgoing = vec![0u8; 16 << 10];
-    let mut out_used = 0usize;
+    let mut incoming = Incoming::new();
+    let mut outgoing = Outgoing::new();
     let mut early_plaintext = Vec::new();
-    // rustls is shown `incoming[..shown]`, whole records only, one more
-    // each time it asks for more. So it stops at the end of the handshake,
-    // and every later record (data or a KeyUpdate that arrived right
-    // behind the peer's Finished) is left to msgsplice's record layer.
-    let mut shown = 0usize;
     loop {
-        let UnbufferedStatus { discard, state } = conn.process(&mut incoming[..shown]);
+        let UnbufferedStatus { discard, state } = conn.process(incoming.shown());
         let next = match state {
             Err(e) => {
                 send_alert(&mut conn, fd);
                 return Err(TlsError::Handshake(e));
             }
-            Ok(ConnectionState::EncodeTlsData(mut s)) => loop {
-                match s.encode(&mut outgoing[out_used..]) {
-                    Ok(n) => {
-                        out_used += n;
-                        break Next::Continue;
-                    }
-                    Err(EncodeError::InsufficientSize(need)) => {
-                        outgoing.resize(out_used + need.required_size, 0);
-                    }
-                    Err(_) => return Err(TlsError::UnexpectedMessage("handshake encoding")),
-                }
-            },
-            Ok(ConnectionState::TransmitTlsData(s)) => {
-                write_all(fd, &outgoing[..out_used])?;
-                out_used = 0;
-                s.done();
-                Next::Continue
-            }
-            Ok(ConnectionState::ReadTraffic(mut r)) => {
-                while let Some(rec) = r.next_record() {
-                    let rec = rec.map_err(TlsError::Handshake)?;
-                    early_plaintext.extend_from_slice(rec.payload);
-                }
-                Next::Continue
-            }
-            Ok(ConnectionState::BlockedHandshake) => Next::Read,
-            Ok(ConnectionState::WriteTraffic(_)) => {
-                // A TLS 1.3 server may send from its Finished on, before
-                // the client's Finished has arrived: wait for that too.
-                if conn.handshaking() {
-                    Next::Read
-                } else {
-                    Next::Done
-                }
-            }
-            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
-                return Err(TlsError::HandshakeEof)
-            }
-            Ok(_) => return Err(TlsError::UnexpectedMessage("early data is not accepted")),
+            Ok(state) => handle(state, &mut outgoing, &mut early_plaintext, fd)?,
         };
-        incoming.copy_within(discard..used, 0);
-        used -= discard;
-        shown -= discard;
+        incoming.discard(discard);
         match next {
             Next::Continue => {}
-            Next::Done => break,
-            Next::Read => loop {
-                match next_record(&incoming[shown..used]) {
-                    Framing::Complete(n) => {
-                        shown += n;
-                        break;
-                    }
-                    // Not a TLS record: let rustls see it and say so.
-                    Framing::Invalid if used > shown => {
-                        shown = used;
-                        break;
-                    }
-                    Framing::Invalid | Framing::Partial => {}
-                }
-                if used == incoming.len() {
-                    incoming.resize(incoming.len() * 2, 0);
-                }
-                match read_some(fd, &mut incoming[used..])? {
-                    0 => return Err(TlsError::HandshakeEof),
-                    n => used += n,
-                }
-            },
+            // A TLS 1.3 server may send from its Finished on, before the
+            // client's Finished has arrived: wait for that too.
+            Next::Traffic if !conn.handshaking() => break,
+            Next::Traffic | Next::Read => incoming.show_next_record(fd)?,
         }
     }
     let (secrets, session) = conn.into_session().map_err(TlsError::Handshake)?;
-    // rustls consumed every record it was shown before reaching traffic.
-    let leftover = incoming[shown..used].to_vec();
+    // rustls consumed every record it was shown before reaching traffic:
+    // what it was not shown is the start of the peer's record stream.
     Ok(Established {
         secrets,
         session,
-        leftover,
+        leftover: incoming.unshown().to_vec(),
         early_plaintext,
     })
+}
+
+/// Handles one state rustls reports: encodes or sends its records, keeps
+/// the application data it decrypted, and says what it needs next.
+fn handle<D>(
+    state: ConnectionState<'_, '_, D>,
+    outgoing: &mut Outgoing,
+    early_plaintext: &mut Vec<u8>,
+    fd: BorrowedFd<'_>,
+) -> Result<Next, TlsError> {
+    match state {
+        ConnectionState::EncodeTlsData(mut s) => {
+            outgoing.encode(|buf| s.encode(buf))?;
+            Ok(Next::Continue)
+        }
+        ConnectionState::TransmitTlsData(s) => {
+            outgoing.send(fd)?;
+            s.done();
+            Ok(Next::Continue)
+        }
+        ConnectionState::ReadTraffic(mut r) => {
+            while let Some(rec) = r.next_record() {
+                let rec = rec.map_err(TlsError::Handshake)?;
+                early_plaintext.extend_from_slice(rec.payload);
+            }
+            Ok(Next::Continue)
+        }
+        ConnectionState::BlockedHandshake => Ok(Next::Read),
+        ConnectionState::WriteTraffic(_) => Ok(Next::Traffic),
+        ConnectionState::PeerClosed | ConnectionState::Closed => Err(TlsError::HandshakeEof),
+        _ => Err(TlsError::UnexpectedMessage("early data is not accepted")),
+    }
+}
+
+/// The bytes received during the handshake. rustls is shown
+/// `buf[..shown]`, whole records only, one more each time it asks for
+/// more; so it stops at the end of the handshake, and every later record
+/// (data, or a KeyUpdate that arrived right behind the peer's Finished) is
+/// left to msgsplice's record layer.
+struct Incoming {
+    buf: Vec<u8>,
+    /// Bytes received: `buf[..used]`.
+    used: usize,
+    shown: usize,
+}
+
+impl Incoming {
+    fn new() -> Incoming {
+        Incoming {
+            buf: vec![0u8; 16 << 10],
+            used: 0,
+            shown: 0,
+        }
+    }
+
+    /// The records rustls may see.
+    fn shown(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.shown]
+    }
+
+    /// The bytes received that rustls has not been shown.
+    fn unshown(&self) -> &[u8] {
+        &self.buf[self.shown..self.used]
+    }
+
+    /// Drops the first `n` bytes, which rustls has consumed.
+    fn discard(&mut self, n: usize) {
+        self.buf.copy_within(n..self.used, 0);
+        self.used -= n;
+        self.shown -= n;
+    }
+
+    /// Shows rustls one more whole record, reading from the socket until
+    /// one is there. Bytes that are no TLS record are all shown, for
+    /// rustls to reject them and say why.
+    fn show_next_record(&mut self, fd: BorrowedFd<'_>) -> Result<(), TlsError> {
+        loop {
+            match next_record(self.unshown()) {
+                Framing::Complete(n) => {
+                    self.shown += n;
+                    return Ok(());
+                }
+                Framing::Invalid if self.used > self.shown => {
+                    self.shown = self.used;
+                    return Ok(());
+                }
+                Framing::Invalid | Framing::Partial => {}
+            }
+            if self.used == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            match read_some(fd, &mut self.buf[self.used..])? {
+                0 => return Err(TlsError::HandshakeEof),
+                n => self.used += n,
+            }
+        }
+    }
+}
+
+/// The handshake's records waiting to be sent: `buf[..used]`.
+struct Outgoing {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl Outgoing {
+    fn new() -> Outgoing {
+        Outgoing {
+            buf: vec![0u8; 16 << 10],
+            used: 0,
+        }
+    }
+
+    /// Appends what `encode` writes, growing the buffer as often as it
+    /// says it needs more room.
+    fn encode(
+        &mut self,
+        mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    ) -> Result<(), TlsError> {
+        loop {
+            match encode(&mut self.buf[self.used..]) {
+                Ok(n) => {
+                    self.used += n;
+                    return Ok(());
+                }
+                Err(EncodeError::InsufficientSize(need)) => {
+                    self.buf.resize(self.used + need.required_size, 0);
+                }
+                Err(_) => return Err(TlsError::UnexpectedMessage("handshake encoding")),
+            }
+        }
+    }
+
+    /// Writes every waiting record to the socket.
+    fn send(&mut self, fd: BorrowedFd<'_>) -> Result<(), TlsError> {
+        write_all(fd, &self.buf[..self.used])?;
+        self.used = 0;
+        Ok(())
+    }
 }
 
 /// What the bytes at the start of a buffer hold.
@@ -249,18 +328,13 @@ enum Framing {
     Invalid,
 }
 
-/// Frames the record at the start of `buf`.
+/// Frames the record at the start of `buf`, by the record layer's own
+/// header parser (the version is not known yet, so the larger limit holds).
 fn next_record(buf: &[u8]) -> Framing {
-    let [ty, major, _, a, b, ..] = *buf else {
-        return Framing::Partial;
-    };
-    let len = 5 + usize::from(u16::from_be_bytes([a, b]));
-    if !(20..=23).contains(&ty) || major != 3 || len > 5 + (1 << 14) + 2048 {
-        Framing::Invalid
-    } else if len <= buf.len() {
-        Framing::Complete(len)
-    } else {
-        Framing::Partial
+    match Header::parse_any_version(buf) {
+        Ok(Some(h)) if h.record_len() <= buf.len() => Framing::Complete(h.record_len()),
+        Ok(_) => Framing::Partial,
+        Err(_) => Framing::Invalid,
     }
 }
 
@@ -273,5 +347,19 @@ fn send_alert<C: Unbuffered>(conn: &mut C, fd: BorrowedFd<'_>) {
         if let Ok(n) = s.encode(&mut buf) {
             let _ = write_all(fd, &buf[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_whole_records_only() {
+        let rec = [22, 3, 1, 0, 2, 0xaa, 0xbb, 23];
+        assert!(matches!(next_record(&rec[..4]), Framing::Partial));
+        assert!(matches!(next_record(&rec[..6]), Framing::Partial));
+        assert!(matches!(next_record(&rec), Framing::Complete(7)));
+        assert!(matches!(next_record(b"GET / HTTP/1.1"), Framing::Invalid));
     }
 }

@@ -112,7 +112,7 @@ impl Inbound {
             return TlsError::UnexpectedEof;
         }
         let want = match Header::parse(&self.buf[self.start..self.end], self.version) {
-            Ok(Some(h)) => HEADER_LEN + h.len,
+            Ok(Some(h)) => h.record_len(),
             _ => HEADER_LEN,
         };
         TlsError::TruncatedRecord { got: have, want }
@@ -125,7 +125,7 @@ impl Inbound {
         let Some(h) = Header::parse(&self.buf[self.start..self.end], self.version)? else {
             return Ok(None);
         };
-        let len = HEADER_LEN + h.len;
+        let len = h.record_len();
         if self.end - self.start < len {
             return Ok(None);
         }

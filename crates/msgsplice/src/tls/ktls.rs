@@ -6,9 +6,9 @@ use std::os::fd::BorrowedFd;
 
 use rustls::ConnectionTrafficSecrets;
 
-use super::record::Version;
+use super::record::{ContentType, Secrets, Version};
 use crate::send::SocketKind;
-use crate::sys::ktls::{self, CryptoInfo, KtlsCipher, TLS_1_3_VERSION};
+use crate::sys::ktls::{self, CryptoInfo, TLS_1_3_VERSION};
 
 /// Whether a connection's records are sealed by the kernel (kTLS) or by
 /// msgsplice in user space, and why.
@@ -119,19 +119,6 @@ pub fn probe_ktls() -> Result<(), KtlsStatus> {
     }
 }
 
-/// The AEAD, key and IV of rustls's extracted secrets.
-fn parts(s: &ConnectionTrafficSecrets) -> Option<(KtlsCipher, &[u8], [u8; 12])> {
-    let (cipher, key, iv) = match s {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (KtlsCipher::AesGcm128, key, iv),
-        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (KtlsCipher::AesGcm256, key, iv),
-        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-            (KtlsCipher::Chacha20Poly1305, key, iv)
-        }
-        _ => return None,
-    };
-    Some((cipher, key.as_ref(), iv.as_ref().try_into().ok()?))
-}
-
 /// Gives the kernel the transmit keys (`tx`, next record `seq`) of a
 /// connected socket. Fails without side effects when the kernel has no
 /// TLS layer; when it has one but refuses the keys, the layer stays
@@ -175,14 +162,19 @@ pub(crate) fn set_keys(
     tx: &ConnectionTrafficSecrets,
     seq: u64,
 ) -> Result<(), i32> {
-    let (cipher, key, iv) = parts(tx).ok_or(libc::EINVAL)?;
+    let Secrets { cipher, key, iv } = Secrets::of(tx).map_err(|_| libc::EINVAL)?;
     let info = CryptoInfo::new(TLS_1_3_VERSION, cipher, key, &iv, seq).ok_or(libc::EINVAL)?;
     ktls::set_tx(fd, &info).map_err(raw_errno)
 }
 
-/// Sends one control record (alert 21, handshake 22) through the kernel.
-pub(crate) fn send_control(fd: BorrowedFd<'_>, ty: u8, data: &[u8]) -> std::io::Result<()> {
-    let n = ktls::send_record(fd, ty, data)?;
+/// Sends one control record (an alert, a handshake message) through the
+/// kernel.
+pub(crate) fn send_control(
+    fd: BorrowedFd<'_>,
+    ty: ContentType,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let n = ktls::send_record(fd, ty.byte(), data)?;
     if n == data.len() {
         Ok(())
     } else {

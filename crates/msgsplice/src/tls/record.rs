@@ -47,7 +47,8 @@ pub(crate) enum ContentType {
 }
 
 impl ContentType {
-    fn byte(self) -> u8 {
+    /// The byte on the wire.
+    pub(crate) fn byte(self) -> u8 {
         match self {
             ContentType::ChangeCipherSpec => 20,
             ContentType::Alert => 21,
@@ -74,12 +75,47 @@ pub(crate) enum Version {
     Tls13,
 }
 
-/// The AEAD of a connection.
+/// The AEAD of a connection: the three this record layer implements, and
+/// the three that kTLS is handed (`sys::ktls` lays out the kernel's struct
+/// for each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cipher {
     AesGcm128,
     AesGcm256,
     Chacha20Poly1305,
+}
+
+/// The secrets of one direction, as rustls extracted them.
+pub(crate) struct Secrets<'a> {
+    pub(crate) cipher: Cipher,
+    pub(crate) key: &'a [u8],
+    /// The 12-byte per-connection IV (static IV, or salt and IV for TLS 1.2
+    /// AES-GCM).
+    pub(crate) iv: [u8; aead::NONCE_LEN],
+}
+
+impl<'a> Secrets<'a> {
+    /// The cipher, key and IV of rustls's extracted secrets;
+    /// [`TlsError::UnsupportedCipher`] for any other AEAD.
+    pub(crate) fn of(secrets: &'a ConnectionTrafficSecrets) -> Result<Secrets<'a>, TlsError> {
+        let (cipher, key, iv) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Cipher::AesGcm128, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Cipher::AesGcm256, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (Cipher::Chacha20Poly1305, key, iv)
+            }
+            _ => return Err(TlsError::UnsupportedCipher),
+        };
+        let iv = iv
+            .as_ref()
+            .try_into()
+            .map_err(|_| TlsError::UnsupportedCipher)?;
+        Ok(Secrets {
+            cipher,
+            key: key.as_ref(),
+            iv,
+        })
+    }
 }
 
 /// One direction's key, IV and cipher, as extracted from rustls.
@@ -92,23 +128,13 @@ pub(crate) struct Keys {
 impl Keys {
     /// Takes the key and IV out of rustls's extracted secrets.
     pub(crate) fn new(secrets: &ConnectionTrafficSecrets) -> Result<Keys, TlsError> {
-        let (cipher, alg, key, iv) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
-                (Cipher::AesGcm128, &aead::AES_128_GCM, key, iv)
-            }
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-                (Cipher::AesGcm256, &aead::AES_256_GCM, key, iv)
-            }
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (Cipher::Chacha20Poly1305, &aead::CHACHA20_POLY1305, key, iv)
-            }
-            _ => return Err(TlsError::UnsupportedCipher),
+        let Secrets { cipher, key, iv } = Secrets::of(secrets)?;
+        let alg = match cipher {
+            Cipher::AesGcm128 => &aead::AES_128_GCM,
+            Cipher::AesGcm256 => &aead::AES_256_GCM,
+            Cipher::Chacha20Poly1305 => &aead::CHACHA20_POLY1305,
         };
-        let key = UnboundKey::new(alg, key.as_ref()).map_err(|_| TlsError::UnsupportedCipher)?;
-        let iv: [u8; aead::NONCE_LEN] = iv
-            .as_ref()
-            .try_into()
-            .map_err(|_| TlsError::UnsupportedCipher)?;
+        let key = UnboundKey::new(alg, key).map_err(|_| TlsError::UnsupportedCipher)?;
         Ok(Keys {
             cipher,
             key: LessSafeKey::new(key),
@@ -244,23 +270,42 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// Parses the first 5 bytes of `buf`; `Ok(None)` if fewer are there.
+    /// Parses the first [`HEADER_LEN`] bytes of `buf` for a connection of
+    /// `version`; `Ok(None)` if fewer are there.
     pub(crate) fn parse(buf: &[u8], version: Version) -> Result<Option<Header>, TlsError> {
-        let Some(h) = buf.get(..HEADER_LEN) else {
-            return Ok(None);
-        };
-        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
         let max = match version {
             Version::Tls13 => MAX_CIPHERTEXT_13,
             Version::Tls12 => MAX_CIPHERTEXT_12,
         };
-        if ContentType::from_byte(h[0]).is_none() || h[1] != 0x03 {
+        Header::parse_within(buf, max)
+    }
+
+    /// [`parse`](Header::parse) before the version is known (during the
+    /// handshake): a length is checked against the larger, TLS 1.2, limit.
+    pub(crate) fn parse_any_version(buf: &[u8]) -> Result<Option<Header>, TlsError> {
+        Header::parse_within(buf, MAX_CIPHERTEXT_12)
+    }
+
+    /// Bytes of the whole record, header included.
+    pub(crate) fn record_len(&self) -> usize {
+        HEADER_LEN + self.len
+    }
+
+    /// The header at the start of `buf`, whose length field may be at
+    /// most `max`: a known content type, the major version every TLS
+    /// record carries, a length within the limit.
+    fn parse_within(buf: &[u8], max: usize) -> Result<Option<Header>, TlsError> {
+        let Some(&[ty, major, _minor, len_hi, len_lo]) = buf.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        if ContentType::from_byte(ty).is_none() || major != RECORD_VERSION[0] {
             return Err(TlsError::UnexpectedMessage("not a TLS record"));
         }
+        let len = usize::from(u16::from_be_bytes([len_hi, len_lo]));
         if len > max {
             return Err(TlsError::RecordOverflow { len });
         }
-        Ok(Some(Header { ty: h[0], len }))
+        Ok(Some(Header { ty, len }))
     }
 }
 
@@ -282,7 +327,7 @@ impl Opener {
     /// fails authentication is [`TlsError::BadRecordMac`].
     pub(crate) fn open(&mut self, rec: &mut [u8]) -> Result<(ContentType, Range<usize>), TlsError> {
         let h = Header::parse(rec, self.version)?.ok_or(TlsError::BadRecordMac)?;
-        if rec.len() != HEADER_LEN + h.len {
+        if rec.len() != h.record_len() {
             return Err(TlsError::BadRecordMac);
         }
         let seq = self.seq;
@@ -431,7 +476,19 @@ pub(crate) mod tests {
             Err(TlsError::RecordOverflow { .. })
         ));
         assert!(Header::parse(&h, Version::Tls12).unwrap().is_some());
+        assert!(Header::parse_any_version(&h).unwrap().is_some());
+        let too_big = (MAX_CIPHERTEXT_12 + 1) as u16;
+        h[3..].copy_from_slice(&too_big.to_be_bytes());
+        assert!(Header::parse_any_version(&h).is_err());
         assert!(Header::parse(&[99, 3, 3, 0, 1], Version::Tls13).is_err());
+        assert!(
+            Header::parse_any_version(&[22, 2, 0, 0, 1]).is_err(),
+            "SSL 2"
+        );
+        let h = Header::parse_any_version(&[22, 3, 1, 0, 7])
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.ty, h.record_len()), (22, HEADER_LEN + 7));
     }
 
     #[test]

@@ -134,7 +134,6 @@ fn gather(
             Segment::Frag(f) => dst.copy_in(&f[a..b]),
             Segment::Bytes(x) => dst.copy_in(&x[a..b]),
             Segment::Borrowed(x) => dst.copy_in(&x[a..b]),
-            Segment::Owned(x) => dst.copy_in(&x[a..b]),
             Segment::File(r) => {
                 let reads = dst.read_in(r.fd(), r.offset() + off, take as usize);
                 match reads {

@@ -1,4 +1,4 @@
-//! The send sections (issue 3's benchmark): whole messages of a 128-byte
+//! The send sections: whole messages of a 128-byte
 //! header, an N-byte payload and an 8-byte trailer, sent by each strategy
 //! over TCP loopback or a Unix stream socket, with a receiver that checks
 //! every byte.
@@ -28,6 +28,7 @@ use msgsplice::frag::FragCache;
 use self::harness::{run_verified, Stop, Transport};
 use self::strategy::{Message, Payload, SendStrategy};
 use super::report::{Group, Outcome, Row, Table};
+use super::section::{self, GroupSamples};
 use super::stats::Summary;
 use super::{fmt_size, Options, Progress, Section};
 
@@ -108,9 +109,10 @@ impl SendSection {
 }
 
 /// Deterministic bytes that differ from position to position (xorshift),
-/// so that a reordered or shifted stream cannot verify.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+/// so that a reordered or shifted stream cannot verify; each `stream`
+/// number gives different bytes.
+pub fn pattern(len: usize, stream: u64) -> Vec<u8> {
+    let mut x = stream | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -172,6 +174,10 @@ impl Section for SendSection {
         .into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (self.strategies().len() * opts.sizes.len() * opts.runs) as u32;
         let mut t = opts.run_duration(RUN) * rows;
@@ -183,10 +189,7 @@ impl Section for SendSection {
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
-        match self.measure(opts, progress) {
-            Ok(t) => Outcome::Ran(t),
-            Err(error) => Outcome::Failed { error },
-        }
+        section::outcome(self.measure(opts, progress))
     }
 }
 
@@ -207,35 +210,9 @@ impl SendSection {
             Source::Memory => None,
         };
 
-        let mut t = Table::new("GB/s", true, "ratio");
-        t.about = vec![
-            format!(
-                "messages of {HEADER} B header + N payload + {TRAILER} B trailer{}; \
-                 the receiver checks every byte",
-                if self.source == Source::File {
-                    " (payload read from a file in the page cache)"
-                } else {
-                    ""
-                }
-            ),
-            format!(
-                "GB/s of message bytes, higher is better; median of {} runs of {} ms, \
-                 spread min..max; ratio = row / {}",
-                opts.runs,
-                dur.as_millis(),
-                strategies.first().map_or("-", |s| s.name()),
-            ),
-            format!(
-                "{CALLS}: counted in the sending code; {ALLOCS}: heap allocations on the \
-                 sending thread after {} warm-up messages",
-                harness::WARMUP
-            ),
-        ];
-        if self.transport == Transport::Tcp {
-            t.about.push("TCP_NODELAY on the sending socket".into());
-        }
-        t.extra_columns = vec![MSGS.into(), CALLS.into(), ALLOCS.into()];
-
+        let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut t = self.table(opts, dur, names.first().copied().unwrap_or("-"));
         for &n in &opts.sizes {
             let frag = cache
                 .memdup(&payload[..n])
@@ -254,55 +231,65 @@ impl SendSection {
             };
             let expected = [&header[..], &payload[..n], &trailer[..]].concat();
             let group = format!("N = {}", fmt_size(n));
-            // Per strategy: GB/s, msgs/s, syscalls/msg, allocs/msg samples.
-            let mut samples = vec![<[Vec<f64>; 4]>::default(); strategies.len()];
-            for run in 0..opts.runs {
-                for (i, s) in strategies.iter_mut().enumerate() {
-                    progress.step(format_args!(
-                        "{group}: {}, run {}/{}",
-                        s.name(),
-                        run + 1,
-                        opts.runs
-                    ));
-                    let r = run_verified(
-                        s.as_mut(),
-                        self.transport,
-                        &msg,
-                        &expected,
-                        Stop::After(dur),
-                    )
-                    .map_err(|e| format!("{group}: {e}"))?;
-                    samples[i][0].push(r.gbps());
-                    samples[i][1].push(r.msgs_per_sec());
-                    samples[i][2].push(r.syscalls_per_msg());
-                    if let Some(a) = r.allocs_per_msg {
-                        samples[i][3].push(a);
-                    }
-                }
-            }
-            let names: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
-            let gbps: Vec<&[f64]> = samples.iter().map(|v| &v[0][..]).collect();
-            t.notes.extend(against_best_baseline(&group, &names, &gbps));
-            let mut g = Group::new(group);
-            for (i, (s, v)) in strategies.iter().zip(&samples).enumerate() {
-                g.rows.extend(Row::new(s.name(), i == 0, &v[0]).map(|r| {
-                    r.with_extra(MSGS, &v[1])
-                        .with_extra(CALLS, &v[2])
-                        .with_extra(ALLOCS, &v[3])
-                }));
-            }
-            t.groups.push(g);
-        }
-
-        if !crate::alloc_count::installed() {
+            let samples = section::interleaved(&group, &names, opts.runs, 4, progress, |_, i| {
+                let r = run_verified(
+                    strategies[i].as_mut(),
+                    self.transport,
+                    &msg,
+                    &expected,
+                    Stop::After(dur),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(vec![
+                    Some(r.gbps()),
+                    Some(r.msgs_per_sec()),
+                    Some(r.syscalls_per_msg()),
+                    r.allocs_per_msg,
+                ])
+            })?;
             t.notes
-                .push("allocs/msg: not measured (the counting allocator is not installed)".into());
+                .extend(against_best_baseline(&group, &names, &samples));
+            t.groups
+                .push(samples.into_group(group, &names, &[MSGS, CALLS, ALLOCS], None));
         }
+        t.notes.extend(section::allocs_note(ALLOCS));
         if self.with_iperf() {
             self.iperf_reference(opts, progress, &mut t);
         }
         t.compute_ratios();
         Ok(t)
+    }
+
+    /// The empty table: its columns and how its numbers are taken.
+    fn table(&self, opts: &Options, dur: Duration, baseline: &str) -> Table {
+        let mut t = Table::new("GB/s", true, "ratio");
+        t.about = vec![
+            format!(
+                "messages of {HEADER} B header + N payload + {TRAILER} B trailer{}; \
+                 the receiver checks every byte",
+                if self.source == Source::File {
+                    " (payload read from a file in the page cache)"
+                } else {
+                    ""
+                }
+            ),
+            section::about_runs(
+                "GB/s of message bytes, higher is better",
+                opts.runs,
+                dur,
+                baseline,
+            ),
+            format!(
+                "{CALLS}: counted in the sending code; {ALLOCS}: heap allocations on the \
+                 sending thread after {} warm-up messages",
+                harness::WARMUP
+            ),
+        ];
+        if self.transport == Transport::Tcp {
+            t.about.push("TCP_NODELAY on the sending socket".into());
+        }
+        t.extra_columns = vec![MSGS.into(), CALLS.into(), ALLOCS.into()];
+        t
     }
 
     /// Adds iperf3's loopback rate as a reference group, or a note saying
@@ -335,35 +322,36 @@ impl SendSection {
 #[cfg(test)]
 mod tests;
 
-/// The Splicer rows held to the bar of [`against_best_baseline`]: the
-/// settings a user gets (the other Splicer rows show what the defaults
-/// avoid: zero-copy kept where the kernel copies, sendfile alone).
+/// The Splicer rows compared with the best baseline by
+/// [`against_best_baseline`]: the settings a user gets (the other Splicer
+/// rows show what the defaults avoid: zero-copy kept where the kernel
+/// copies, sendfile alone).
 const JUDGED: [&str; 3] = ["Splicer, SPLICE off", "Splicer, SPLICE on", "Splicer"];
 
-/// The issue's bar for the Splicer rows: never below 0.95x the best
-/// baseline. The best baseline is the one with the highest median; per run,
-/// each judged row's GB/s over that baseline's in the same run (rows take
-/// turns within a run, so this cancels the machine's drift between runs).
-/// Taking the best baseline afresh in every run would instead pit each row
+/// The Splicer rows against the best baseline, with a target of 0.95x.
+/// The best baseline is the one with the highest median; per run, each
+/// judged row's GB/s over that baseline's in the same run (rows take turns
+/// within a run, so this cancels the machine's drift between runs). Taking
+/// the best baseline afresh in every run would instead pit each row
 /// against the luckiest of several noisy samples. One line per judged row
-/// with the median of those ratios and whether it clears the bar.
-fn against_best_baseline(group: &str, names: &[&str], gbps: &[&[f64]]) -> Vec<String> {
-    let runs = gbps.iter().map(|v| v.len()).min().unwrap_or(0);
+/// with the median of those ratios and whether it reaches the target.
+fn against_best_baseline(group: &str, names: &[&str], samples: &GroupSamples) -> Vec<String> {
     // The baselines are the rows that are not ours; each median once.
     let Some((best, _)) = (0..names.len())
         .filter(|&i| !names[i].starts_with("Splicer"))
-        .map(|i| (i, Summary::of(gbps[i]).map_or(0.0, |s| s.median)))
+        .map(|i| {
+            (
+                i,
+                Summary::of(samples.column(i, 0)).map_or(0.0, |s| s.median),
+            )
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1))
     else {
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate().filter(|(_, n)| JUDGED.contains(n)) {
-        let per_run: Vec<f64> = (0..runs)
-            .filter(|&r| gbps[best][r] > 0.0)
-            .map(|r| gbps[i][r] / gbps[best][r])
-            .collect();
-        let Some(sum) = Summary::of(&per_run) else {
+        let Some(sum) = Summary::of(&samples.per_run_ratio(i, best)) else {
             continue;
         };
         out.push(format!(
@@ -389,6 +377,17 @@ mod unit {
         assert_ne!(pattern(64, 1), pattern(64, 2));
     }
 
+    /// The samples of rows whose GB/s per run are `gbps`.
+    fn group(gbps: &[&[f64]]) -> GroupSamples {
+        let mut s = GroupSamples::new(gbps.len(), 1);
+        for (row, v) in gbps.iter().enumerate() {
+            for &x in *v {
+                s.push(row, &[Some(x)]);
+            }
+        }
+        s
+    }
+
     #[test]
     fn best_baseline_is_taken_per_run() {
         let names = [
@@ -404,7 +403,11 @@ mod unit {
         let writev = [2.0, 0.4, 2.0];
         let ours = [2.0, 0.2, 2.0];
         let kept = [1.0, 0.1, 1.0];
-        let lines = against_best_baseline("N = 1 KiB", &names, &[&three, &writev, &ours, &kept]);
+        let lines = against_best_baseline(
+            "N = 1 KiB",
+            &names,
+            &group(&[&three, &writev, &ours, &kept]),
+        );
         assert_eq!(lines.len(), 1, "only judged rows: {lines:?}");
         assert!(
             lines[0].contains("Splicer, SPLICE on runs at 1.00x"),
@@ -414,13 +417,13 @@ mod unit {
         assert!(lines[0].contains("best baseline, writev"), "{}", lines[0]);
         assert!(lines[0].ends_with(": met"), "{}", lines[0]);
         let slow = [1.8, 0.4, 1.8];
-        let lines = against_best_baseline("g", &names[..3], &[&three, &writev, &slow]);
+        let lines = against_best_baseline("g", &names[..3], &group(&[&three, &writev, &slow]));
         assert!(
             lines[0].contains("0.90x") && lines[0].ends_with("NOT met"),
             "{}",
             lines[0]
         );
-        assert!(against_best_baseline("g", &names[2..3], &[&ours]).is_empty());
+        assert!(against_best_baseline("g", &names[2..3], &group(&[&ours])).is_empty());
     }
 
     #[test]

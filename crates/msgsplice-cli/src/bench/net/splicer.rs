@@ -2,9 +2,11 @@
 //! on (the default policy), and on with zero-copy kept regardless of COPIED
 //! reports (the measurement behind the default policy).
 //!
-//! For file payloads: the default Splicer (the range through its tail pipe
-//! with `SPLICE_F_MORE`, as the trailer follows) and the same with
-//! `sendfile` only.
+//! For file payloads: the default Splicer (a range of up to 32 KiB read
+//! into a fragment and sent with the header and trailer in one `sendmsg`; a
+//! longer one through the tail pipe with `SPLICE_F_MORE`, as the trailer
+//! follows) and the same with every range spliced, whatever its size: the
+//! two sides of the read threshold.
 //!
 //! One Splicer per connection (over a duplicate of the socket's descriptor,
 //! so that the harness keeps its own). A message is one [`Msg`]: the header
@@ -30,9 +32,9 @@ pub enum Mode {
     On,
     /// SPLICE on, and zero-copy kept even when every completion is COPIED.
     OnKeep,
-    /// File payloads: the default, but with the tail pipe off
-    /// ([`Builder::file_tail_pipe`]), so ranges go by `sendfile` alone.
-    SendfileOnly,
+    /// File payloads: the default, but with no range read into memory
+    /// ([`Builder::read_file_ranges_up_to`] 0): every range spliced.
+    SpliceAlways,
 }
 
 /// A send strategy backed by a [`Splicer`].
@@ -51,7 +53,7 @@ impl SplicerRow {
             (Mode::Off, false) => "Splicer, SPLICE off",
             (Mode::On, false) => "Splicer, SPLICE on",
             (Mode::OnKeep, false) => "Splicer, SPLICE on, zero-copy kept",
-            (Mode::SendfileOnly, _) => "Splicer, sendfile only",
+            (Mode::SpliceAlways, _) => "Splicer, ranges always spliced",
             (_, true) => "Splicer",
         };
         SplicerRow {
@@ -73,7 +75,7 @@ impl SendStrategy for SplicerRow {
         let b = Builder::new().splice(self.mode != Mode::Off);
         let b = match self.mode {
             Mode::OnKeep => b.on_copied(OnCopied::Keep),
-            Mode::SendfileOnly => b.file_tail_pipe(false),
+            Mode::SpliceAlways => b.read_file_ranges_up_to(0),
             _ => b,
         };
         self.sp = Some(b.drain_timeout(Duration::from_secs(5)).build(fd)?);

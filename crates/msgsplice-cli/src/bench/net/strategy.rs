@@ -170,7 +170,7 @@ pub fn file_strategies() -> Vec<Box<dyn SendStrategy>> {
         Box::new(ReadWrite::new()),
         Box::new(ReadWritev::new()),
         Box::new(SplicerRow::new(SplicerMode::On, true)),
-        Box::new(SplicerRow::new(SplicerMode::SendfileOnly, true)),
+        Box::new(SplicerRow::new(SplicerMode::SpliceAlways, true)),
     ]
 }
 

@@ -28,12 +28,12 @@ const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddr
 
 /// The plain reader's buffer: as large as one READ, as libnfs reads.
 const READ_BUF: usize = 1 << 20;
-/// READ size of the per-reply measurement and of the per-request ceiling
-/// (the export's maximum, which is what libnfs asks for).
+/// READ size of the per-request ceiling (the export's maximum, which is
+/// what libnfs asks for).
 const READ_SIZE: u32 = 1 << 20;
 
 /// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
+pub(super) fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.max(0) as u32)
 }
@@ -175,12 +175,18 @@ fn call(xid: u32, proc_num: u32, args: &[u8]) -> Result<Vec<u8>, String> {
     Ok(v)
 }
 
-/// Runs `reads` READs of 1 MiB of `name` (in `dir`, cycling through the
-/// file) through the export's dispatcher and a [`SplicerTransport`] over
+/// Runs `reads` READs of `read_size` bytes of `name` (in `dir`, cycling
+/// through the file) through the export's dispatcher and a [`SplicerTransport`] over
 /// loopback TCP, on this thread, exactly as a connection thread of the
 /// server does once a request is read; returns the costs of each after the
 /// first `warm` (which open the file and warm the caches).
-pub fn reply_costs(dir: &Path, name: &str, reads: u32, warm: u32) -> Result<ReplyCosts, String> {
+pub fn reply_costs(
+    dir: &Path,
+    name: &str,
+    read_size: u32,
+    reads: u32,
+    warm: u32,
+) -> Result<ReplyCosts, String> {
     let export = Arc::new(Export::open(dir, "/export", 64).map_err(|e| e.to_string())?);
     let programs: Vec<Arc<dyn Program>> = vec![
         Arc::new(NfsProgram::new(export.clone())),
@@ -206,13 +212,13 @@ pub fn reply_costs(dir: &Path, name: &str, reads: u32, warm: u32) -> Result<Repl
     }
     let fh = d.opaque(64).map_err(|e| e.to_string())?.to_vec();
 
-    let blocks = size.div_ceil(u64::from(READ_SIZE)).max(1);
+    let blocks = (size / u64::from(read_size)).max(1);
     let records = (0..reads)
         .map(|i| {
             let mut a = Vec::new();
             a.put_xdr_opaque(&fh);
-            a.put_u64(u64::from(i) % blocks * u64::from(READ_SIZE));
-            a.put_u32(READ_SIZE);
+            a.put_u64(u64::from(i) % blocks * u64::from(read_size));
+            a.put_u32(read_size);
             call(100 + i, 6, &a)
         })
         .collect::<Result<Vec<_>, _>>()?;

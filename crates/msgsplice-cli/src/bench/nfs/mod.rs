@@ -1,6 +1,6 @@
 //! The `nfs` section: msgsplice's read-only NFSv3 export against the
 //! `nfsserve` crate, with the same client reading the same file, and raw
-//! `sendfile` as the ceiling (issue 5's benchmark).
+//! `sendfile` as the ceiling.
 //!
 //! - One file (256 MiB by default, `--nfs-size`; 8 MiB with `--quick`) in a
 //!   temporary directory, written, synced and read once so that it is in
@@ -20,11 +20,19 @@
 //! - Per READ reply of msgsplice's export: system calls and heap
 //!   allocations, measured on this thread through the same dispatcher and
 //!   transport the server uses ([`inproc::reply_costs`]).
+//! - Random and concurrent READs: the bench's own pipelined client
+//!   ([`load`], over [`client`]) against both servers, fresh per run
+//!   ([`load_rows`]); 4 KiB random READs also get their syscalls and
+//!   allocations per reply.
 //!
 //! Before the timed runs each server's output is compared with the file
-//! once, so a fast wrong server cannot win.
+//! once, so a fast wrong server cannot win; the own client compares a
+//! sample of its replies with the file in every run.
 
+pub mod client;
 pub mod inproc;
+pub mod load;
+mod load_rows;
 pub mod procs;
 
 use std::ffi::OsStr;
@@ -42,6 +50,8 @@ pub const DEFAULT_SIZE: usize = 256 << 20;
 pub const QUICK_SIZE: usize = 8 << 20;
 /// The file's name in the exported directory.
 const FILE_NAME: &str = "nfs-bench.bin";
+/// READ size of the `nfs-cat` rows' per-reply measurement (libnfs's).
+const COST_READ_SIZE: u32 = 1 << 20;
 /// READs of the per-reply measurement, and how many of them warm up.
 const COST_READS: u32 = 40;
 const COST_WARM: u32 = 8;
@@ -152,21 +162,11 @@ impl Servers {
     }
 }
 
-/// One run of `who`: timed (output to /dev/null), or checked against the
-/// file (not timed). Returns elapsed, server CPU, client CPU.
-fn run_one(
-    who: Who,
-    servers: &Servers,
-    scratch: &Scratch,
-    check: bool,
-) -> Result<(Duration, Duration, Duration), String> {
+/// Starts a fresh process of the server `who` (msgsplice or nfsserve)
+/// exporting the scratch directory.
+fn start_server(who: Who, servers: &Servers, scratch: &Scratch) -> Result<ServerProc, String> {
     let Some(program) = servers.program(who) else {
-        let how = match who {
-            Who::PerRequest => inproc::Ceiling::PerRequest,
-            _ => inproc::Ceiling::Stream,
-        };
-        let r = inproc::sendfile_ceiling(&scratch.file(), how)?;
-        return Ok((r.elapsed, r.server_cpu, r.client_cpu));
+        return Err(format!("{} is not a server", who.name()));
     };
     let dir = scratch.dir.as_os_str();
     let args: Vec<&OsStr> = match who {
@@ -179,7 +179,26 @@ fn run_one(
     ));
     let server = ServerProc::start(program, &args, &errors);
     let _ = std::fs::remove_file(&errors);
-    let server = server.map_err(|e| format!("{}: {e}", who.name()))?;
+    server.map_err(|e| format!("{}: {e}", who.name()))
+}
+
+/// One run of `who`: timed (output to /dev/null), or checked against the
+/// file (not timed). Returns elapsed, server CPU, client CPU.
+fn run_one(
+    who: Who,
+    servers: &Servers,
+    scratch: &Scratch,
+    check: bool,
+) -> Result<(Duration, Duration, Duration), String> {
+    if servers.program(who).is_none() {
+        let how = match who {
+            Who::PerRequest => inproc::Ceiling::PerRequest,
+            _ => inproc::Ceiling::Stream,
+        };
+        let r = inproc::sendfile_ceiling(&scratch.file(), how)?;
+        return Ok((r.elapsed, r.server_cpu, r.client_cpu));
+    }
+    let server = start_server(who, servers, scratch)?;
     let file = scratch.file();
     let client = procs::nfs_cat(&server.file_url(FILE_NAME), check.then_some(file.as_path()));
     let server_cpu = server.stop();
@@ -265,9 +284,18 @@ impl NfsSection {
         let costs = inproc::reply_costs(
             &scratch.dir,
             FILE_NAME,
+            COST_READ_SIZE,
             if opts.quick { 16 } else { COST_READS },
             COST_WARM,
         )?;
+        let small_costs = inproc::reply_costs(
+            &scratch.dir,
+            FILE_NAME,
+            load_rows::SMALL_READ,
+            if opts.quick { 16 } else { COST_READS },
+            COST_WARM,
+        )?;
+        let load_groups = load_rows::groups(opts, progress, servers, scratch, &small_costs)?;
 
         let mut t = Table::new("GB/s", true, "vs nfsserve");
         t.about = vec![
@@ -292,9 +320,12 @@ impl NfsSection {
              before reading it, as an NFS client does: the bound for this access pattern"
                 .into(),
         ];
+        t.about.extend(load_rows::about(opts));
         t.extra_columns = vec![
             SERVER_CPU.into(),
             CLIENT_CPU.into(),
+            load_rows::READS_PER_SEC.into(),
+            load_rows::CPU_PER_READ.into(),
             CALLS.into(),
             ALLOCS.into(),
         ];
@@ -314,13 +345,16 @@ impl NfsSection {
             g.rows.push(row);
         }
         t.groups.push(g);
+        t.groups.extend(load_groups);
         t.compute_ratios();
         t.notes = notes(&t, servers, &costs, opts);
+        t.notes.extend(load_rows::notes(&t));
         Ok(t)
     }
 }
 
-/// The targets of issue 5, the per-reply costs, and what was missing.
+/// The ratios against nfsserve and the ceilings with their targets, the
+/// per-reply costs, and what was missing.
 fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Options) -> Vec<String> {
     let mut notes = Vec::new();
     let row = |w: Who| t.groups[0].rows.iter().find(|r| r.name == w.name());
@@ -376,8 +410,8 @@ fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Option
     }
     if opts.nfs_size.is_none() {
         notes.push(format!(
-            "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M for \
-             the 1 GiB of issue 5",
+            "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M \
+             reads a 1 GiB file",
             fmt_size(NfsSection::size(opts))
         ));
     }
@@ -395,6 +429,10 @@ impl Section for NfsSection {
             .into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        None
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         if !procs::nfs_cat_available() {
             return Duration::ZERO;
@@ -409,7 +447,7 @@ impl Section for NfsSection {
             + size * 2.0 / 1e9
             + 0.02 * (2 * opts.runs + 2) as f64
             + size / 1e9;
-        Duration::from_secs_f64(secs + 0.2)
+        Duration::from_secs_f64(secs + 0.2) + load_rows::estimate(opts)
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {

@@ -86,6 +86,11 @@ impl ServerProc {
         Ok(server)
     }
 
+    /// The URL of the export root, as the server printed it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The URL of `name` in the export root.
     pub fn file_url(&self, name: &str) -> String {
         match self.url.split_once('?') {

@@ -22,10 +22,10 @@
 //! The sender and the receiver run on one pair of long-lived threads
 //! for the whole section, pinned to two different CPUs where there are two
 //! (`bench::pair`), as a server and a remote client would be. Even so, on
-//! the 2-vCPU development VM whole runs swing between about 1 and 3.5 GB/s
-//! (apparently with where the host runs the two vCPUs), for every
-//! contender alike; so each row also reports its *per-run ratio*: its
-//! GB/s over the baseline's in the same run, as a median over runs.
+//! a small VM whole runs can swing by a large factor (apparently with
+//! where the host runs the vCPUs), for every contender alike; so each row
+//! also reports its *per-run ratio*: its GB/s over the baseline's in the
+//! same run, as a median over runs.
 //!
 //! The receiver reads the socket through a 256 KiB buffer (so that
 //! rustls's 4 KiB `read_tls` calls do not each cost a system call) and
@@ -53,13 +53,12 @@ pub use run::{
 use super::net::{pattern, HEADER, TRAILER};
 use super::pair::ThreadPair;
 use super::report::{Group, Outcome, Row, Table};
-use super::{fmt_size, Options, Progress, Section};
-use crate::alloc_count;
+use super::{fmt_size, section, Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
 const RUN: Duration = Duration::from_millis(150);
-/// The groups of the table: payload size and receiver (the issue's case
-/// is 64 KiB, decrypted).
+/// The groups of the table: payload size and receiver (64 KiB, decrypted,
+/// is the case the section is built around).
 pub const CONDITIONS: [(usize, Receiver); 4] = [
     (16 << 10, Receiver::Decrypt),
     (64 << 10, Receiver::Decrypt),
@@ -84,16 +83,17 @@ impl Section for TlsSection {
         "TLS over TCP loopback: msgsplice TlsSplicer against rustls's buffered writer".into()
     }
 
+    fn run_length(&self) -> Option<Duration> {
+        Some(RUN)
+    }
+
     fn estimate(&self, opts: &Options) -> Duration {
         let rows = (CONTENDERS.len() * CONDITIONS.len() * opts.runs) as u32;
         (opts.run_duration(RUN) + Duration::from_millis(10)) * rows
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
-        match measure(opts, progress) {
-            Ok(t) => Outcome::Ran(t),
-            Err(error) => Outcome::Failed { error },
-        }
+        section::outcome(measure(opts, progress))
     }
 }
 
@@ -103,37 +103,7 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
     let header = pattern(HEADER, 1);
     let trailer = pattern(TRAILER, 2);
     let cache = FragCache::new();
-    let mut t = Table::new("GB/s", true, "ratio");
-    t.about = vec![
-        format!(
-            "messages of {HEADER} B header + N payload + {TRAILER} B trailer over TLS 1.3 \
-             (rustls's default suite, AES-256-GCM), TCP_NODELAY; a rustls client decrypts and \
-             checks every byte"
-        ),
-        format!(
-            "GB/s of plaintext, higher is better; median of {} runs of {} ms, spread min..max; \
-             ratio = row / {}",
-            opts.runs,
-            dur.as_millis(),
-            CONTENDERS[0].name()
-        ),
-        format!(
-            "{CPU}: the sending thread's CPU time; {CALLS}: write/sendmsg calls counted at the \
-             socket; {ALLOCS}: heap allocations on the sending thread after {WARMUP} messages"
-        ),
-        format!(
-            "{PAIRED}: median over runs of the row's GB/s divided by the baseline's in the same \
-             run (contenders alternate within a run); steadier than the ratio of medians when \
-             the machine's speed changes between runs"
-        ),
-    ];
-    t.extra_columns = vec![
-        MSGS.into(),
-        CPU.into(),
-        CALLS.into(),
-        ALLOCS.into(),
-        PAIRED.into(),
-    ];
+    let mut t = table(opts, dur);
     let mut user_copies = Vec::new();
     // Every condition's message, made before the threads that borrow them.
     let mut messages = Vec::new();
@@ -160,49 +130,27 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
                     fmt_size(n)
                 ),
             };
-            let mut samples = vec![<[Vec<f64>; 5]>::default(); CONTENDERS.len()];
-            for r in 0..opts.runs {
-                for (i, &c) in CONTENDERS.iter().enumerate() {
-                    progress.step(format_args!(
-                        "{group}: {}, run {}/{}",
-                        c.name(),
-                        r + 1,
-                        opts.runs
-                    ));
-                    let res = run_on(&pair, c, &cfg, &msg, Ok(dur), mode)
-                        .map_err(|e| format!("{group}: {}: {e}", c.name()))?;
-                    let s = &mut samples[i];
-                    s[0].push(res.bytes as f64 / res.elapsed.as_secs_f64() / 1e9);
-                    s[1].push(res.messages as f64 / res.elapsed.as_secs_f64());
-                    s[2].push(res.cpu_us_per_msg);
-                    s[3].push(res.writes_per_msg);
-                    if let Some(a) = res.allocs_per_msg {
-                        s[4].push(a);
-                    }
-                    if let Some(u) = res.user_copies_per_byte {
-                        user_copies.push(u);
-                    }
-                }
-            }
-            let mut g = Group::new(group);
-            for (i, (c, v)) in CONTENDERS.iter().zip(&samples).enumerate() {
-                // Each run's GB/s against the baseline's in the same run:
-                // both met the same machine state, which the medians of a
-                // bimodal machine do not guarantee.
-                let paired: Vec<f64> = v[0]
-                    .iter()
-                    .zip(&samples[0][0])
-                    .map(|(x, b)| x / b)
-                    .collect();
-                g.rows.extend(Row::new(c.name(), i == 0, &v[0]).map(|r| {
-                    r.with_extra(MSGS, &v[1])
-                        .with_extra(CPU, &v[2])
-                        .with_extra(CALLS, &v[3])
-                        .with_extra(ALLOCS, &v[4])
-                        .with_extra(PAIRED, &paired)
-                }));
-            }
-            t.groups.push(g);
+            let names = CONTENDERS.map(Contender::name);
+            let samples = section::interleaved(&group, &names, opts.runs, 5, progress, |_, i| {
+                let c = CONTENDERS[i];
+                let res = run_on(&pair, c, &cfg, &msg, Ok(dur), mode)
+                    .map_err(|e| format!("{}: {e}", c.name()))?;
+                user_copies.extend(res.user_copies_per_byte);
+                let secs = res.elapsed.as_secs_f64();
+                Ok(vec![
+                    Some(res.bytes as f64 / secs / 1e9),
+                    Some(res.messages as f64 / secs),
+                    Some(res.cpu_us_per_msg),
+                    Some(res.writes_per_msg),
+                    res.allocs_per_msg,
+                ])
+            })?;
+            t.groups.push(samples.into_group(
+                group,
+                &names,
+                &[MSGS, CPU, CALLS, ALLOCS],
+                Some(PAIRED),
+            ));
         }
         Ok(pair.pinned())
     })?;
@@ -210,7 +158,51 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
         Some((a, b)) => format!("sender pinned to CPU {a}, receiver to CPU {b}, for every run"),
         None => "sender and receiver threads not pinned (fewer than two CPUs allowed)".into(),
     });
-    // What no sender can avoid: the AEAD and one copy, without I/O.
+    t.groups.push(fixed_costs_group(dur)?);
+    t.notes = copy_notes(&user_copies);
+    t.notes.extend(section::allocs_note(ALLOCS));
+    t.compute_ratios();
+    Ok(t)
+}
+
+/// The empty table: its columns and how its numbers are taken.
+fn table(opts: &Options, dur: Duration) -> Table {
+    let mut t = Table::new("GB/s", true, "ratio");
+    t.about = vec![
+        format!(
+            "messages of {HEADER} B header + N payload + {TRAILER} B trailer over TLS 1.3 \
+             (rustls's default suite, AES-256-GCM), TCP_NODELAY; a rustls client decrypts and \
+             checks every byte"
+        ),
+        section::about_runs(
+            "GB/s of plaintext, higher is better",
+            opts.runs,
+            dur,
+            CONTENDERS[0].name(),
+        ),
+        format!(
+            "{CPU}: the sending thread's CPU time; {CALLS}: write/sendmsg calls counted at the \
+             socket; {ALLOCS}: heap allocations on the sending thread after {WARMUP} messages"
+        ),
+        format!(
+            "{PAIRED}: median over runs of the row's GB/s divided by the baseline's in the same \
+             run (contenders alternate within a run); steadier than the ratio of medians when \
+             the machine's speed changes between runs"
+        ),
+    ];
+    t.extra_columns = vec![
+        MSGS.into(),
+        CPU.into(),
+        CALLS.into(),
+        ALLOCS.into(),
+        PAIRED.into(),
+    ];
+    t
+}
+
+/// What no sender can avoid: the AEAD and one copy of a 64 KiB message,
+/// without I/O.
+fn fixed_costs_group(dur: Duration) -> Result<Group, String> {
     let len = HEADER + (64 << 10) + TRAILER;
     let (seal, copy) = fixed_costs(len, dur / 4)?;
     let mut g =
@@ -228,9 +220,14 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
         Row::new("memcpy of the plaintext", false, &[gbps(copy)])
             .map(|r| r.with_extra(CPU, &[copy])),
     );
-    t.groups.push(g);
+    Ok(g)
+}
+
+/// Where each sender copies the plaintext, with msgsplice's copies as its
+/// counters measured them.
+fn copy_notes(user_copies: &[f64]) -> Vec<String> {
     let measured = user_copies.iter().copied().fold(0.0f64, f64::max);
-    t.notes = vec![
+    vec![
         format!(
             "copies per plaintext byte: msgsplice 1 in user space (measured: at most {measured:.3}, \
              from its counters: memcpy into the record fragment, sealed in place) + 1 by the kernel \
@@ -241,13 +238,7 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
          difference is not the copies but the records (header and trailer get their own), a heap \
          allocation per record, and for StreamOwned a flush per part"
             .into(),
-    ];
-    if !alloc_count::installed() {
-        t.notes
-            .push("allocs/msg: not measured (the counting allocator is not installed)".into());
-    }
-    t.compute_ratios();
-    Ok(t)
+    ]
 }
 
 #[cfg(test)]

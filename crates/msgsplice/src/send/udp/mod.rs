@@ -46,10 +46,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::net::{sockopt, AddressFamily};
 
-use super::policy::RunShape;
-use super::{copy_into_frags, is_errno, push_with_copies, SendError, Splicer};
+use super::policy::{Policy, RunShape};
+use super::run::{copy_into_frags, fill_record, is_errno, must_gather};
+use super::zerocopy::ZeroCopy;
+use super::{SendError, SendStats, Splicer};
+use crate::frag::Frag;
 use crate::msg::{Msg, Segment};
-use crate::sys::sendmsg::{IovBatch, RawAddr, IOV_MAX, MSG_NOSIGNAL, MSG_ZEROCOPY};
+use crate::sys::sendmsg::{Cmsg, IovBatch, RawAddr, MSG_NOSIGNAL, MSG_ZEROCOPY};
 
 /// The largest UDP payload to an IPv4 destination: 65535 minus the IPv4
 /// (20) and UDP (8) headers.
@@ -83,9 +86,9 @@ impl Udp {
     /// Reads the family and the socket's own segment size (two
     /// `getsockopt`). `gso`: the segment size asked for, if any; if it
     /// differs from the socket's, it is set on the socket (one
-    /// `setsockopt`), so that sends need no control message: measured on
-    /// the drop sink, parsing one per send cost about 8 % of a zero-copy
-    /// send's CPU time.
+    /// `setsockopt`), so that sends need no control message: the kernel
+    /// parses one on every send that carries it, a cost that showed in the
+    /// sender's CPU time of zero-copy sends.
     pub(crate) fn of(fd: BorrowedFd<'_>, gso: Option<u16>) -> Result<Udp, SendError> {
         let family = sockopt::socket_domain(fd).map_err(io::Error::from)?;
         let mut sock_gso = crate::sys::udp::udp_segment(fd)?;
@@ -160,20 +163,96 @@ pub(crate) fn check_len(len: u64, gso: u16, v4: bool) -> Result<(), SendError> {
     Ok(())
 }
 
-/// One `sendmsg`, retried on `EINTR`, counting the calls.
-fn send_once(
-    batch: &IovBatch<'_>,
-    fd: BorrowedFd<'_>,
-    flags: i32,
-    dest: Option<&RawAddr>,
-    cmsg: Option<u16>,
-    calls: &mut u64,
-) -> io::Result<usize> {
-    loop {
-        *calls += 1;
-        match batch.sendmsg_to(fd, flags | MSG_NOSIGNAL, dest, cmsg) {
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            r => return r,
+/// One datagram ready to go: its buffers, and where and how it is sent.
+struct Datagram<'b, 'f> {
+    batch: IovBatch<'b>,
+    fd: BorrowedFd<'f>,
+    dest: Option<RawAddr>,
+    /// The `UDP_SEGMENT` control message, when the socket's own segment
+    /// size is not the one wanted.
+    cmsg: Option<Cmsg>,
+}
+
+impl Datagram<'_, '_> {
+    /// One `sendmsg`, with `MSG_ZEROCOPY` or not, retried on `EINTR`,
+    /// counting the calls.
+    fn send(&self, zerocopy: bool, calls: &mut u64) -> io::Result<usize> {
+        let flags = MSG_NOSIGNAL | if zerocopy { MSG_ZEROCOPY } else { 0 };
+        loop {
+            *calls += 1;
+            match self
+                .batch
+                .sendmsg_to(self.fd, flags, self.dest.as_ref(), self.cmsg.as_ref())
+            {
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+/// After a zero-copy datagram failed with `err`: tells from the errno
+/// whether the kernel may have numbered it (see the module documentation),
+/// keeps the tracker in step with the kernel's counter, and retries where
+/// that is safe (by copy, or zero-copy once more after reading
+/// completions). Returns the final result and whether the datagram went
+/// zero-copy.
+fn recover_zerocopy_failure(
+    out: &Datagram<'_, '_>,
+    err: io::Error,
+    udp: Udp,
+    len: u64,
+    zc: &mut ZeroCopy,
+    policy: &Policy,
+    st: &mut SendStats,
+) -> (io::Result<usize>, bool) {
+    match err.raw_os_error() {
+        // Refused before the packet was built (no peer, no route, a
+        // broadcast without SO_BROADCAST, a pending ICMP error) or while
+        // it was being built (no room): no id is used.
+        Some(
+            libc::EAGAIN
+            | libc::ECONNREFUSED
+            | libc::EDESTADDRREQ
+            | libc::ENOTCONN
+            | libc::EACCES
+            | libc::ENETUNREACH
+            | libc::EHOSTUNREACH,
+        ) => (Err(err), true),
+        Some(libc::ENOBUFS) => {
+            st.syscalls += 1;
+            let mut r = Err(err);
+            if crate::sys::udp::recverr(out.fd, udp.v6).unwrap_or(true) {
+                zc.desync(st);
+            } else {
+                // The socket's option memory is full: read the
+                // completions and retry once.
+                st.enobufs += 1;
+                let _ = zc.drain(out.fd, policy, st, usize::MAX);
+                r = out.send(true, &mut st.syscalls);
+            }
+            if is_errno(&r, libc::ENOBUFS) {
+                return (out.send(false, &mut st.syscalls), false);
+            }
+            (r, true)
+        }
+        Some(libc::EMSGSIZE) => {
+            let r = out.send(false, &mut st.syscalls);
+            if is_errno(&r, libc::EMSGSIZE) {
+                if udp.gso > 0 && len <= MAX_UDP_PAYLOAD_V4 {
+                    // Refused by the segment-vs-MTU check, which comes
+                    // after the numbering: its id is used.
+                    zc.tracker.commit();
+                    st.zerocopy_failed += 1;
+                } else {
+                    zc.desync(st);
+                }
+            }
+            (r, false)
+        }
+        _ => {
+            zc.desync(st);
+            (Err(err), true)
         }
     }
 }
@@ -247,6 +326,52 @@ impl<S: AsFd> Splicer<S> {
         msg: &mut Msg<'_>,
         to: Option<SocketAddr>,
     ) -> Result<u64, SendError> {
+        let (udp, dest) = self.datagram_target(msg, to)?;
+        let len = msg.len();
+        let segs = msg.segments();
+        let gather = must_gather(segs);
+        let mut zc = self.datagram_zerocopy(segs, gather);
+
+        let fd = self.sock.as_fd();
+        let mut batch = self.iov.batch();
+        let copies: &[Frag] = if zc { &self.copies } else { &[] };
+        fill_record(&mut batch, segs, copies, &mut self.bounce, gather);
+        if zc && batch.pages(rustix::param::page_size()) > ZEROCOPY_MAX_PAGES {
+            zc = false;
+        }
+        let out = Datagram {
+            batch,
+            fd,
+            dest,
+            cmsg: udp.cmsg().map(Cmsg::udp_segment),
+        };
+        let (r, zc) = match out.send(zc, &mut self.stats.syscalls) {
+            Err(e) if zc => {
+                let st = &mut self.stats;
+                recover_zerocopy_failure(&out, e, udp, len, &mut self.zc, &self.policy, st)
+            }
+            r => (r, zc),
+        };
+        drop(out);
+
+        match r {
+            Ok(n) => self.finish_datagram(msg, n as u64, zc),
+            Err(e) => {
+                self.copies.clear();
+                Err(self.datagram_error(e, len, udp, dest.as_ref()))
+            }
+        }
+    }
+
+    /// The checks made before anything is sent: a UDP socket, no file
+    /// ranges, a destination of a family this socket reaches, a length and
+    /// a segment count the kernel takes. Returns the socket's UDP state and
+    /// the destination in the kernel's form.
+    fn datagram_target(
+        &self,
+        msg: &Msg<'_>,
+        to: Option<SocketAddr>,
+    ) -> Result<(Udp, Option<RawAddr>), SendError> {
         let Some(udp) = self.udp else {
             return Err(SendError::UdpOnly { what: "a datagram" });
         };
@@ -254,126 +379,42 @@ impl<S: AsFd> Splicer<S> {
             return Err(SendError::FileOnRecordSocket);
         }
         let dest = to.map(|a| udp.dest(a)).transpose()?;
-        let len = msg.len();
-        check_len(len, udp.gso, goes_as_v4(&udp, dest.as_ref()))?;
+        check_len(msg.len(), udp.gso, goes_as_v4(&udp, dest.as_ref()))?;
+        Ok((udp, dest))
+    }
 
-        let segs = msg.segments();
+    /// Whether a datagram of `segs` goes zero-copy: not `gather`ed, the
+    /// policy and the socket agree, and its copy segments could be copied
+    /// into fragments. When it does not, completions of earlier sends are
+    /// reaped as after any copied send.
+    fn datagram_zerocopy(&mut self, segs: &[Segment<'_>], gather: bool) -> bool {
         let mut shape = RunShape::default();
-        let mut nonempty = 0;
-        for s in segs.iter().filter(|s| !s.is_empty()) {
-            nonempty += 1;
-            if s.is_spliceable() {
-                shape.splice_bytes += s.len();
-            } else {
-                shape.copy_bytes += s.len();
-            }
+        for s in segs {
+            shape.add(s, s.len());
         }
         let fd = self.sock.as_fd();
-        let gather = nonempty > IOV_MAX;
-        let mut zc = !gather
+        let zc = !gather
             && self.policy.zerocopy(shape, self.zc.usable())
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if zc {
-            zc = copy_into_frags(&self.cache, &mut self.copies, segs, 0);
+            copy_into_frags(&self.cache, &mut self.copies, segs, 0)
         } else {
             self.zc.reap(fd, &self.policy, &mut self.stats);
+            false
         }
+    }
 
-        let mut batch = self.iov.batch();
-        if gather {
-            // A datagram cannot be split over calls: gather it (rare).
-            self.bounce.clear();
-            for d in segs.iter().filter_map(Segment::as_memory) {
-                self.bounce.extend_from_slice(d);
-            }
-            batch.push(&self.bounce);
-        } else {
-            let copies: &[_] = if zc { &self.copies } else { &[] };
-            push_with_copies(&mut batch, segs, 0, copies);
-        }
-        if zc && batch.pages(rustix::param::page_size()) > ZEROCOPY_MAX_PAGES {
-            zc = false;
-        }
-
-        let cmsg = udp.cmsg();
-        let calls = &mut self.stats.syscalls;
-        let zflag = if zc { MSG_ZEROCOPY } else { 0 };
-        let mut r = send_once(&batch, fd, zflag, dest.as_ref(), cmsg, calls);
-        if zc && r.is_err() {
-            let errno = r.as_ref().err().and_then(io::Error::raw_os_error);
-            match errno {
-                // Refused before the packet was built (no peer, no route,
-                // a broadcast without SO_BROADCAST, a pending ICMP error)
-                // or while it was being built (no room): no id is used.
-                Some(
-                    libc::EAGAIN
-                    | libc::ECONNREFUSED
-                    | libc::EDESTADDRREQ
-                    | libc::ENOTCONN
-                    | libc::EACCES
-                    | libc::ENETUNREACH
-                    | libc::EHOSTUNREACH,
-                ) => {}
-                Some(libc::ENOBUFS) => {
-                    self.stats.syscalls += 1;
-                    let recverr = crate::sys::udp::recverr(fd, udp.v6).unwrap_or(true);
-                    if recverr {
-                        self.zc.desync(&mut self.stats);
-                    } else {
-                        // The socket's option memory is full: read the
-                        // completions and retry once.
-                        self.stats.enobufs += 1;
-                        let _ = self.zc.drain(fd, &self.policy, &mut self.stats, usize::MAX);
-                        let calls = &mut self.stats.syscalls;
-                        r = send_once(&batch, fd, MSG_ZEROCOPY, dest.as_ref(), cmsg, calls);
-                    }
-                    if is_errno(&r, libc::ENOBUFS) {
-                        zc = false;
-                        let calls = &mut self.stats.syscalls;
-                        r = send_once(&batch, fd, 0, dest.as_ref(), cmsg, calls);
-                    }
-                }
-                Some(libc::EMSGSIZE) => {
-                    zc = false;
-                    let calls = &mut self.stats.syscalls;
-                    r = send_once(&batch, fd, 0, dest.as_ref(), cmsg, calls);
-                    if is_errno(&r, libc::EMSGSIZE) {
-                        if udp.gso > 0 && len <= MAX_UDP_PAYLOAD_V4 {
-                            // Refused by the segment-vs-MTU check, which
-                            // comes after the numbering: its id is used.
-                            self.zc.tracker.commit();
-                            self.stats.zerocopy_failed += 1;
-                        } else {
-                            self.zc.desync(&mut self.stats);
-                        }
-                    }
-                }
-                _ => self.zc.desync(&mut self.stats),
-            }
-        }
-        drop(batch);
-
-        let n = match r {
-            Ok(n) => n as u64,
-            Err(e) => {
-                self.copies.clear();
-                return Err(self.datagram_error(e, len, udp, dest.as_ref()));
-            }
-        };
+    /// After the kernel took `n` bytes of the datagram: holds its buffers
+    /// until completion if it went zero-copy, counts it, and moves the
+    /// cursor.
+    fn finish_datagram(&mut self, msg: &mut Msg<'_>, n: u64, zc: bool) -> Result<u64, SendError> {
         if zc {
-            self.hold_sent(segs, 0, n);
+            self.hold_sent(msg.segments(), 0, n);
         } else {
             self.copies.clear();
             self.stats.bytes_copied += n;
         }
-        msg.advance(n);
-        if !msg.is_sent() {
-            return Err(SendError::Io(io::Error::other(
-                "the kernel took part of a datagram",
-            )));
-        }
-        self.stats.messages += 1;
-        Ok(n)
+        self.finish_record(msg, n)
     }
 
     /// Types a failed datagram send. `EMSGSIZE` with GSO on and a length
