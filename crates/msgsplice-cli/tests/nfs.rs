@@ -20,6 +20,9 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_msgsplice"))
             .args(["nfs", "serve"])
             .arg(dir)
+            // Never a portmapper: a killed server would leave mappings in
+            // a system rpcbind (tests/nfs_deploy.rs covers the portmapper).
+            .args(["--portmap", "off"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

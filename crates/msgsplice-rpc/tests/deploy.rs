@@ -111,7 +111,10 @@ fn tools_find_the_export(test: &str, nfs_port: u16, mount_port: u16) {
                 && f[4] == name
         })
     };
-    assert!(row("100003", nfs_port, "nfs"), "nfs 3 tcp {nfs_port}:\n{out}");
+    assert!(
+        row("100003", nfs_port, "nfs"),
+        "nfs 3 tcp {nfs_port}:\n{out}"
+    );
     let mountd = row("100005", mount_port, "mountd");
     assert!(mountd, "mountd 3 tcp {mount_port}:\n{out}");
 
