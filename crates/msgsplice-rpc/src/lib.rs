@@ -42,18 +42,33 @@
 //!   system calls per reply); and the blocking driver
 //!   [`server::blocking::RpcServer`]: listeners, one thread per
 //!   connection, timeouts, a connection limit and a shutdown handle.
-//! - [`mount`] and [`nfs`]: MOUNT v3 and a read-only NFSv3 export of one
-//!   directory, with unforgeable file handles and resolution that cannot
-//!   leave the export root. Arguments are decoded into validated values
-//!   before a procedure sees them. [`nfs::NfsServer`] puts it all
-//!   together.
+//! - [`exports`]: the exports table, sans-IO: `NAME=DIR[,options]` lines
+//!   and flags read into typed exports with their `clients=` networks and
+//!   squashing, and the permission rules of Linux's nfsd.
+//! - [`mount`] and [`nfs`]: MOUNT v3 and a read-only NFSv3 server of one
+//!   directory or a table of exports, with unforgeable file handles that
+//!   carry their export and the file's generation (and survive restarts
+//!   with a [`nfs::StateDir`]), and resolution that cannot leave an
+//!   export's root. Each call is checked against the caller's address
+//!   ([`server::Caller`]) and its squashed AUTH_SYS identity. Arguments
+//!   are decoded into validated values before a procedure sees them.
+//!   [`nfs::NfsServer`] puts it all together; [`nfs::NfsStats`] counts
+//!   calls per procedure, errors and bytes read.
+//! - [`portmap`]: the portmapper and rpcbind protocols, sans-IO, a client
+//!   for a system rpcbind, and [`portmap::Portmapper`], the startup step
+//!   that makes an export findable by `rpcinfo`, `showmount` and clients
+//!   given no ports (register with the system's rpcbind, or serve a
+//!   built-in portmapper).
+//! - [`server::log_to_stderr_as`]: one log line per connection and mount,
+//!   as text or JSON ([`server::LogFormat`]).
 //!
 //! # What a READ costs
 //!
 //! A connection thread reads the request (one `read`, often several
 //! requests at once), decodes it without allocating, checks the handle,
-//! takes the open file from a small cache and `fstat`s it for the reply's
-//! attributes, builds the head in a fragment, and sends the reply with the
+//! takes the open file from a small cache and `statx`s it for the reply's
+//! attributes (which the permission check reuses: it adds no system
+//! call), builds the head in a fragment, and sends the reply with the
 //! [`msgsplice::Splicer`]. A READ of up to 32 KiB is read into a fragment
 //! (one `pread`) and leaves with its head and tail in one `sendmsg`. A
 //! larger one goes as one `sendmsg(MSG_MORE)` for the head and one
@@ -76,6 +91,11 @@
 //! client (libnfs-utils: `nfs-ls`, `nfs-cat`, `nfs-cp` of 64 MiB and, with
 //! `MSGSPLICE_LARGE_TESTS=1`, 256 MiB), and `fuzz/` has cargo-fuzz
 //! targets for the record reassembler and the whole request path;
+//! `tests/access.rs` checks `clients=`, squashing and mode bits with files
+//! of other owners, `tests/handles.rs` handles across restarts, deleted,
+//! recreated and renamed-over files, and `tests/deploy.rs` runs `rpcinfo`,
+//! `showmount` and `nfs-cat` through the built-in portmapper and a real
+//! `rpcbind`;
 //! `scripts/fuzz.sh SECONDS` runs them on stable Rust.
 //!
 //! # Example
@@ -93,7 +113,29 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! The same export from the command line: `msgsplice nfs serve DIR`.
+//! Several exports, handles that survive restarts, and a portmapper:
+//!
+//! ```no_run
+//! use msgsplice_rpc::exports::Exports;
+//! use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
+//! use msgsplice_rpc::portmap::{PortmapMode, Portmapper};
+//! let exports = Exports::parse("media=/srv/media,clients=192.0.2.0/24\ndocs=/srv/docs\n")
+//!     .map_err(std::io::Error::other)?;
+//! let config = NfsConfig {
+//!     state_dir: Some("/var/lib/msgsplice".into()),
+//!     ..NfsConfig::default()
+//! };
+//! let any = "0.0.0.0:2049".parse().unwrap();
+//! let server = NfsServer::bind_exports(&exports, any, any, config)?;
+//! let portmap = Portmapper::start(PortmapMode::Auto, server.nfs_addr(), server.mount_addr())
+//!     .map_err(std::io::Error::other)?;
+//! println!("{}", portmap.outcome());
+//! server.serve()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! The same from the command line: `msgsplice nfs serve DIR`, or
+//! `msgsplice nfs serve --export NAME=DIR ...` (see `docs/nfs.md`).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

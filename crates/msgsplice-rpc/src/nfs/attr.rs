@@ -164,7 +164,7 @@ impl Attr {
     }
 
     /// What the permission checks need: mode with its file type bits,
-    /// owner and group (see [`crate::exports::access`]).
+    /// owner and group (see [`crate::exports::access`](mod@crate::exports::access)).
     pub fn owner(&self) -> FileOwner {
         let kind = match self.kind {
             Ftype::Reg => 0o100000,

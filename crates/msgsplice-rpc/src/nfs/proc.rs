@@ -11,7 +11,7 @@
 //! names, and refused with NFS3ERR_ACCES if the caller's address is not
 //! among the export's `clients=`. The caller's AUTH_SYS identity, squashed
 //! by the export's options, is checked against each object as Linux's nfsd
-//! does (see [`crate::exports::access`]): LOOKUP needs search permission on
+//! does (see [`crate::exports::access`](mod@crate::exports::access)): LOOKUP needs search permission on
 //! the directory, READDIR and READDIRPLUS list (read) permission, READ and
 //! READLINK read permission. Unlike nfsd, an owner who may execute but not
 //! read a file is not let READ it: the export keeps to the mode bits.
