@@ -159,7 +159,7 @@ pub struct NfsProgram {
 }
 
 impl NfsProgram {
-    /// The NFS program for one export (numbered 0).
+    /// The NFS program for one export.
     pub fn new(export: Arc<Export>) -> NfsProgram {
         NfsProgram::serving(Arc::new(ExportSet::single(export)), Arc::default())
     }
@@ -319,7 +319,7 @@ fn read(ex: &Export, ctx: &Ctx<'_>, args: &[u8]) -> Result<Reply, ProcError> {
     let (file, attr) = ex
         .open_file(args.file)
         .map_err(|stat| ProcError::Failed(stat, ex.getattr(args.file).ok()))?;
-    // The attributes come from the fstat the reply needs anyway: the
+    // The attributes come from the statx the reply needs anyway: the
     // check costs no system call.
     if !exports::may_read(&ctx.who, &attr.owner()) {
         return Err(ProcError::Failed(Nfsstat::Acces, Some(attr)));

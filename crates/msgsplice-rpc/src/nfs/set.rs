@@ -29,8 +29,7 @@ pub struct ExportSet {
 }
 
 impl ExportSet {
-    /// A set of one export. It must have been opened as number 0 (as
-    /// [`Export::open`] does).
+    /// A set of one export, whatever number it was opened with.
     pub fn single(export: Arc<Export>) -> ExportSet {
         ExportSet { list: vec![export] }
     }

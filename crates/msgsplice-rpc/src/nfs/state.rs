@@ -12,8 +12,10 @@
 //!
 //! Journal format: the 4 bytes `MSj1`, then records of parent id, device,
 //! inode and generation (big-endian `u64`s), the name's length (`u16`)
-//! and the name. A record cut short (the server died while writing it) is
-//! dropped, and the file cut back to the last whole record.
+//! and the name. A record cut short (the server died while writing it), or
+//! one that names a parent not before it, ends the journal: the file is
+//! cut back to the last good record. The journal is locked (`flock`) while
+//! a server uses it: two servers cannot share a state directory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -48,6 +50,9 @@ pub enum StateError {
     /// The key file is not 16 bytes: not ours, or damaged.
     #[error("{0}: not a handle key (expected 16 bytes); move it away to start with a new key, which makes clients mount again")]
     BadKey(PathBuf),
+    /// Another server holds the journal.
+    #[error("{0} is in use by another server; give each server its own --state-dir")]
+    InUse(PathBuf),
     /// The directory is open to others: the key could be read.
     #[error("{0}: readable or writable by group or others; chmod 700 it")]
     Exposed(PathBuf),
@@ -132,6 +137,10 @@ impl StateDir {
             .mode(0o600)
             .open(&file)
             .map_err(at(&file))?;
+        let locked = rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+        if locked.is_err() {
+            return Err(StateError::InUse(file));
+        }
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(at(&file))?;
         let (nodes, good) = match bytes.len() {
@@ -165,6 +174,12 @@ fn read_journal(bytes: &[u8]) -> (Vec<Node>, usize) {
         let Some(name) = bytes.get(at + RECORD_HEAD..at + RECORD_HEAD + len) else {
             break;
         };
+        // A record no run could have written ends the journal here, so
+        // that the ids of what follows match the records' places.
+        let id = nodes.len() as u64 + 1;
+        if word(head, 0) >= id || name.is_empty() || name.contains(&b'/') {
+            break;
+        }
         nodes.push(Node {
             parent: word(head, 0),
             dev: word(head, 1),
@@ -235,8 +250,16 @@ mod tests {
         assert_eq!((nodes[1].parent, &*nodes[1].name), (1, &b"bb"[..]));
         f.write_all(&journal_record(&node(2, b"d"))).unwrap();
         drop(f);
-        let (nodes, _) = s.journal("data").unwrap();
+        let (nodes, mut f) = s.journal("data").unwrap();
         assert_eq!(nodes.len(), 3, "the torn record was cut away");
         assert_eq!(&*nodes[2].name, b"d");
+        // A second user of the same journal is refused while it is open.
+        assert!(matches!(s.journal("data"), Err(StateError::InUse(_))));
+        // A record with a parent after it ends the journal there.
+        f.write_all(&journal_record(&node(9, b"e"))).unwrap();
+        f.write_all(&journal_record(&node(1, b"f"))).unwrap();
+        drop(f);
+        let (nodes, _) = s.journal("data").unwrap();
+        assert_eq!(nodes.len(), 3);
     }
 }
