@@ -141,3 +141,115 @@ fn a_bad_export_is_a_clear_error() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// Runs `tool args` under a time limit; `None` if the tool is missing.
+fn tool(name: &str, args: &[&str]) -> Option<std::process::Output> {
+    let found = Command::new("which")
+        .arg(name)
+        .output()
+        .ok()?
+        .status
+        .success();
+    found.then(|| {
+        Command::new("timeout")
+            .arg("60")
+            .arg(name)
+            .args(args)
+            .output()
+            .expect("timeout(1) runs")
+    })
+}
+
+/// Says why a test cannot run. Never a quiet pass.
+fn skip(test: &str, reason: &str) {
+    // skip: switch to the test kit's skip function once it exists.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
+}
+
+/// A running `rpcbind` this test started, killed when dropped.
+struct Rpcbind(Child);
+
+impl Drop for Rpcbind {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rpcinfo_lists_nfs() -> bool {
+    let o = tool("rpcinfo", &["-p", "127.0.0.1"]).expect("rpcinfo (Debian package rpcbind)");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .any(|l| l.contains("100003") && l.contains("nfs"))
+}
+
+/// With a portmapper (the built-in one, then a real rpcbind this test
+/// starts), `showmount` and `nfs-cat` need no ports; SIGTERM stops the
+/// server and takes its mappings away.
+#[test]
+fn found_through_a_portmapper_and_gone_after_sigterm() {
+    const T: &str = "found_through_a_portmapper_and_gone_after_sigterm";
+    if !rustix::process::geteuid().is_root() {
+        return skip(T, "port 111 and rpcbind need root");
+    }
+    if std::net::TcpListener::bind("0.0.0.0:111").is_err() {
+        return skip(
+            T,
+            "port 111 is taken (a system rpcbind?); this test runs its own",
+        );
+    }
+    if tool("showmount", &["-h"]).is_none() || tool("rpcbind", &["-h"]).is_none() {
+        return skip(T, "needs Debian packages rpcbind and nfs-common");
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("f.txt"), b"found\n").unwrap();
+    let export = format!("pub={}", d.path().display());
+    for mode in ["builtin", "system"] {
+        let _rpcbind = (mode == "system").then(|| {
+            // -f: the child is the daemon; no -w: no state of earlier runs.
+            let child = Command::new("rpcbind").arg("-f").spawn().expect("rpcbind");
+            let guard = Rpcbind(child);
+            let start = std::time::Instant::now();
+            while tool("rpcinfo", &["-p", "127.0.0.1"]).is_none_or(|o| !o.status.success()) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "rpcbind never answered"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            guard
+        });
+        let (mut child, _url) = start(&["--export", &export, "--portmap", mode]);
+        let o = tool("showmount", &["-e", "127.0.0.1"]).unwrap();
+        let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            listed.lines().any(|l| l.starts_with("/pub ")),
+            "{mode}: {listed}"
+        );
+        assert_eq!(nfs_cat("nfs://127.0.0.1/pub/f.txt"), b"found\n", "{mode}");
+        signal(&child, Signal::TERM);
+        let status = child.wait().unwrap();
+        let mut log = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        assert!(status.success(), "{mode}: {log}");
+        let said = match mode {
+            "builtin" => "serving the built-in portmapper at 127.0.0.1:111",
+            _ => "registered NFS and MOUNT with the system rpcbind",
+        };
+        assert!(log.contains(said), "{mode}: {log}");
+        if mode == "system" {
+            assert!(!rpcinfo_lists_nfs(), "unregistered at SIGTERM");
+        } else {
+            assert!(
+                std::net::TcpListener::bind("127.0.0.1:111").is_ok(),
+                "the built-in portmapper is gone"
+            );
+        }
+    }
+}
