@@ -4,17 +4,24 @@
 //! otherwise) and serves one directory ([`NfsServer::bind`], mounted as
 //! `/export`) or a table of exports ([`NfsServer::bind_exports`], each
 //! mounted as `/NAME`, see [`crate::exports`]). Both listeners serve both
-//! programs, so the ports can also be the same. Without a portmapper,
-//! clients are told the ports, e.g.
-//! `nfs://127.0.0.1/export/file?nfsport=N&mountport=M&version=3`.
+//! programs, so the ports can also be the same. Clients find the ports
+//! through a portmapper ([`crate::portmap::Portmapper`]), or are told
+//! them, e.g. `nfs://127.0.0.1/export/file?nfsport=N&mountport=M&version=3`.
 //!
-//! - [`handle`]: unforgeable file handles and the table behind them.
-//! - [`export`]: the exported tree, reached only by safe resolution.
-//! - [`attr`]: `fattr3` and access checks.
+//! - [`handle`]: unforgeable file handles (export number, node id,
+//!   generation under a keyed tag) and the table behind them.
+//! - [`export`]: one exported tree, reached only by safe resolution, with
+//!   its options (clients, squashing) and the open-file cache.
+//! - [`ExportSet`]: the exports of a server, found by handle or MOUNT path.
+//! - [`state`]: the state directory that keeps handles valid across
+//!   restarts.
+//! - [`stats`]: calls per procedure, errors and bytes read.
+//! - [`attr`]: `fattr3`, and what the permission checks need of it.
 //! - `args`, `proc`, `res` and `readdir` (private): the NFS procedures.
 //!   `args` decodes each procedure's arguments into validated values
 //!   (handles verified), `res` encodes results and the failure body of
-//!   each procedure, `proc` runs them (decode, file-system work, encode)
+//!   each procedure, `proc` routes a call to its export, checks the
+//!   caller and runs the procedure (decode, file-system work, encode),
 //!   and `readdir` is READDIR and READDIRPLUS. Every write procedure
 //!   answers NFS3ERR_ROFS.
 //! - [`crate::mount`]: MOUNT v3.
