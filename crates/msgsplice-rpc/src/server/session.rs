@@ -111,7 +111,8 @@ mod tests {
     use crate::rpc::{decode_reply, put_call, AcceptStat, CallHeader, Credential, ReplyHeader};
     use crate::server::{Caller, Program};
 
-    /// Program 7, version 1: answers with the procedure number.
+    /// Program 7, version 1: answers with the procedure number; procedure
+    /// 99 answers with the caller's port and AUTH_SYS uid instead.
     struct Echo;
 
     impl Program for Echo {
@@ -124,12 +125,16 @@ mod tests {
         fn call(
             &self,
             call: &CallHeader<'_>,
-            _caller: &Caller<'_>,
+            caller: &Caller<'_>,
             _args: &[u8],
             cache: &FragCache,
         ) -> Result<Reply, ReplyError> {
             let mut b = ReplyBuilder::accepted(cache, call.xid, AcceptStat::Success, 4)?;
-            b.head().put_u32(call.proc_num);
+            let word = match (call.proc_num, caller.cred) {
+                (99, Credential::Sys(s)) => (u32::from(caller.peer.port()) << 16) | s.uid,
+                (n, _) => n,
+            };
+            b.head().put_u32(word);
             b.finish()
         }
     }
@@ -179,6 +184,20 @@ mod tests {
             let stats = s.stats().snapshot();
             assert_eq!((stats.connections, stats.records), (1, 3));
         }
+    }
+
+    #[test]
+    fn programs_learn_the_peer_and_the_credential() {
+        let mut s = session(1024);
+        let mut body = Vec::new();
+        let sys = crate::rpc::AuthSys::new(b"h", 42, 7, &[1, 2]).unwrap();
+        put_call(&mut body, 5, 7, 1, 99, &Credential::Sys(sys));
+        let mut rec = last_fragment_marker(body.len()).to_vec();
+        rec.extend_from_slice(&body);
+        let mut input = &rec[..];
+        let h = s.receive(&mut input).unwrap().unwrap();
+        assert_eq!(s.peer().port(), 999);
+        assert_eq!(answer(h), (5, (999 << 16) | 42));
     }
 
     #[test]
