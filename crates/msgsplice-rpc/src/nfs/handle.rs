@@ -16,6 +16,13 @@
 //! reused by a new file as soon as the old one is deleted, and so can its
 //! ctime be changed at will (by `chmod`, say), but a new file is born
 //! later than the one it replaces, and its birth time never changes after.
+//! Two limits: birth times have the file system's clock granularity (a
+//! tick of a few milliseconds on ext4), so a file deleted and replaced
+//! within one tick by a file that gets its inode number is not told apart
+//! (an inode number is not reused while the server holds the file open,
+//! as its READ cache does); and a file system without birth times (gen 0)
+//! has only the inode number. Linux's nfsd uses the inode's generation
+//! number instead, which needs `name_to_handle_at`.
 //!
 //! With a journal (see `state.rs`), every node registered is appended to
 //! it, and a restarted server replays it: node ids, and so handles, stay
