@@ -1,0 +1,75 @@
+//! The primitives of the folio protocol, swapped for loom's under
+//! `--cfg loom` so that the model in `loom_model.rs` runs the allocator's
+//! own code, not a copy of it.
+//!
+//! Only what the cross-thread protocol uses lives here: a folio's atomics,
+//! its owner-only return counter and the thread token that names its
+//! owner. Counters and locks elsewhere keep `std`'s types.
+
+#[cfg(loom)]
+pub(super) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize};
+#[cfg(not(loom))]
+pub(super) use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
+
+#[cfg(loom)]
+type Inner<T> = loom::cell::UnsafeCell<T>;
+#[cfg(not(loom))]
+type Inner<T> = std::cell::UnsafeCell<T>;
+
+/// A cell that one thread at a time may use, by the protocol's rule rather
+/// than a lock. Under loom every access is checked against that rule: two
+/// accesses not ordered by happens-before fail the model.
+pub(super) struct OwnerCell<T>(Inner<T>);
+
+impl<T> OwnerCell<T> {
+    pub(super) fn new(value: T) -> OwnerCell<T> {
+        OwnerCell(Inner::new(value))
+    }
+
+    /// Runs `op` on the value.
+    ///
+    /// # Safety
+    /// No other thread accesses the cell until this returns.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the caller guarantees that this access is the only one.
+        op(unsafe { &mut *self.0.get() })
+    }
+
+    /// Runs `op` on the value; loom checks that no other access overlaps.
+    ///
+    /// # Safety
+    /// No other thread accesses the cell until this returns.
+    #[cfg(loom)]
+    pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the caller guarantees that this access is the only one,
+        // and loom fails the model if it is not.
+        self.0.with_mut(|p| op(unsafe { &mut *p }))
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static TOKEN: u8 = const { 0 };
+}
+
+/// A non-zero number unique to the calling thread among live threads (the
+/// address of a thread-local), cheap to compute.
+#[cfg(not(loom))]
+#[inline]
+pub(super) fn thread_token() -> usize {
+    TOKEN.with(|t| t as *const u8 as usize)
+}
+
+/// Under loom, model threads share one OS thread, so `std` thread-locals
+/// cannot tell them apart: each model thread draws a number instead.
+#[cfg(loom)]
+pub(super) fn thread_token() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    loom::thread_local! {
+        static TOKEN: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
