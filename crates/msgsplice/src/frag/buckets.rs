@@ -55,10 +55,21 @@ pub(super) fn next_cache_id() -> u64 {
 /// A thread's bucket for one cache. Owned by the thread, dropped when the
 /// thread exits (or when a later lookup finds its cache gone), so only the
 /// owner ever touches the bucket or its folio's `local` counter.
-struct ThreadBucket {
+pub(super) struct ThreadBucket {
     cache_id: u64,
     home: Weak<Shared>,
-    state: BucketState,
+    pub(super) state: BucketState,
+}
+
+impl ThreadBucket {
+    /// An empty bucket of the calling thread for the cache `sh`.
+    pub(super) fn new(sh: &Shared) -> ThreadBucket {
+        ThreadBucket {
+            cache_id: sh.id,
+            home: sh.weak(),
+            state: BucketState::new(true),
+        }
+    }
 }
 
 impl Drop for ThreadBucket {
@@ -167,11 +178,7 @@ fn thread_bucket_slow<'a>(set: &'a mut ThreadBuckets, sh: &Shared) -> Option<&'a
     }
     let mine = match set.rest.iter().position(|b| b.cache_id == sh.id) {
         Some(i) => set.rest.swap_remove(i),
-        None => ThreadBucket {
-            cache_id: sh.id,
-            home: sh.weak(),
-            state: BucketState::new(true),
-        },
+        None => ThreadBucket::new(sh),
     };
     // Most recently used first, so the fast path hits.
     if let Some(old) = set.first.replace(mine) {

@@ -29,6 +29,8 @@ mod bump;
 mod cache;
 mod config;
 mod folio;
+#[cfg(all(test, loom))]
+mod loom_model;
 mod pool;
 mod sync;
 

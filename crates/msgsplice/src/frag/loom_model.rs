@@ -1,0 +1,178 @@
+//! A loom model of the folio protocol: one owner thread carves a folio
+//! through a real [`ThreadBucket`] while other threads drop its fragments.
+//!
+//! The code under test is the allocator's own (the bucket's bump, restart,
+//! refill and release, the handles' drops, the cache's free list); only
+//! the primitives in `sync.rs` are loom's. Run it with `scripts/loom.sh`.
+//!
+//! The properties, checked in every interleaving loom explores:
+//! - every byte belongs to one live fragment at a time: each fragment is
+//!   filled with its own id and checked just before it is dropped, so a
+//!   restart or a reuse while a fragment is alive shows up as a foreign id;
+//! - a retired folio is never carved again;
+//! - each folio comes back exactly once: at the end every folio ever
+//!   mapped sits in the free list once (or, if retired, was unmapped once);
+//! - the owner-only return counter is touched by the owner alone (loom
+//!   checks every access to it).
+
+use loom::thread;
+
+use super::buckets::ThreadBucket;
+use super::{Frag, FragCache, FragMut, FragStats};
+
+/// The smallest folio; fragments of half of it fill it with two.
+const FOLIO: usize = 4096;
+
+fn cache() -> FragCache {
+    FragCache::builder()
+        .folio_size(FOLIO)
+        .build()
+        .expect("a valid configuration")
+}
+
+/// Carves `len` bytes from the owner's bucket and fills them with `id`.
+fn carve(bucket: &mut ThreadBucket, cache: &FragCache, len: usize, id: u8) -> Frag {
+    let mut f: FragMut = bucket
+        .state
+        .alloc(len, 1, &cache.shared)
+        .expect("a 4 KiB mapping");
+    f.fill(id);
+    f.freeze()
+}
+
+/// Checks that nobody wrote into `f` since it was carved, then drops it.
+fn check_and_drop(f: Frag, id: u8) {
+    assert!(
+        f.iter().all(|&b| b == id),
+        "fragment {id} was overwritten while alive: {:?}",
+        &f[..f.len().min(16)]
+    );
+    drop(f);
+}
+
+/// Drops `f` on a thread of its own, checking it first.
+fn drop_elsewhere(f: Frag, id: u8) -> thread::JoinHandle<()> {
+    thread::spawn(move || check_and_drop(f, id))
+}
+
+/// Every folio ever mapped is back in the free list, once.
+fn assert_all_returned_once(s: FragStats) {
+    assert_eq!(s.retired, 0, "{s:?}");
+    assert_eq!(s.folios_cached, s.folios_mapped, "{s:?}");
+    assert_eq!(s.folios_live, s.folios_mapped, "{s:?}");
+}
+
+/// Runs `f` under every interleaving loom explores, with at most
+/// `LOOM_MAX_PREEMPTIONS` (default 3) preemptions each, which keeps the
+/// whole model to seconds.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// The owner drops one fragment itself (a return without an atomic) while
+/// another thread drops the other; the owner's next allocations run the
+/// in-place restart check, which must not restart while the remote
+/// fragment lives.
+#[test]
+fn restart_waits_for_remote_fragments() {
+    model(|| {
+        let cache = cache();
+        let mut bucket = ThreadBucket::new(&cache.shared);
+        let a = carve(&mut bucket, &cache, 8, 1);
+        let b = carve(&mut bucket, &cache, 8, 2);
+        let remote = drop_elsewhere(b, 2);
+        check_and_drop(a, 1);
+        // A restart here reuses a's bytes; it must leave b's alone.
+        let c = carve(&mut bucket, &cache, 8, 3);
+        let d = carve(&mut bucket, &cache, 8, 4);
+        remote.join().unwrap();
+        check_and_drop(c, 3);
+        check_and_drop(d, 4);
+        drop(bucket);
+        assert_all_returned_once(cache.stats());
+    });
+}
+
+/// The folio fills up while its fragments are being dropped on two other
+/// threads: the bucket gives back its bias in one subtraction, racing the
+/// remote drops, and exactly one of them must see the count reach zero.
+#[test]
+fn bias_give_back_races_remote_drops() {
+    model(|| {
+        let cache = cache();
+        let mut bucket = ThreadBucket::new(&cache.shared);
+        let a = carve(&mut bucket, &cache, FOLIO / 2, 1);
+        let b = carve(&mut bucket, &cache, FOLIO / 2, 2);
+        let ra = drop_elsewhere(a, 1);
+        let rb = drop_elsewhere(b, 2);
+        // The folio is full: this gives it up, or restarts it if both
+        // fragments are already gone.
+        let c = carve(&mut bucket, &cache, FOLIO / 2, 3);
+        ra.join().unwrap();
+        rb.join().unwrap();
+        check_and_drop(c, 3);
+        drop(bucket);
+        assert_all_returned_once(cache.stats());
+    });
+}
+
+/// The whole cycle with two remote droppers: an owner-local return, the
+/// restart check, the folio filling up, the bias given back while remote
+/// drops race it, and the next folio (fresh, or this one restarted).
+#[test]
+fn a_folio_goes_round_once_with_two_remote_droppers() {
+    model(|| {
+        let cache = cache();
+        let mut bucket = ThreadBucket::new(&cache.shared);
+        let quarter = FOLIO / 4;
+        let a = carve(&mut bucket, &cache, quarter, 1);
+        let b = carve(&mut bucket, &cache, quarter, 2);
+        let c = carve(&mut bucket, &cache, quarter, 3);
+        let rb = drop_elsewhere(b, 2);
+        let rc = drop_elsewhere(c, 3);
+        check_and_drop(a, 1);
+        // Restarts only if b and c are gone; either way it must not touch
+        // their bytes while they live.
+        let d = carve(&mut bucket, &cache, quarter, 4);
+        // More than what is left of the folio unless it restarted: the
+        // bucket gives the folio up, racing the remote drops.
+        let e = carve(&mut bucket, &cache, 2 * quarter, 5);
+        rb.join().unwrap();
+        rc.join().unwrap();
+        check_and_drop(d, 4);
+        check_and_drop(e, 5);
+        drop(bucket);
+        assert_all_returned_once(cache.stats());
+    });
+}
+
+/// A retired fragment's folio is never carved again, whoever drops last,
+/// and is unmapped exactly once.
+#[test]
+fn a_retired_folio_is_not_carved_again() {
+    model(|| {
+        let cache = cache();
+        let mut bucket = ThreadBucket::new(&cache.shared);
+        let a = carve(&mut bucket, &cache, 8, 1);
+        let b = carve(&mut bucket, &cache, 8, 2);
+        let b_end = b.folio_offset() + b.len();
+        let folio = b.folio_id();
+        b.retire();
+        let remote = drop_elsewhere(b, 2);
+        check_and_drop(a, 1);
+        let c = carve(&mut bucket, &cache, 8, 3);
+        assert!(
+            c.folio_id() != folio || c.folio_offset() >= b_end,
+            "a retired folio was restarted"
+        );
+        remote.join().unwrap();
+        check_and_drop(c, 3);
+        drop(bucket);
+        let s = cache.stats();
+        assert_eq!((s.retired, s.folios_live), (1, 0), "{s:?}");
+    });
+}
