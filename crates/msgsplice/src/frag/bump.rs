@@ -132,8 +132,11 @@ impl BucketState {
             && folio.refs.load(Ordering::Acquire) == self.bias + local
             && !folio.is_retired()
         {
+            // Reuses `local` as read above, not a second read: the count
+            // cannot change (only this thread adds to it).
             // SAFETY: as above.
-            self.bias += unsafe { folio.local.take() };
+            unsafe { folio.local.clear() };
+            self.bias += local;
             self.next = self.base;
             self.restarts += 1;
         }

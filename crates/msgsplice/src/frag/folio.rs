@@ -123,6 +123,16 @@ impl LocalCount {
         unsafe { self.0.with_mut(|n| *n += 1) }
     }
 
+    /// Forgets the returned references (the caller has counted them).
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get).
+    #[inline(always)]
+    pub(super) unsafe fn clear(&self) {
+        // SAFETY: as in `get`.
+        unsafe { self.0.with_mut(|n| *n = 0) }
+    }
+
     /// Takes the returned references, leaving zero.
     ///
     /// # Safety

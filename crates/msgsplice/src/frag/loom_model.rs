@@ -13,8 +13,18 @@
 //! - each folio comes back exactly once: at the end every folio ever
 //!   mapped sits in the free list once (or, if retired, was unmapped once);
 //! - the owner-only return counter is touched by the owner alone (loom
-//!   checks every access to it).
+//!   checks every access to it);
+//! - whoever reads a fragment's bytes does so before, in happens-before
+//!   order, anyone carves them again. Loom cannot see plain memory, so the
+//!   model mirrors each 8 bytes of a folio with a loom cell (a [`Shadow`])
+//!   that is written when the bytes are carved and read when they are
+//!   checked; an ordering too weak to carry the reader's accesses to the
+//!   next carver fails the model.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use loom::cell::UnsafeCell;
 use loom::thread;
 
 use super::buckets::ThreadBucket;
@@ -30,18 +40,67 @@ fn cache() -> FragCache {
         .expect("a valid configuration")
 }
 
+/// Granule of the shadow: every fragment in the model starts and ends on it.
+const GRANULE: usize = 8;
+
+/// One loom cell per [`GRANULE`] bytes of each folio, made on first use.
+/// The map's lock is `std`'s on purpose: loom must not count it as
+/// synchronization, or it would supply the ordering under test. Nothing
+/// done while it is held is a loom step, so no thread switch happens there.
+#[derive(Default)]
+struct Shadow(std::sync::Mutex<HashMap<(usize, usize), Arc<UnsafeCell<()>>>>);
+
+impl Shadow {
+    /// The cells that mirror `f`'s bytes.
+    fn cells(&self, f: &Frag) -> Vec<Arc<UnsafeCell<()>>> {
+        assert_eq!(
+            f.folio_offset() % GRANULE,
+            0,
+            "fragments start on a granule"
+        );
+        let mut map = self.0.lock().unwrap();
+        (f.folio_offset()..f.folio_offset() + f.len())
+            .step_by(GRANULE)
+            .map(|at| map.entry((f.folio_id(), at)).or_default().clone())
+            .collect()
+    }
+
+    /// Tells loom that `f`'s bytes were written.
+    fn wrote(&self, f: &Frag) {
+        for c in self.cells(f) {
+            c.with_mut(|_| ());
+        }
+    }
+
+    /// Tells loom that `f`'s bytes were read.
+    fn read(&self, f: &Frag) {
+        for c in self.cells(f) {
+            c.with(|_| ());
+        }
+    }
+}
+
 /// Carves `len` bytes from the owner's bucket and fills them with `id`.
-fn carve(bucket: &mut ThreadBucket, cache: &FragCache, len: usize, id: u8) -> Frag {
+fn carve(
+    bucket: &mut ThreadBucket,
+    cache: &FragCache,
+    shadow: &Shadow,
+    len: usize,
+    id: u8,
+) -> Frag {
     let mut f: FragMut = bucket
         .state
         .alloc(len, 1, &cache.shared)
         .expect("a 4 KiB mapping");
     f.fill(id);
-    f.freeze()
+    let f = f.freeze();
+    shadow.wrote(&f);
+    f
 }
 
 /// Checks that nobody wrote into `f` since it was carved, then drops it.
-fn check_and_drop(f: Frag, id: u8) {
+fn check_and_drop(f: Frag, shadow: &Shadow, id: u8) {
+    shadow.read(&f);
     assert!(
         f.iter().all(|&b| b == id),
         "fragment {id} was overwritten while alive: {:?}",
@@ -51,8 +110,9 @@ fn check_and_drop(f: Frag, id: u8) {
 }
 
 /// Drops `f` on a thread of its own, checking it first.
-fn drop_elsewhere(f: Frag, id: u8) -> thread::JoinHandle<()> {
-    thread::spawn(move || check_and_drop(f, id))
+fn drop_elsewhere(f: Frag, shadow: &Arc<Shadow>, id: u8) -> thread::JoinHandle<()> {
+    let shadow = shadow.clone();
+    thread::spawn(move || check_and_drop(f, &shadow, id))
 }
 
 /// Every folio ever mapped is back in the free list, once.
@@ -82,16 +142,17 @@ fn restart_waits_for_remote_fragments() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let a = carve(&mut bucket, &cache, 8, 1);
-        let b = carve(&mut bucket, &cache, 8, 2);
-        let remote = drop_elsewhere(b, 2);
-        check_and_drop(a, 1);
+        let shadow = Arc::new(Shadow::default());
+        let a = carve(&mut bucket, &cache, &shadow, 8, 1);
+        let b = carve(&mut bucket, &cache, &shadow, 8, 2);
+        let remote = drop_elsewhere(b, &shadow, 2);
+        check_and_drop(a, &shadow, 1);
         // A restart here reuses a's bytes; it must leave b's alone.
-        let c = carve(&mut bucket, &cache, 8, 3);
-        let d = carve(&mut bucket, &cache, 8, 4);
+        let c = carve(&mut bucket, &cache, &shadow, 8, 3);
+        let d = carve(&mut bucket, &cache, &shadow, 8, 4);
         remote.join().unwrap();
-        check_and_drop(c, 3);
-        check_and_drop(d, 4);
+        check_and_drop(c, &shadow, 3);
+        check_and_drop(d, &shadow, 4);
         drop(bucket);
         assert_all_returned_once(cache.stats());
     });
@@ -105,16 +166,17 @@ fn bias_give_back_races_remote_drops() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let a = carve(&mut bucket, &cache, FOLIO / 2, 1);
-        let b = carve(&mut bucket, &cache, FOLIO / 2, 2);
-        let ra = drop_elsewhere(a, 1);
-        let rb = drop_elsewhere(b, 2);
+        let shadow = Arc::new(Shadow::default());
+        let a = carve(&mut bucket, &cache, &shadow, FOLIO / 2, 1);
+        let b = carve(&mut bucket, &cache, &shadow, FOLIO / 2, 2);
+        let ra = drop_elsewhere(a, &shadow, 1);
+        let rb = drop_elsewhere(b, &shadow, 2);
         // The folio is full: this gives it up, or restarts it if both
         // fragments are already gone.
-        let c = carve(&mut bucket, &cache, FOLIO / 2, 3);
+        let c = carve(&mut bucket, &cache, &shadow, FOLIO / 2, 3);
         ra.join().unwrap();
         rb.join().unwrap();
-        check_and_drop(c, 3);
+        check_and_drop(c, &shadow, 3);
         drop(bucket);
         assert_all_returned_once(cache.stats());
     });
@@ -128,23 +190,24 @@ fn a_folio_goes_round_once_with_two_remote_droppers() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
+        let shadow = Arc::new(Shadow::default());
         let quarter = FOLIO / 4;
-        let a = carve(&mut bucket, &cache, quarter, 1);
-        let b = carve(&mut bucket, &cache, quarter, 2);
-        let c = carve(&mut bucket, &cache, quarter, 3);
-        let rb = drop_elsewhere(b, 2);
-        let rc = drop_elsewhere(c, 3);
-        check_and_drop(a, 1);
+        let a = carve(&mut bucket, &cache, &shadow, quarter, 1);
+        let b = carve(&mut bucket, &cache, &shadow, quarter, 2);
+        let c = carve(&mut bucket, &cache, &shadow, quarter, 3);
+        let rb = drop_elsewhere(b, &shadow, 2);
+        let rc = drop_elsewhere(c, &shadow, 3);
+        check_and_drop(a, &shadow, 1);
         // Restarts only if b and c are gone; either way it must not touch
         // their bytes while they live.
-        let d = carve(&mut bucket, &cache, quarter, 4);
+        let d = carve(&mut bucket, &cache, &shadow, quarter, 4);
         // More than what is left of the folio unless it restarted: the
         // bucket gives the folio up, racing the remote drops.
-        let e = carve(&mut bucket, &cache, 2 * quarter, 5);
+        let e = carve(&mut bucket, &cache, &shadow, 2 * quarter, 5);
         rb.join().unwrap();
         rc.join().unwrap();
-        check_and_drop(d, 4);
-        check_and_drop(e, 5);
+        check_and_drop(d, &shadow, 4);
+        check_and_drop(e, &shadow, 5);
         drop(bucket);
         assert_all_returned_once(cache.stats());
     });
@@ -157,20 +220,21 @@ fn a_retired_folio_is_not_carved_again() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let a = carve(&mut bucket, &cache, 8, 1);
-        let b = carve(&mut bucket, &cache, 8, 2);
+        let shadow = Arc::new(Shadow::default());
+        let a = carve(&mut bucket, &cache, &shadow, 8, 1);
+        let b = carve(&mut bucket, &cache, &shadow, 8, 2);
         let b_end = b.folio_offset() + b.len();
         let folio = b.folio_id();
         b.retire();
-        let remote = drop_elsewhere(b, 2);
-        check_and_drop(a, 1);
-        let c = carve(&mut bucket, &cache, 8, 3);
+        let remote = drop_elsewhere(b, &shadow, 2);
+        check_and_drop(a, &shadow, 1);
+        let c = carve(&mut bucket, &cache, &shadow, 8, 3);
         assert!(
             c.folio_id() != folio || c.folio_offset() >= b_end,
             "a retired folio was restarted"
         );
         remote.join().unwrap();
-        check_and_drop(c, 3);
+        check_and_drop(c, &shadow, 3);
         drop(bucket);
         let s = cache.stats();
         assert_eq!((s.retired, s.folios_live), (1, 0), "{s:?}");

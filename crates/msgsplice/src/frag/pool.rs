@@ -5,12 +5,13 @@
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use super::buckets::{self, Buckets};
 use super::bump::BucketState;
 use super::config::Config;
 use super::folio::{Folio, FragMut};
+use super::sync::Mutex;
 use super::FragError;
 use crate::sys::mmap::{Mapping, HUGE_PAGE};
 
@@ -42,6 +43,7 @@ pub(crate) struct Shared {
     /// Most unused folios kept in `free`.
     max_cached: usize,
     pub(super) buckets: Buckets,
+    /// Folios pass between threads through here, so loom sees this lock.
     pub(super) free: Mutex<Vec<FolioPtr>>,
     pub(super) stats: Counters,
 }

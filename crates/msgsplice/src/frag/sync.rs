@@ -3,13 +3,19 @@
 //! own code, not a copy of it.
 //!
 //! Only what the cross-thread protocol uses lives here: a folio's atomics,
-//! its owner-only return counter and the thread token that names its
-//! owner. Counters and locks elsewhere keep `std`'s types.
+//! its owner-only return counter, the thread token that names its owner,
+//! and the lock of the free list that hands folios from the thread that
+//! drops them to the thread that carves them next. Counters and the
+//! per-CPU locks keep `std`'s types.
 
 #[cfg(loom)]
 pub(super) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize};
+#[cfg(loom)]
+pub(super) use loom::sync::Mutex;
 #[cfg(not(loom))]
 pub(super) use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
+#[cfg(not(loom))]
+pub(super) use std::sync::Mutex;
 
 #[cfg(loom)]
 type Inner<T> = loom::cell::UnsafeCell<T>;
