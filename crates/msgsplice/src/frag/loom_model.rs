@@ -21,8 +21,9 @@
 //!   checked; an ordering too weak to carry the reader's accesses to the
 //!   next carver fails the model.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use loom::cell::UnsafeCell;
 use loom::thread;
@@ -44,21 +45,25 @@ fn cache() -> FragCache {
 const GRANULE: usize = 8;
 
 /// One loom cell per [`GRANULE`] bytes of each folio, made on first use.
-/// The map's lock is `std`'s on purpose: loom must not count it as
-/// synchronization, or it would supply the ordering under test. Nothing
-/// done while it is held is a loom step, so no thread switch happens there.
+///
+/// `Rc` and `RefCell`, not `Arc` and a lock: loom runs its threads one at
+/// a time and its `spawn` asks for no `Send`, and a lock here would hand
+/// loom the very ordering under test.
 #[derive(Default)]
-struct Shadow(std::sync::Mutex<HashMap<(usize, usize), Arc<UnsafeCell<()>>>>);
+struct Shadow(RefCell<HashMap<Granule, Rc<UnsafeCell<()>>>>);
+
+/// A granule of a folio: the folio's id and the granule's offset in it.
+type Granule = (usize, usize);
 
 impl Shadow {
     /// The cells that mirror `f`'s bytes.
-    fn cells(&self, f: &Frag) -> Vec<Arc<UnsafeCell<()>>> {
+    fn cells(&self, f: &Frag) -> Vec<Rc<UnsafeCell<()>>> {
         assert_eq!(
             f.folio_offset() % GRANULE,
             0,
             "fragments start on a granule"
         );
-        let mut map = self.0.lock().unwrap();
+        let mut map = self.0.borrow_mut();
         (f.folio_offset()..f.folio_offset() + f.len())
             .step_by(GRANULE)
             .map(|at| map.entry((f.folio_id(), at)).or_default().clone())
@@ -110,7 +115,7 @@ fn check_and_drop(f: Frag, shadow: &Shadow, id: u8) {
 }
 
 /// Drops `f` on a thread of its own, checking it first.
-fn drop_elsewhere(f: Frag, shadow: &Arc<Shadow>, id: u8) -> thread::JoinHandle<()> {
+fn drop_elsewhere(f: Frag, shadow: &Rc<Shadow>, id: u8) -> thread::JoinHandle<()> {
     let shadow = shadow.clone();
     thread::spawn(move || check_and_drop(f, &shadow, id))
 }
@@ -142,7 +147,7 @@ fn restart_waits_for_remote_fragments() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let shadow = Arc::new(Shadow::default());
+        let shadow = Rc::new(Shadow::default());
         let a = carve(&mut bucket, &cache, &shadow, 8, 1);
         let b = carve(&mut bucket, &cache, &shadow, 8, 2);
         let remote = drop_elsewhere(b, &shadow, 2);
@@ -166,7 +171,7 @@ fn bias_give_back_races_remote_drops() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let shadow = Arc::new(Shadow::default());
+        let shadow = Rc::new(Shadow::default());
         let a = carve(&mut bucket, &cache, &shadow, FOLIO / 2, 1);
         let b = carve(&mut bucket, &cache, &shadow, FOLIO / 2, 2);
         let ra = drop_elsewhere(a, &shadow, 1);
@@ -190,7 +195,7 @@ fn a_folio_goes_round_once_with_two_remote_droppers() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let shadow = Arc::new(Shadow::default());
+        let shadow = Rc::new(Shadow::default());
         let quarter = FOLIO / 4;
         let a = carve(&mut bucket, &cache, &shadow, quarter, 1);
         let b = carve(&mut bucket, &cache, &shadow, quarter, 2);
@@ -220,7 +225,7 @@ fn a_retired_folio_is_not_carved_again() {
     model(|| {
         let cache = cache();
         let mut bucket = ThreadBucket::new(&cache.shared);
-        let shadow = Arc::new(Shadow::default());
+        let shadow = Rc::new(Shadow::default());
         let a = carve(&mut bucket, &cache, &shadow, 8, 1);
         let b = carve(&mut bucket, &cache, &shadow, 8, 2);
         let b_end = b.folio_offset() + b.len();

@@ -1,6 +1,7 @@
-//! The primitives of the folio protocol, swapped for loom's under
-//! `--cfg loom` so that the model in `loom_model.rs` runs the allocator's
-//! own code, not a copy of it.
+//! The primitives of the folio protocol, swapped for loom's in the unit
+//! tests built with `--cfg loom`, so that the model in `loom_model.rs`
+//! runs the allocator's own code, not a copy of it. Any other build, even
+//! with `--cfg loom` (loom is a dev-dependency only), keeps `std`'s.
 //!
 //! Only what the cross-thread protocol uses lives here: a folio's atomics,
 //! its owner-only return counter, the thread token that names its owner,
@@ -8,18 +9,18 @@
 //! drops them to the thread that carves them next. Counters and the
 //! per-CPU locks keep `std`'s types.
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(super) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize};
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(super) use loom::sync::Mutex;
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(super) use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 pub(super) use std::sync::Mutex;
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 type Inner<T> = loom::cell::UnsafeCell<T>;
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 type Inner<T> = std::cell::UnsafeCell<T>;
 
 /// A cell that one thread at a time may use, by the protocol's rule rather
@@ -36,7 +37,7 @@ impl<T> OwnerCell<T> {
     ///
     /// # Safety
     /// No other thread accesses the cell until this returns.
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     #[inline(always)]
     pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
         // SAFETY: the caller guarantees that this access is the only one.
@@ -47,7 +48,7 @@ impl<T> OwnerCell<T> {
     ///
     /// # Safety
     /// No other thread accesses the cell until this returns.
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
         // SAFETY: the caller guarantees that this access is the only one,
         // and loom fails the model if it is not.
@@ -55,14 +56,14 @@ impl<T> OwnerCell<T> {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 std::thread_local! {
     static TOKEN: u8 = const { 0 };
 }
 
 /// A non-zero number unique to the calling thread among live threads (the
 /// address of a thread-local), cheap to compute.
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 #[inline]
 pub(super) fn thread_token() -> usize {
     TOKEN.with(|t| t as *const u8 as usize)
@@ -70,7 +71,7 @@ pub(super) fn thread_token() -> usize {
 
 /// Under loom, model threads share one OS thread, so `std` thread-locals
 /// cannot tell them apart: each model thread draws a number instead.
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 pub(super) fn thread_token() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(1);
