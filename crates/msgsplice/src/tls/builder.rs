@@ -217,6 +217,7 @@ impl Builder {
             batch: self.batch,
             linger: self.linger,
             sent_close: false,
+            ktls_alert: None,
             stats: TlsStats::default(),
         })
     }

@@ -26,7 +26,8 @@ pub enum TlsError {
     #[error("the peer reset the connection")]
     PeerReset,
     /// The connection is closed for sending: the peer went away (`EPIPE`),
-    /// or this side already sent close_notify.
+    /// or this side already queued close_notify (or a fatal alert after an
+    /// error), even if the socket has not taken it yet.
     #[error("the connection is closed for sending")]
     Closed,
     /// A non-blocking socket is full and nothing could be accepted now.
