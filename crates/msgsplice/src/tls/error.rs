@@ -30,6 +30,15 @@ pub enum TlsError {
     /// error), even if the socket has not taken it yet.
     #[error("the connection is closed for sending")]
     Closed,
+    /// An asynchronous close waited
+    /// [`Builder::close_timeout`](super::Builder::close_timeout) for the
+    /// socket to take the last records (close_notify included) and the
+    /// peer did not read them: the connection was closed without them.
+    #[error("closing timed out with {pending} bytes of records not taken by the peer")]
+    CloseTimedOut {
+        /// Bytes of sealed records the socket had not taken.
+        pending: u64,
+    },
     /// A non-blocking socket is full and nothing could be accepted now.
     /// Wait until it is writable, then call
     /// [`flush`](super::TlsSplicer::flush) or resend the same `Msg`.
@@ -124,6 +133,7 @@ impl From<TlsError> for io::Error {
             TlsError::WouldBlock => io::ErrorKind::WouldBlock,
             TlsError::PeerReset => io::ErrorKind::ConnectionReset,
             TlsError::Closed => io::ErrorKind::BrokenPipe,
+            TlsError::CloseTimedOut { .. } => io::ErrorKind::TimedOut,
             TlsError::HandshakeEof | TlsError::TruncatedRecord { .. } | TlsError::UnexpectedEof => {
                 io::ErrorKind::UnexpectedEof
             }

@@ -67,6 +67,8 @@
 //! time on loopback, more where the sealed fragments can be sent without
 //! a copy (`MSG_ZEROCOPY` to a NIC) or under kTLS.
 
+#[cfg(feature = "tokio")]
+mod async_tls;
 mod builder;
 mod close;
 mod error;
@@ -83,6 +85,8 @@ use std::os::fd::AsFd;
 
 use rustls::{ProtocolVersion, SupportedCipherSuite};
 
+#[cfg(feature = "tokio")]
+pub use async_tls::AsyncTlsSplicer;
 pub use builder::{Builder, Ktls};
 pub use error::TlsError;
 pub use ktls::{probe_ktls, KtlsStatus};
