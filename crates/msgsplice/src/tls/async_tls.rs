@@ -1,44 +1,8 @@
 //! [`AsyncTlsSplicer`]: a [`TlsSplicer`] for tokio tasks (features `tls`
 //! and `tokio`).
 //!
-//! # Design
-//!
-//! Nothing of TLS is done twice. The handshake is the same sans-IO
-//! [`Handshake`] the blocking constructors drive (rustls's unbuffered
-//! connection fed the bytes read when the socket is readable, its records
-//! written when it is writable); then the same record layer seals messages
-//! into fragments and the same [`Splicer`](crate::Splicer) sends them. What
-//! this file adds is the waiting: the socket is non-blocking, and when the
-//! record layer says [`TlsError::WouldBlock`] the task waits for the
-//! socket's next events through the same private epoll instance as
-//! [`AsyncSplicer`](crate::AsyncSplicer) (see `async_send` for why not
-//! tokio's own registration of the socket), reading zero-copy completions
-//! as the kernel reports them, then tries again.
-//!
-//! # Cancel safety
-//!
-//! [`send`](AsyncTlsSplicer::send) seals a batch of the message and
-//! advances the `Msg`'s cursor in the same step, with no await in between;
-//! sealed records wait in the connection's queue until the socket takes
-//! them. If the future is dropped, [`Msg::sent`] counts the bytes sealed
-//! (accepted), whether or not the socket has taken all of their records
-//! yet; the records keep their own copy of the bytes. A record may be half
-//! written to the socket at that moment: the next `send` (of this message
-//! or any other), [`flush`](AsyncTlsSplicer::flush), [`recv`](AsyncTlsSplicer::recv)
-//! or [`close`](AsyncTlsSplicer::close) first writes the rest of it, from
-//! the byte where the socket stopped; nothing is ever sealed twice, so the
-//! peer's record stream stays valid. The message itself may then be
-//! resumed with the same `Msg`, or abandoned (the peer then has its first
-//! `sent()` bytes). [`recv`](AsyncTlsSplicer::recv) and
-//! [`flush`](AsyncTlsSplicer::flush) are cancel-safe too; the handshake
-//! is not (dropping it abandons the connection).
-//!
-//! # Costs
-//!
-//! Those of [`TlsSplicer::send`] and [`TlsSplicer::read`], plus one
-//! `epoll_wait` per wake-up while the socket is full or empty. Making one
-//! costs the handshake, an epoll file descriptor and its registration with
-//! tokio's reactor.
+//! The design, cancel safety and costs are told on [`AsyncTlsSplicer`]
+//! itself, the one public item of this file.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -53,8 +17,7 @@ use crate::msg::Msg;
 
 /// A TLS connection for tokio tasks: sends whole [`Msg`]s sealed into as
 /// few records as their length allows, and receives, waiting where a
-/// [`TlsSplicer`] would return [`TlsError::WouldBlock`]. See the [module
-/// documentation](self) for the design, cancel safety and costs.
+/// [`TlsSplicer`] would return [`TlsError::WouldBlock`].
 ///
 /// Made by [`AsyncTlsSplicer::accept`], [`AsyncTlsSplicer::connect`], or
 /// [`Builder::accept_async`] and [`Builder::connect_async`] for other
@@ -79,6 +42,45 @@ use crate::msg::Msg;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Design
+///
+/// Nothing of TLS is done twice. The handshake is the same sans-IO
+/// handshake the blocking constructors drive (rustls's unbuffered
+/// connection fed the bytes read when the socket is readable, its records
+/// written when it is writable); then the same record layer seals messages
+/// into fragments and the same [`Splicer`](crate::Splicer) sends them. What
+/// this type adds is the waiting: the socket is non-blocking, and when the
+/// record layer says [`TlsError::WouldBlock`] the task waits for the
+/// socket's next events through a private epoll instance, as
+/// [`AsyncSplicer`](crate::AsyncSplicer) does (its documentation tells why
+/// the socket is not registered with tokio directly), reading zero-copy
+/// completions as the kernel reports them, then tries again.
+///
+/// # Cancel safety
+///
+/// [`send`](AsyncTlsSplicer::send) seals a batch of the message and
+/// advances the `Msg`'s cursor in the same step, with no await in between;
+/// sealed records wait in the connection's queue until the socket takes
+/// them. If the future is dropped, [`Msg::sent`] counts the bytes sealed
+/// (accepted), whether or not the socket has taken all of their records
+/// yet; the records keep their own copy of the bytes. A record may be half
+/// written to the socket at that moment: the next `send` (of this message
+/// or any other), [`flush`](AsyncTlsSplicer::flush), [`recv`](AsyncTlsSplicer::recv)
+/// or [`close`](AsyncTlsSplicer::close) first writes the rest of it, from
+/// the byte where the socket stopped; nothing is ever sealed twice, so the
+/// peer's record stream stays valid. The message itself may then be
+/// resumed with the same `Msg`, or abandoned (the peer then has its first
+/// `sent()` bytes). [`recv`](AsyncTlsSplicer::recv) and
+/// [`flush`](AsyncTlsSplicer::flush) are cancel-safe too; the handshake
+/// is not (dropping it abandons the connection).
+///
+/// # Costs
+///
+/// Those of [`TlsSplicer::send`] and [`TlsSplicer::read`], plus one
+/// `epoll_wait` per wake-up while the socket is full or empty. Making one
+/// costs the handshake, an epoll file descriptor and its registration with
+/// tokio's reactor.
 pub struct AsyncTlsSplicer<S: AsFd = std::net::TcpStream> {
     tls: TlsSplicer<S>,
     events: SocketEvents,
@@ -152,7 +154,8 @@ impl<S: AsFd> AsyncTlsSplicer<S> {
     /// while the socket is full, and returns the plaintext bytes this call
     /// accepted. It returns once every record is in the socket.
     ///
-    /// Cancel-safe (see the [module documentation](self)): a dropped send
+    /// Cancel-safe (see [Cancel safety](AsyncTlsSplicer#cancel-safety)):
+    /// a dropped send
     /// leaves [`Msg::sent`] at the bytes sealed, and the records sealed but
     /// not yet written go first on the next call; none is sealed twice.
     /// Errors are [`TlsSplicer::send`]'s, never [`TlsError::WouldBlock`];
@@ -167,9 +170,7 @@ impl<S: AsFd> AsyncTlsSplicer<S> {
                 self.tls.send(msg).map(drop)
             };
             match step {
-                Ok(()) if msg.is_sent() && self.tls.pending() == 0 => {
-                    return Ok(msg.sent() - start)
-                }
+                Ok(()) if msg.is_sent() && self.tls.pending() == 0 => return Ok(msg.sent() - start),
                 Ok(()) | Err(TlsError::WouldBlock) => {}
                 Err(e) => return Err(e),
             }

@@ -54,6 +54,17 @@
 //! close_notify, alerts, key updates (answered when the peer asks) and
 //! session tickets are handled there.
 //!
+//! Closing: close_notify is the last record sealed, queued once; from then
+//! on the connection refuses to send, and a full non-blocking socket only
+//! delays the alert (a retry flushes it, never seals another).
+//! [`TlsSplicer::close`] then reads the peer's last records and reports an
+//! abort (an alert other than close_notify) as an error.
+//!
+//! For tokio (feature `tokio`), `AsyncTlsSplicer` drives the same sans-IO
+//! handshake and the same record layer from a task, waiting for the socket
+//! where the blocking API would block or say
+//! [`WouldBlock`](TlsError::WouldBlock); its sends are cancel-safe.
+//!
 //! # Costs
 //!
 //! In steady state a memory message of up to 1 MiB costs one `sendmsg`,
