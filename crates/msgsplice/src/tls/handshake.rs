@@ -447,4 +447,119 @@ mod tests {
         assert!(matches!(next_record(&rec), Framing::Complete(7)));
         assert!(matches!(next_record(b"GET / HTTP/1.1"), Framing::Invalid));
     }
+
+    use std::sync::Arc;
+
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ConnectionTrafficSecrets, ServerConfig};
+
+    /// A server and a client configuration limited to `suite`, over a
+    /// certificate made here, both allowing secret extraction.
+    fn configs(suite: SupportedCipherSuite) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let mut provider = default_provider();
+        provider.cipher_suites = vec![suite];
+        let provider = Arc::new(provider);
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        server.enable_secret_extraction = true;
+        // Tickets would follow the handshake under the traffic keys, for
+        // the record layer: none, so that both ends end on the same record.
+        server.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.enable_secret_extraction = true;
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Moves up to `chunk` bytes of what `from` has to send into `to`'s
+    /// received bytes, as a socket would deliver them.
+    fn deliver<A, B>(from: &mut Handshake<A>, to: &mut Handshake<B>, chunk: usize) {
+        let out = &mut from.outgoing;
+        let n = (out.used - out.sent).min(chunk);
+        let inc = &mut to.incoming;
+        if inc.buf.len() < inc.used + n {
+            inc.buf.resize(inc.used + n, 0);
+        }
+        inc.buf[inc.used..inc.used + n].copy_from_slice(&out.buf[out.sent..out.sent + n]);
+        inc.used += n;
+        out.sent += n;
+        if out.is_empty() {
+            out.sent = 0;
+            out.used = 0;
+        }
+    }
+
+    fn key_bytes(s: &ConnectionTrafficSecrets) -> Vec<u8> {
+        match s {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                [key.as_ref(), iv.as_ref()].concat()
+            }
+            _ => panic!("a cipher this test does not know"),
+        }
+    }
+
+    /// Two sans-IO handshakes, a server and a client, meet with no socket
+    /// between them, their bytes delivered whole or in pieces as small as
+    /// one byte: both finish, with matching keys and nothing left over.
+    #[test]
+    fn two_handshakes_meet_in_memory() {
+        let suites = [
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        for suite in suites {
+            for chunk in [1, 7, 100, usize::MAX] {
+                let (scfg, ccfg) = configs(suite);
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut srv = Handshake::new(UnbufferedServerConnection::new(scfg).unwrap());
+                let mut cli = Handshake::new(UnbufferedClientConnection::new(ccfg, name).unwrap());
+                let mut rounds = 0;
+                loop {
+                    let c = cli.advance().unwrap();
+                    deliver(&mut cli, &mut srv, chunk);
+                    let s = srv.advance().unwrap();
+                    deliver(&mut srv, &mut cli, chunk);
+                    if (c, s) == (Need::Done, Need::Done) {
+                        break;
+                    }
+                    rounds += 1;
+                    assert!(rounds < 100_000, "the handshakes make no progress");
+                }
+                let (srv, cli) = (srv.finish().unwrap(), cli.finish().unwrap());
+                assert_eq!(key_bytes(&srv.secrets.tx.1), key_bytes(&cli.secrets.rx.1));
+                assert_eq!(key_bytes(&cli.secrets.tx.1), key_bytes(&srv.secrets.rx.1));
+                assert_eq!(srv.secrets.tx.0, cli.secrets.rx.0, "sequence numbers");
+                assert!(srv.leftover.is_empty() && cli.leftover.is_empty());
+            }
+        }
+    }
+
+    /// A peer that is no TLS peer: the handshake fails and leaves the
+    /// alert that tells the peer why, for the driver to send.
+    #[test]
+    fn foreign_bytes_fail_with_an_alert_to_send() {
+        let (scfg, _) = configs(cipher_suite::TLS13_AES_128_GCM_SHA256);
+        let mut srv = Handshake::new(UnbufferedServerConnection::new(scfg).unwrap());
+        assert_eq!(srv.advance().unwrap(), Need::Read);
+        let http = b"GET / HTTP/1.1\r\n\r\n";
+        srv.incoming.buf[..http.len()].copy_from_slice(http);
+        srv.incoming.used = http.len();
+        assert!(matches!(srv.advance(), Err(TlsError::Handshake(_))));
+        assert!(!srv.outgoing.is_empty(), "an alert waits to be sent");
+        assert_eq!(srv.outgoing.buf[0], 21, "an alert record");
+    }
 }

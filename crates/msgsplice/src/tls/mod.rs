@@ -289,7 +289,10 @@ impl<S: AsFd> TlsSplicer<S> {
     /// [`Splicer`] (file ranges by `sendfile`).
     ///
     /// A file range past the end of its file fails before anything is
-    /// sealed ([`TlsError::Send`] with `PastEof`).
+    /// sealed ([`TlsError::Send`] with `PastEof`). Once close_notify is
+    /// queued ([`send_close_notify`](Self::send_close_notify)), even if the
+    /// socket has not taken it yet, the call is [`TlsError::Closed`] and
+    /// nothing is sealed.
     pub fn send(&mut self, msg: &mut Msg<'_>) -> Result<u64, TlsError> {
         if self.sent_close {
             return Err(TlsError::Closed);

@@ -94,7 +94,8 @@ fn dropped_sends_resume_byte_exact() {
                 receive_all(c)
             });
             rustix::net::sockopt::set_socket_send_buffer_size(&sock, 4096).expect("sndbuf");
-            let (want, drops) = rt.block_on(async {
+            // Spawned, so that the futures are proven Send.
+            let task = async move {
                 let mut tls = AsyncTlsSplicer::accept(server_config(None), sock)
                     .await
                     .expect("async handshake");
@@ -107,7 +108,9 @@ fn dropped_sends_resume_byte_exact() {
                 let sent = send_with_drops(&mut tls, &mut rng, 24).await;
                 tls.close().await.expect("close");
                 sent
-            });
+            };
+            let (want, drops) =
+                rt.block_on(async { tokio::spawn(task).await.expect("the sending task") });
             let got = client.join().expect("client thread");
             assert_eq!(got.end, Ok(()), "{flavour} seed {seed}");
             assert!(
