@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use msgsplice::tls::AsyncTlsSplicer;
+use msgsplice::tls::{AsyncTlsSplicer, TlsError};
 use msgsplice::{FragCache, Msg};
 
 use super::tls_support::*;
@@ -121,5 +121,46 @@ fn dropped_sends_resume_byte_exact() {
             );
             assert!(drops > 0, "{flavour} seed {seed}: no send was ever dropped");
         }
+    }
+}
+
+/// A peer that is no TLS peer fails the asynchronous handshake with a
+/// handshake error (and is told with an alert); a silent one leaves it
+/// waiting, without blocking the runtime, until the caller's timeout drops
+/// it.
+#[test]
+fn async_handshake_fails_on_foreign_or_silent_peers() {
+    for (flavour, rt) in runtimes() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let http = thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            answer
+        });
+        let (sock, _) = l.accept().expect("accept");
+        let r = rt.block_on(AsyncTlsSplicer::accept(server_config(None), sock));
+        assert!(matches!(r, Err(TlsError::Handshake(_))), "{flavour}: {r:?}");
+        drop(r);
+        let answer = http.join().expect("http peer");
+        assert_eq!(answer.first(), Some(&21), "{flavour}: an alert record");
+
+        let silent = TcpStream::connect(addr).expect("connect");
+        let (sock, _) = l.accept().expect("accept");
+        let r = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_millis(100),
+                AsyncTlsSplicer::accept(server_config(None), sock),
+            )
+            .await
+        });
+        assert!(
+            r.is_err(),
+            "{flavour}: the silent peer's handshake timed out"
+        );
+        drop(silent);
     }
 }
