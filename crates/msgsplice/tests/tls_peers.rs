@@ -17,9 +17,9 @@ use msgsplice::{FragCache, Msg};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tls_support::*;
 
-/// Prints a SKIP line past the test harness's capture.
+/// Reports a test that cannot run here (see `msgsplice_testkit::skip`).
 fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: cannot run here: {why}");
+    msgsplice_testkit::skip(test, why);
 }
 
 fn have_openssl() -> bool {
