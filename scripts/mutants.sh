@@ -49,7 +49,13 @@ restore() {
     current=
   fi
 }
-trap 'restore; rm -rf "$backup"' EXIT
+# A mutant that a property test catches makes proptest save the failing
+# case beside the crate; those files describe mutants, not the code, so
+# they go with the run (unless the directory was there before).
+regressions=crates/msgsplice/proptest-regressions
+keep_regressions=
+[[ -e $regressions ]] && keep_regressions=1
+trap 'restore; rm -rf "$backup"; [[ -n $keep_regressions ]] || rm -rf "$regressions"' EXIT
 trap 'exit 130' INT TERM
 
 # Build the tests once unmutated, so every mutant's run only recompiles

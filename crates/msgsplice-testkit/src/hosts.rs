@@ -378,4 +378,45 @@ mod tests {
         assert!(names.iter().all(|n| !list.contains(n.as_str())), "{list}");
         assert!(lock_live().is_empty());
     }
+
+    /// Run by `a_signal_removes_live_hosts` in a child process: makes
+    /// hosts, says their name, and sends itself SIGTERM.
+    #[test]
+    #[ignore = "run as a child process by a_signal_removes_live_hosts"]
+    fn child_hosts_then_sigterm() {
+        let h = Hosts::up().expect("hosts");
+        remove_on_signal().expect("signal handler");
+        eprintln!("HOSTS {}", h.namespace(Side::Sender));
+        let me = rustix::process::getpid();
+        rustix::process::kill_process(me, rustix::process::Signal::TERM).expect("kill");
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        panic!("still alive after SIGTERM");
+    }
+
+    /// SIGTERM to a process holding hosts removes them and still ends the
+    /// process by that signal.
+    #[test]
+    fn a_signal_removes_live_hosts() {
+        use std::os::unix::process::ExitStatusExt;
+        if !crate::require_root("a_signal_removes_live_hosts") {
+            return;
+        }
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "hosts::tests::child_hosts_then_sigterm",
+            ])
+            .args(["--nocapture"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = err
+            .lines()
+            .find_map(|l| l.strip_prefix("HOSTS "))
+            .unwrap_or_else(|| panic!("no hosts made: {err}"));
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{err}");
+        let list = run(&["ip", "netns", "list"]).unwrap();
+        assert!(!list.contains(name), "{name} left behind: {list}");
+    }
 }

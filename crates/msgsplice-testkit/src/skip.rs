@@ -115,6 +115,28 @@ mod tests {
         assert_eq!(text, "SKIP t1: why\nSKIP t2: because\n");
     }
 
+    /// Run by `a_skip_fails_in_ci_only_as_root` in a child process.
+    #[test]
+    #[ignore = "run as a child process by a_skip_fails_in_ci_only_as_root"]
+    fn child_that_skips() {
+        skip("child_that_skips", "on purpose");
+    }
+
+    /// With `CI=true` the child's skip fails its test exactly when it runs
+    /// as root, and the line reaches the real stderr either way.
+    #[test]
+    fn a_skip_fails_in_ci_only_as_root() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "skip::tests::child_that_skips"])
+            .env("CI", "true")
+            .env_remove(SKIP_LOG_ENV)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("SKIP child_that_skips: on purpose"), "{err}");
+        assert_eq!(out.status.success(), !is_root(), "{err}");
+    }
+
     fn record_to(log: &std::path::Path, test: &str, why: &str) -> String {
         // set_var is process-wide; this is the only test in the kit that
         // touches the variable.
