@@ -4,7 +4,8 @@
 # tests can run).
 #
 #   scripts/test.sh            install what is missing, check style, fuzz briefly,
-#                              run every test and the quick mutation check
+#                              run every test (all features), the quick mutation
+#                              check and the allocator's loom model
 #
 # Ends with "summary: N passed, M failed, K skipped" (K: tests that could
 # not run, each listed with its reason above the summary) and exits non-zero
@@ -55,14 +56,18 @@ export MSGSPLICE_SKIP_LOG=$work/skips
 : >"$MSGSPLICE_SKIP_LOG"
 
 step "cargo fmt --check" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+step "cargo clippy" cargo clippy --workspace --all-targets --all-features --locked --quiet -- -D warnings
 step "fuzz: every rpc target for 30 s (cargo-fuzz on stable via RUSTC_BOOTSTRAP)" scripts/fuzz.sh 30
 echo "== cargo test"
-cargo test --workspace --no-fail-fast --locked 2>&1 | tee "$work/test.log"
+cargo test --workspace --all-features --no-fail-fast --locked 2>&1 | tee "$work/test.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || failed_steps+=("cargo test")
 # The mutation check of the page lifetime rules, quick subset (about 40 s
 # here; the full set, about 2.5 min, is scripts/mutants.sh).
 step "mutants (quick)" scripts/mutants.sh --quick
+echo "== loom model of the allocator"
+scripts/loom.sh 2>&1 | tee "$work/loom.log"
+[[ ${PIPESTATUS[0]} -eq 0 ]] || failed_steps+=("loom model")
+cat "$work/loom.log" >>"$work/test.log"
 
 # Test hosts are removed even when a test panics; any left is a bug.
 if command -v ip >/dev/null && ip netns list 2>/dev/null | grep -q '^mst'; then
