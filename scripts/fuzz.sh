@@ -30,6 +30,16 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version '^0.13' --quiet
 fi
 
+# The fuzz crate is a workspace of its own with its own Cargo.lock. It must
+# match what cargo resolves now, or the build would rewrite it and leave
+# the clone changed; a stale lock (a dependency of msgsplice or
+# msgsplice-rpc changed) is refreshed by the command below, and committed.
+if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null 2>&1; then
+  echo "crates/msgsplice-rpc/fuzz/Cargo.lock is out of date; refresh and commit it:" >&2
+  echo "  cargo update --workspace --manifest-path crates/msgsplice-rpc/fuzz/Cargo.toml" >&2
+  exit 1
+fi
+
 export RUSTC_BOOTSTRAP=1
 # The request decoder's fixture makes a small export in the temp directory;
 # this one goes away with the run.

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use msgsplice_testkit::skip::skip;
 use rustix::process::{kill_process, Pid, Signal};
 
 /// Starts the server with `args`, returns it and the URL it printed.
@@ -158,13 +159,6 @@ fn tool(name: &str, args: &[&str]) -> Option<std::process::Output> {
             .output()
             .expect("timeout(1) runs")
     })
-}
-
-/// Says why a test cannot run. Never a quiet pass.
-fn skip(test: &str, reason: &str) {
-    // skip: switch to the test kit's skip function once it exists.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }
 
 /// A running `rpcbind` this test started, killed when dropped.

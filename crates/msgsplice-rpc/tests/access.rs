@@ -18,6 +18,7 @@ use msgsplice_rpc::record::RecordAssembler;
 use msgsplice_rpc::rpc::{decode_reply, put_call, AcceptStat, AuthSys, Credential, ReplyHeader};
 use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
 use msgsplice_rpc::ServerHandle;
+use msgsplice_testkit::skip::skip;
 
 const MOUNT: u32 = 100005;
 const LOOKUP: u32 = 3;
@@ -30,12 +31,6 @@ const GETATTR: u32 = 1;
 const OK: u32 = 0;
 const ACCES: u32 = 13;
 const MNT3ERR_ACCES: u32 = 13;
-
-/// Says why a test cannot run. Never a quiet pass.
-fn skip(test: &str, reason: &str) {
-    // skip: switch to the test kit's skip function once it exists.
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
-}
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()

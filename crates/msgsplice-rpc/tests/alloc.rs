@@ -1,14 +1,11 @@
-//! "The common case must allocate nothing" (Chuck's point in seed 004): a
+//! The common case must allocate nothing: a
 //! READ, from the record to the bytes on the socket, makes no heap
 //! allocation once warm, with the server's default transport (a Splicer
 //! over TCP) and with the plain one. Counted with a global allocator, so
 //! this file holds one test only (tests in one binary share the allocator;
 //! the count is per thread).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
@@ -20,6 +17,7 @@ use msgsplice_rpc::rpc::{decode_reply, put_call, AuthSys, Credential};
 use msgsplice_rpc::server::{Dispatcher, Handled, Program};
 use msgsplice_rpc::transport::{ReplyTransport, SocketTransport, SplicerTransport};
 use msgsplice_rpc::xdr::{XdrDecoder, XdrPut};
+use msgsplice_testkit::alloc::{count_allocs, CountingAlloc};
 
 /// The client address calls are taken to come from.
 const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -27,57 +25,11 @@ const PEER: std::net::SocketAddr = std::net::SocketAddr::V4(std::net::SocketAddr
     1000,
 ));
 
-struct Counting;
-
 // Counted per thread: the server decodes, handles and sends a request on
 // the connection's thread, and other threads of the test binary (the
 // harness, the socket drain) must not disturb the count.
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn counting(on: bool) {
-    COUNTING.with(|c| c.set(on));
-}
-
-fn reset() {
-    ALLOCS.with(|a| a.set(0));
-}
-
-fn allocs() -> usize {
-    ALLOCS.with(Cell::get)
-}
-
-/// Never allocates (const-initialised thread-locals without destructors)
-/// and never panics, even while a thread is being torn down.
-fn bump() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-    }
-}
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        bump();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn call(xid: u32, proc_num: u32, args: &[u8]) -> Vec<u8> {
     // Groups too: the caller's identity on the export is made per call.
@@ -119,17 +71,12 @@ fn a_warm_read_reply_allocates_nothing() {
     let fh = d.opaque(64).unwrap().to_vec();
 
     // The counter works: one allocation in the window is seen.
-    reset();
-    counting(true);
-    let probe = std::hint::black_box(Vec::<u8>::with_capacity(1));
-    counting(false);
+    let (probe, n) = count_allocs(|| std::hint::black_box(Vec::<u8>::with_capacity(1)));
     drop(probe);
-    assert_eq!(allocs(), 1);
+    assert_eq!(n, 1);
 
     // The server's default: a Splicer (SPLICE on) over TCP.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tx = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (rx, _) = listener.accept().unwrap();
+    let (tx, rx) = msgsplice_testkit::sockets::tcp_pair(false).unwrap();
     let splicer = SplicerTransport::new(tx).unwrap();
     let allocs = warm_reads(&dispatcher, &fh, Box::new(splicer), rx);
     assert!(
@@ -177,17 +124,18 @@ fn warm_reads(
     let mut sent = 0u64;
     let mut allocs = Vec::new();
     for (i, rec) in reads.iter().enumerate() {
-        reset();
-        counting(i >= 8); // the first few warm up
-        let Handled::Reply(reply) = dispatcher.handle(rec, PEER).unwrap() else {
-            panic!("no reply")
-        };
-        // A refusal (ACCES, STALE) would allocate nothing too: insist on data.
-        assert!(!reply.data().is_empty(), "READ {i} carried no data");
-        sent += reply.wire_len();
-        transport.send_reply(reply).unwrap();
-        counting(false);
-        allocs.push(self::allocs());
+        let ((), n) = count_allocs(|| {
+            let Handled::Reply(reply) = dispatcher.handle(rec, PEER).unwrap() else {
+                panic!("no reply")
+            };
+            // A refusal (ACCES, STALE) would allocate nothing too: insist
+            // on data.
+            assert!(!reply.data().is_empty(), "READ {i} carried no data");
+            sent += reply.wire_len();
+            transport.send_reply(reply).unwrap();
+        });
+        // The first few warm up.
+        allocs.push(if i >= 8 { n as usize } else { 0 });
     }
     drop(transport);
     assert_eq!(drain.join().unwrap() as u64, sent);

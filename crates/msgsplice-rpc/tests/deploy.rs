@@ -27,17 +27,12 @@ use std::time::{Duration, Instant};
 use msgsplice_rpc::exports::Exports;
 use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
 use msgsplice_rpc::portmap::{probe, PortmapMode, PortmapOutcome, Portmapper};
+use msgsplice_testkit::skip::skip;
 
 static PORT_111: Mutex<()> = Mutex::new(());
 
 fn lock_111() -> MutexGuard<'static, ()> {
     PORT_111.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Says why a test cannot run. Never a quiet pass.
-fn skip(test: &str, reason: &str) {
-    // skip: switch to the test kit's skip function once it exists.
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: {reason}");
 }
 
 /// Runs `tool args` with a time limit; `None` if the tool is missing.

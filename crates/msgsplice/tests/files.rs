@@ -358,7 +358,12 @@ fn pipe_bytes_never_pass_for_a_reused_descriptor() {
     drop(a);
     let b = TempFile::new("reuse-b", &other);
     if b.file.as_raw_fd() != fd_a {
-        eprintln!("SKIP the descriptor was not reused; the check still ran");
+        // Another test thread took the number first: the bytes are still
+        // checked, but the reuse itself was not exercised.
+        msgsplice_testkit::skip::skip_unsupported(
+            "file descriptor reuse",
+            "another thread took the descriptor number; the bytes were still checked",
+        );
     }
     // Start exactly where the pipe's bytes of the first file begin.
     let at = (went - 5) as u64;

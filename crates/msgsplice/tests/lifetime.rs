@@ -1,26 +1,30 @@
 //! Spliced pages are never recycled while the kernel may still read them.
 //!
-//! Two network namespaces joined by a veth pair (`shared/netns-sink.sh`)
-//! whose sending side is throttled, so zero-copy pages wait in a slow queue
+//! Two test hosts in network namespaces joined by a veth pair
+//! (`msgsplice_testkit::hosts`) whose sending side is throttled, so zero-copy pages wait in a slow queue
 //! for a long time. Meanwhile the sender keeps allocating and freeing
 //! fragments from a cache that poisons every recycled folio, and the
-//! receiver checks every byte. If a folio were recycled before its
-//! completion, the kernel would transmit poison (or newer data) and the
-//! receiver would see it. The same over TCP and over UDP with GSO (where
+//! receiver checks every byte and that every message (and UDP segment)
+//! arrives exactly once. If a folio were recycled before its completion,
+//! the kernel would transmit poison or newer data: poison shows as bad
+//! bytes, newer data as a duplicate of a later message and a missing
+//! earlier one. The same over TCP and over UDP with GSO (where
 //! the segments of a datagram wait in the queue holding the pages). Needs
-//! root; skipped with a message otherwise. Traffic stays between 10.213.0.1
+//! root; otherwise a skip (a failure in CI as root). Traffic stays between 10.213.0.1
 //! and 10.213.0.2 inside the namespaces.
 
 mod common;
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{big_rcvbuf, Netns};
+use common::big_rcvbuf;
 use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
+use msgsplice_testkit::hosts::{Hosts, LinkMode, Side, RECEIVER_V4};
+use msgsplice_testkit::payload::Tally;
 
 const POISON: u8 = 0xEE;
 const PAYLOAD: usize = 24 << 10;
@@ -39,14 +43,14 @@ fn pattern(i: u32, j: usize) -> u8 {
 }
 
 fn listen_in_b(
-    ns: &Netns,
+    ns: &Hosts,
 ) -> (
     SocketAddr,
     std::thread::JoinHandle<std::io::Result<TcpStream>>,
 ) {
     let (tx, rx) = mpsc::channel();
-    let h = ns.in_ns('b', move || {
-        let l = TcpListener::bind((Ipv4Addr::new(10, 213, 0, 2), 0))?;
+    let h = ns.spawn_in(Side::Receiver, move || {
+        let l = TcpListener::bind((RECEIVER_V4, 0))?;
         tx.send(l.local_addr()?).ok();
         let (s, _) = l.accept()?;
         Ok(s)
@@ -55,22 +59,37 @@ fn listen_in_b(
     (addr, h)
 }
 
+/// With every send completed, the Splicer holds none of `cache`'s pages:
+/// at most the folio the thread is carving (and one it just left) is in
+/// use. A completion that released too little would leave hundreds.
+fn assert_pages_released(cache: &FragCache) {
+    cache.drain();
+    let s = cache.stats();
+    let in_use = s.folios_live - s.folios_cached;
+    assert!(
+        in_use <= 2,
+        "{in_use} folios still in use after every completion: {s:?}"
+    );
+}
+
 #[test]
 fn spliced_pages_outlive_a_slow_link() {
-    let Some(ns) = Netns::up("spliced_pages_outlive_a_slow_link") else {
+    let Some(ns) = Hosts::for_test("spliced_pages_outlive_a_slow_link") else {
         return;
     };
-    ns.mode("throttle").expect("throttle");
+    ns.set_mode(LinkMode::Throttle).expect("throttle");
     let (addr, accept) = listen_in_b(&ns);
     let messages = 640u32; // 15 MiB: about 0.7 s at 200 Mbit/s
     let receiver = std::thread::spawn(move || {
         let mut s = accept.join().unwrap().expect("accept");
         let mut bad = 0u64;
         let mut first_bad = None;
+        let mut tally = Tally::new(messages as usize, 1);
         let mut buf = vec![0u8; 8 + PAYLOAD];
-        for i in 0..messages {
+        for _ in 0..messages {
             s.read_exact(&mut buf).expect("read");
-            assert_eq!(buf[..4], i.to_be_bytes(), "header of message {i}");
+            let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            tally.record(i.into(), 0);
             for (j, &b) in buf[8..].iter().enumerate() {
                 if b != pattern(i, j) {
                     bad += 1;
@@ -78,10 +97,10 @@ fn spliced_pages_outlive_a_slow_link() {
                 }
             }
         }
-        (bad, first_bad)
+        (bad, first_bad, tally)
     });
 
-    let sender = ns.in_ns('a', move || {
+    let sender = ns.spawn_in(Side::Sender, move || {
         let cache = FragCache::builder()
             .folio_size(64 << 10)
             .poison_recycled(POISON)
@@ -121,17 +140,19 @@ fn spliced_pages_outlive_a_slow_link() {
         }
         let in_flight_at_end = sp.in_flight();
         assert!(sp.wait_completions(Duration::from_secs(30)).unwrap());
+        assert_pages_released(&cache);
         let st = sp.stats();
         drop(sp);
         (st, in_flight_at_end, cache.stats())
     });
     let (st, in_flight_at_end, cs) = sender.join().expect("sender");
-    let (bad, first_bad) = receiver.join().expect("receiver");
+    let (bad, first_bad, tally) = receiver.join().expect("receiver");
     eprintln!("splicer {st:?}\nin flight after the last send: {in_flight_at_end}\ncache {cs:?}");
     assert_eq!(
         bad, 0,
         "corrupted bytes, first (msg, offset, byte) = {first_bad:?}"
     );
+    tally.assert_exactly_once();
     assert_eq!(
         st.zerocopy_sends,
         u64::from(messages),
@@ -153,17 +174,17 @@ fn spliced_pages_outlive_a_slow_link() {
 /// free, never recycled.
 #[test]
 fn close_with_sends_stuck_retires_folios() {
-    let Some(ns) = Netns::up("close_with_sends_stuck_retires_folios") else {
+    let Some(ns) = Hosts::for_test("close_with_sends_stuck_retires_folios") else {
         return;
     };
     let (addr, accept) = listen_in_b(&ns);
     let sock = ns
-        .in_ns('a', move || TcpStream::connect(addr))
+        .spawn_in(Side::Sender, move || TcpStream::connect(addr))
         .join()
         .unwrap()
         .expect("connect");
     let _peer = accept.join().unwrap().expect("accept");
-    ns.mode("drop").expect("drop");
+    ns.set_mode(LinkMode::Drop).expect("drop");
 
     let cache = FragCache::builder()
         .poison_recycled(POISON)
@@ -241,29 +262,39 @@ fn udp_bytes(cycle: &[u8], i: u32, from: usize, len: usize) -> Vec<u8> {
 /// the link, so up to its send buffer (2 MiB, kept under the socket's
 /// option memory for completions) of datagrams wait in the queue holding
 /// their spliced pages while the sender churns its cache. The receiver
-/// checks every byte of every segment.
+/// checks every byte of every segment, and that each segment arrives
+/// exactly once: a page recycled early and refilled by a later message
+/// carries that message's tags, so it shows as a duplicate, not as bad
+/// bytes.
 #[test]
 fn udp_spliced_pages_outlive_a_slow_link() {
-    let Some(ns) = Netns::up("udp_spliced_pages_outlive_a_slow_link") else {
+    let Some(ns) = Hosts::for_test("udp_spliced_pages_outlive_a_slow_link") else {
         return;
     };
-    ns.mode("throttle").expect("throttle");
+    ns.set_mode(LinkMode::Throttle).expect("throttle");
     let messages = 640u32; // 16 MB: about 0.65 s at 200 Mbit/s
     let cycle: Vec<u8> = (0..251 + SEG * SEGS).map(cycle_byte).collect();
     let (tx, rx) = mpsc::channel();
     let cyc = cycle.clone();
-    let receiver = ns.in_ns('b', move || {
-        let r = UdpSocket::bind((Ipv4Addr::new(10, 213, 0, 2), 0)).expect("bind");
+    let receiver = ns.spawn_in(Side::Receiver, move || {
+        let r = UdpSocket::bind((RECEIVER_V4, 0)).expect("bind");
         big_rcvbuf(&r);
         r.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         tx.send(r.local_addr().unwrap()).ok();
-        let (mut segments, mut bad, mut first_bad) = (0usize, 0u64, None);
+        let (mut bad, mut first_bad) = (0u64, None);
+        let mut tally = Tally::new(messages as usize, SEGS);
         let mut buf = vec![0u8; 2 * SEG];
-        while segments < messages as usize * SEGS {
+        // Until every segment has come, or none for 5 s (a lost or
+        // never-sent segment).
+        while !tally.is_complete() {
             let Ok(n) = r.recv(&mut buf) else { break };
-            segments += 1;
+            if n < 8 {
+                bad += n as u64;
+                continue;
+            }
             let i = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
             let k = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+            tally.record(i.into(), k as u64);
             let want =
                 (i < messages && k < SEGS && n == SEG).then(|| udp_bytes(&cyc, i, k * SEG, SEG));
             if want.as_deref() != Some(&buf[..n]) {
@@ -275,11 +306,11 @@ fn udp_spliced_pages_outlive_a_slow_link() {
                 }
             }
         }
-        (segments, bad, first_bad)
+        (tally, bad, first_bad)
     });
     let to: SocketAddr = rx.recv_timeout(Duration::from_secs(10)).expect("receiver");
 
-    let sender = ns.in_ns('a', move || {
+    let sender = ns.spawn_in(Side::Sender, move || {
         let cache = FragCache::builder()
             .folio_size(64 << 10)
             .poison_recycled(POISON)
@@ -318,12 +349,13 @@ fn udp_spliced_pages_outlive_a_slow_link() {
         }
         let in_flight_at_end = sp.in_flight();
         assert!(sp.wait_completions(Duration::from_secs(30)).unwrap());
+        assert_pages_released(&cache);
         let st = sp.stats();
         drop(sp);
         (st, in_flight_at_end, most_in_flight, cache.stats())
     });
     let (st, in_flight_at_end, most_in_flight, cs) = sender.join().expect("sender");
-    let (segments, bad, first_bad) = receiver.join().expect("receiver");
+    let (tally, bad, first_bad) = receiver.join().expect("receiver");
     eprintln!(
         "splicer {st:?}\nin flight: {most_in_flight} at most, {in_flight_at_end} after the last send\ncache {cs:?}"
     );
@@ -331,7 +363,7 @@ fn udp_spliced_pages_outlive_a_slow_link() {
         bad, 0,
         "{bad} corrupted bytes, first (msg, segment, offset, byte) = {first_bad:?}"
     );
-    assert_eq!(segments, messages as usize * SEGS, "every segment arrived");
+    tally.assert_exactly_once();
     assert_eq!(st.zerocopy_sends, u64::from(messages), "every page spliced");
     assert_eq!(st.completions, st.zerocopy_sends);
     assert!(

@@ -1,5 +1,5 @@
-//! Regression tests for the two kernel bugs named in DESIGN.md, which the
-//! MSG_SPLICE_PAGES conversion of sunrpc had:
+//! Regression tests for two kernel bugs that the MSG_SPLICE_PAGES
+//! conversion of sunrpc had:
 //!
 //! 1. the record-marker fragment, copied into a page fragment so the reply
 //!    could go in one sendmsg, was never released: the server leaked memory

@@ -46,7 +46,7 @@ fn run(t: Transport, mode: Mode, msgs: &[Vec<SegSpec>]) -> Result<(), TestCaseEr
     let (tx, rx) = match pair(t) {
         Ok(p) => p,
         Err(e) if t == Transport::Tcp6 => {
-            eprintln!("SKIP tcp6: {e}");
+            msgsplice_testkit::skip::skip_unsupported("roundtrip over tcp6", e);
             return Ok(());
         }
         Err(e) => panic!("socket pair: {e}"),

@@ -1,48 +1,16 @@
 //! The common case costs one system call and no heap allocation per
-//! message once warmed up (Chuck's objection in the kernel review): counted
-//! with a global allocator that counts on the sending thread only.
+//! message once warmed up: counted with the test kit's allocator, which
+//! counts per thread, so only the sending thread's loop is measured.
 
 mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{pair, Transport};
 use msgsplice::send::{Builder, OnCopied};
 use msgsplice::{FragCache, Msg};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    static COUNT_HERE: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: defers to the system allocator; counting has no effect on it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNT_HERE.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNT_HERE.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use msgsplice_testkit::alloc::{count_allocs, installed, CountingAlloc};
 
 #[global_allocator]
-static A: Counting = Counting;
+static A: CountingAlloc = CountingAlloc;
 
 /// 128 B header (borrowed) + payload frag + 8 B trailer (borrowed), over
 /// TCP loopback and Unix stream, SPLICE on and off.
@@ -84,11 +52,8 @@ fn one_syscall_and_no_allocation_per_message() {
             }
         };
         send(3000); // warm up: queues and folios reach their steady size
-        COUNT_HERE.with(|c| c.set(true));
-        let a0 = ALLOCS.load(Ordering::Relaxed);
-        send(2000);
-        let allocs = ALLOCS.load(Ordering::Relaxed) - a0;
-        COUNT_HERE.with(|c| c.set(false));
+        assert!(installed(), "the counting allocator is in place");
+        let ((), allocs) = count_allocs(|| send(2000));
         let st = sp.stats();
         drop(sp);
         let got = reader.join().unwrap();

@@ -335,12 +335,9 @@ proptest! {
 fn ktls_where_the_kernel_has_it() {
     let (file, data) = data_file();
     if let Err(why) = msgsplice::tls::probe_ktls() {
-        // Straight to stderr, past the test harness's capture, so the
-        // reason shows in every run's log.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP ktls_where_the_kernel_has_it: cannot run here: {why}"
-        );
+        // Past the test harness's capture and into the skip log, so the
+        // reason shows in every run.
+        msgsplice_testkit::skip::skip_unsupported("ktls_where_the_kernel_has_it", why);
         // Require refuses with the same reason; Auto falls back to user space.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();

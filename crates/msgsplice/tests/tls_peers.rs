@@ -17,9 +17,9 @@ use msgsplice::{FragCache, Msg};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tls_support::*;
 
-/// Prints a SKIP line past the test harness's capture.
+/// Reports a test that cannot run here (see `msgsplice_testkit::skip`).
 fn skip(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIP {test}: cannot run here: {why}");
+    msgsplice_testkit::skip(test, why);
 }
 
 fn have_openssl() -> bool {
@@ -30,14 +30,32 @@ fn have_openssl() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The test certificate and key as PEM files in a fresh directory,
+/// removed on drop (also when the test fails).
+struct PemFiles {
+    dir: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl Drop for PemFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Writes the test certificate and key as PEM files in a fresh directory.
-fn pem_files(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+fn pem_files(tag: &str) -> PemFiles {
     let dir = std::env::temp_dir().join(format!("msgsplice-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, &cert().pem).unwrap();
-    std::fs::write(&k, &cert().key_pem).unwrap();
-    (c, k)
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert().pem).unwrap();
+    std::fs::write(&key_path, &cert().key_pem).unwrap();
+    PemFiles {
+        dir,
+        cert: cert_path,
+        key: key_path,
+    }
 }
 
 /// Collects `child`'s output (read as it comes, so a full pipe never
@@ -81,7 +99,7 @@ fn openssl_s_client_reads_a_known_payload() {
             "no openssl binary",
         );
     }
-    let (cert_pem, _) = pem_files("s_client");
+    let pem = pem_files("s_client");
     let cache = FragCache::new();
     for proto in ["-tls1_3", "-tls1_2"] {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -91,7 +109,7 @@ fn openssl_s_client_reads_a_known_payload() {
             .args(["-servername", "localhost", "-verify_hostname", "localhost"])
             .arg("-verify_return_error")
             .arg("-CAfile")
-            .arg(&cert_pem)
+            .arg(&pem.cert)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -134,7 +152,7 @@ fn openssl_s_server_reads_our_client() {
     if !have_openssl() {
         return skip("openssl_s_server_reads_our_client", "no openssl binary");
     }
-    let (cert_pem, key_pem) = pem_files("s_server");
+    let pem = pem_files("s_server");
     // A free port for s_server: bind, note it, release it.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,9 +169,9 @@ fn openssl_s_server_reads_our_client() {
             "-quiet",
         ])
         .args(["-tls1_3", "-cert"])
-        .arg(&cert_pem)
+        .arg(&pem.cert)
         .arg("-key")
-        .arg(&key_pem)
+        .arg(&pem.key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,11 +1,11 @@
-//! UDP and UDP6 between two network namespaces joined by a veth pair
-//! (`shared/netns-sink.sh`, MTU 1500): datagrams and GSO segments arrive
+//! UDP and UDP6 between two test hosts in network namespaces joined by a
+//! veth pair (`msgsplice_testkit::hosts`, MTU 1500): datagrams and GSO segments arrive
 //! whole when the link delivers (and zero-copy completions say COPIED);
 //! when the link drops every packet before delivery, as a NIC would
 //! transmit it, completions are not COPIED and the default policy keeps
 //! zero-copy on; a GSO segment too large for the MTU is a typed error that
-//! leaves the completion ids in step. Needs root; skipped with a message
-//! otherwise. Traffic stays between 10.213.0.1/fd00:213::1 and
+//! leaves the completion ids in step. Needs root; otherwise a skip (a
+//! failure in CI as root). Traffic stays between 10.213.0.1/fd00:213::1 and
 //! 10.213.0.2/fd00:213::2 inside the namespaces.
 
 mod common;
@@ -14,17 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{recv_datagrams, udp_receiver, Netns};
+use common::{recv_datagrams, udp_receiver};
 use msgsplice::send::{Builder, OnCopied, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 use msgsplice::{Frag, FragCache, Msg, SendError, SendStats};
-
-fn receiver_ip(v6: bool) -> IpAddr {
-    if v6 {
-        Ipv6Addr::new(0xfd00, 0x213, 0, 0, 0, 0, 0, 2).into()
-    } else {
-        Ipv4Addr::new(10, 213, 0, 2).into()
-    }
-}
+use msgsplice_testkit::hosts::{receiver as receiver_ip, Hosts, LinkMode, Side};
 
 fn payload(cache: &FragCache, len: usize, seed: usize) -> Frag {
     let mut f = cache.alloc(len, 4096).expect("alloc");
@@ -44,8 +37,8 @@ fn cut(data: &[u8], seg: u16) -> Vec<Vec<u8>> {
 
 /// A UDP socket in namespace `a` connected to `to` (nothing needs to
 /// listen there).
-fn connected_in_a(ns: &Netns, to: SocketAddr) -> UdpSocket {
-    ns.in_ns('a', move || {
+fn connected_in_a(ns: &Hosts, to: SocketAddr) -> UdpSocket {
+    ns.spawn_in(Side::Sender, move || {
         let any: IpAddr = if to.is_ipv6() {
             Ipv6Addr::UNSPECIFIED.into()
         } else {
@@ -66,10 +59,10 @@ fn connected_in_a(ns: &Netns, to: SocketAddr) -> UdpSocket {
 /// zero-copy on; every completion is COPIED (the peer is local).
 #[test]
 fn deliver_mode_datagrams_and_segments_arrive_whole() {
-    let Some(ns) = Netns::up("udp deliver") else {
+    let Some(ns) = Hosts::for_test("deliver_mode_datagrams_and_segments_arrive_whole") else {
         return;
     };
-    ns.mode("deliver").expect("deliver");
+    ns.set_mode(LinkMode::Deliver).expect("deliver");
     for v6 in [false, true] {
         let max = if v6 {
             MAX_UDP_PAYLOAD_V6
@@ -99,7 +92,7 @@ fn deliver_mode_datagrams_and_segments_arrive_whole() {
 
         let (tx, rx) = mpsc::channel();
         let n = want.len();
-        let recv = ns.in_ns('b', move || {
+        let recv = ns.spawn_in(Side::Receiver, move || {
             let r = udp_receiver(receiver_ip(v6))?;
             tx.send(r.local_addr()?).ok();
             recv_datagrams(&r, n)
@@ -144,7 +137,7 @@ fn deliver_mode_datagrams_and_segments_arrive_whole() {
 
 /// Sends `count` GSO messages of 64400 bytes (16-byte header + payload) to
 /// a host behind the dropping link and waits for the completions.
-fn blast(ns: &Netns, v6: bool, b: Builder, count: usize) -> SendStats {
+fn blast(ns: &Hosts, v6: bool, b: Builder, count: usize) -> SendStats {
     let sock = connected_in_a(ns, SocketAddr::new(receiver_ip(v6), 9));
     let cache = FragCache::new();
     let mut sp = b
@@ -168,10 +161,10 @@ fn blast(ns: &Netns, v6: bool, b: Builder, count: usize) -> SendStats {
 /// keeps every message zero-copy. With SPLICE off nothing is zero-copy.
 #[test]
 fn drop_mode_completions_are_not_copied() {
-    let Some(ns) = Netns::up("udp drop") else {
+    let Some(ns) = Hosts::for_test("drop_mode_completions_are_not_copied") else {
         return;
     };
-    ns.mode("drop").expect("drop");
+    ns.set_mode(LinkMode::Drop).expect("drop");
     for v6 in [false, true] {
         let st = blast(&ns, v6, Builder::new(), 300);
         eprintln!("v6 {v6}: {st:?}");
@@ -195,10 +188,10 @@ fn drop_mode_completions_are_not_copied() {
 /// error.
 #[test]
 fn segment_too_large_for_the_mtu_keeps_ids_in_step() {
-    let Some(ns) = Netns::up("udp mtu") else {
+    let Some(ns) = Hosts::for_test("segment_too_large_for_the_mtu_keeps_ids_in_step") else {
         return;
     };
-    ns.mode("drop").expect("drop");
+    ns.set_mode(LinkMode::Drop).expect("drop");
     for (v6, too_big) in [(false, 1473u16), (true, 1453)] {
         for splice in [true, false] {
             let sock = connected_in_a(&ns, SocketAddr::new(receiver_ip(v6), 9));

@@ -180,21 +180,15 @@ mod tests {
     use crate::transport::SocketTransport;
     use bytes::BufMut;
     use msgsplice::FragCache;
+    use msgsplice_testkit::sockets::tcp_pair;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::TcpStream;
     use std::sync::Arc;
-
-    fn tcp_pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
-    }
 
     /// Sends `reply` through `transport` over TCP and returns the bytes that
     /// arrived and the transport's system calls.
     fn wire(reply: Reply, make: impl FnOnce(TcpStream) -> Box<dyn ReplyTransport>) -> Vec<u8> {
-        let (a, mut z) = tcp_pair();
+        let (a, mut z) = tcp_pair(false).unwrap();
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
             z.read_to_end(&mut out).unwrap();
@@ -286,7 +280,7 @@ mod tests {
     fn a_read_reply_is_one_message() {
         let cache = FragCache::new();
         let f = file(&[9u8; 1 << 20]);
-        let (a, mut z) = tcp_pair();
+        let (a, mut z) = tcp_pair(false).unwrap();
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
             z.read_to_end(&mut out).unwrap();
@@ -328,7 +322,7 @@ mod tests {
             offset: 0,
             len: 8,
         }));
-        let (a, _z) = tcp_pair();
+        let (a, _z) = tcp_pair(false).unwrap();
         let err = SplicerTransport::new(a)
             .unwrap()
             .send_reply(b.finish().unwrap())
@@ -354,7 +348,7 @@ mod tests {
             }));
             let reply = b.finish().unwrap();
             f.set_len(len / 2).unwrap();
-            let (a, mut z) = tcp_pair();
+            let (a, mut z) = tcp_pair(false).unwrap();
             let reader = std::thread::spawn(move || {
                 let mut out = Vec::new();
                 z.read_to_end(&mut out).unwrap();

@@ -20,20 +20,7 @@ use msgsplice_rpc::{ServerHandle, StatsSnapshot};
 
 pub const MOUNT_PROGRAM: u32 = 100005;
 
-/// Deterministic pseudo-random bytes (xorshift64*), so files differ at
-/// every offset and a misplaced byte is caught.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use msgsplice_testkit::payload::pattern;
 
 /// A running server over a temporary directory; both are gone on drop.
 pub struct TestServer {

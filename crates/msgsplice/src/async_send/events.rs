@@ -26,7 +26,7 @@ use crate::sys::async_fd;
 
 /// What the socket reported since the last look.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Events {
+pub(crate) struct Events {
     flags: EventFlags,
     /// The `EPOLLERR` was explained by zero-copy completions, read since.
     completions: bool,
@@ -37,24 +37,24 @@ impl Events {
     /// (a send then reports it). An `EPOLLERR` that only meant completions
     /// does not count: under zero-copy, a full socket would otherwise be
     /// retried on every completion.
-    pub(super) fn writable(self) -> bool {
+    pub(crate) fn writable(self) -> bool {
         self.flags.intersects(EventFlags::OUT | EventFlags::HUP) || self.other_error()
     }
 
     /// Data (or end of stream) to read, or the connection hung up or has
     /// an error (a receive then reports it).
-    pub(super) fn readable(self) -> bool {
+    pub(crate) fn readable(self) -> bool {
         self.flags.intersects(EventFlags::IN | EventFlags::HUP) || self.other_error()
     }
 
     /// The error queue has messages (zero-copy completions), or the socket
     /// has a pending error.
-    pub(super) fn error(self) -> bool {
+    pub(crate) fn error(self) -> bool {
         self.flags.contains(EventFlags::ERR)
     }
 
     /// Notes that this `EPOLLERR` was explained by completions, now read.
-    pub(super) fn completions_read(mut self) -> Events {
+    pub(crate) fn completions_read(mut self) -> Events {
         self.completions = true;
         self
     }
@@ -67,7 +67,7 @@ impl Events {
 /// A private epoll instance with the socket in it, edge-triggered, itself
 /// registered with tokio's reactor.
 #[derive(Debug)]
-pub(super) struct SocketEvents {
+pub(crate) struct SocketEvents {
     epoll: AsyncFd<OwnedFd>,
 }
 
@@ -77,7 +77,7 @@ impl SocketEvents {
     /// two system calls (`epoll_create1`, `epoll_ctl`) plus the reactor's
     /// registration. Panics outside a tokio runtime with I/O enabled, as
     /// tokio's own `AsyncFd` does.
-    pub(super) fn new(sock: BorrowedFd<'_>) -> io::Result<SocketEvents> {
+    pub(crate) fn new(sock: BorrowedFd<'_>) -> io::Result<SocketEvents> {
         let ep = epoll::create(CreateFlags::CLOEXEC)?;
         epoll::add(
             &ep,
@@ -100,7 +100,7 @@ impl SocketEvents {
     /// Costs one `epoll_wait` (with no timeout) per wake-up. Cancel-safe:
     /// the only await is tokio's readiness; what `epoll_wait` returns is
     /// returned in the same poll.
-    pub(super) async fn next(&self) -> io::Result<Events> {
+    pub(crate) async fn next(&self) -> io::Result<Events> {
         let now = Timespec {
             tv_sec: 0,
             tv_nsec: 0,

@@ -97,7 +97,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use events::{Events, SocketEvents};
+pub(crate) use events::{Events, SocketEvents};
 
 use crate::msg::Msg;
 use crate::send::{Builder, SendError, SendStats, Splicer};
@@ -298,12 +298,24 @@ impl<S: AsFd> AsyncSplicer<S> {
     /// Waits for the socket's next events; reads the error queue at once
     /// if they include `EPOLLERR` and sends are in flight.
     async fn next_event(&mut self) -> Result<Events, SendError> {
-        let ev = self.events.next().await?;
-        if ev.error() && self.sp.in_flight() > 0 && self.sp.poll_completions()? > 0 {
-            return Ok(ev.completions_read());
-        }
-        Ok(ev)
+        next_event(&self.events, &mut self.sp).await
     }
+}
+
+/// Waits for the next events of `sp`'s socket, watched by `events`; reads
+/// the error queue at once if they include `EPOLLERR` and sends are in
+/// flight. The one wait of [`AsyncSplicer`], shared with the TLS layer's
+/// asynchronous connection (which keeps its [`Splicer`] inside its own
+/// record layer). Cancel-safe: completions read are accounted for in `sp`.
+pub(crate) async fn next_event<S: AsFd>(
+    events: &SocketEvents,
+    sp: &mut Splicer<S>,
+) -> Result<Events, SendError> {
+    let ev = events.next().await?;
+    if ev.error() && sp.in_flight() > 0 && sp.poll_completions()? > 0 {
+        return Ok(ev.completions_read());
+    }
+    Ok(ev)
 }
 
 impl AsyncSplicer<std::net::TcpStream> {

@@ -8,14 +8,16 @@ use super::{Frag, FragCache, FragError, FragMut};
 /// A fixed-capacity writer over a fresh fragment, implementing
 /// [`bytes::BufMut`], that [`freeze`](FragBuf::freeze)s into a [`Frag`].
 ///
-/// This is Jakub's "fix the caller" from the kernel review: a protocol header
-/// written here is born in spliceable memory and is never copied again.
-/// Optional *headroom* is reserved in front of the body, to be filled in
-/// after the body is known (an RPC record marker holds the record length).
+/// A protocol header written here is born in spliceable memory and never
+/// needs copying into it. Optional *headroom* is reserved in front of the
+/// body, to be filled in after the body is known (an RPC record marker holds
+/// the record length).
 ///
 /// Capacity is fixed at creation: as with `&mut [u8]`, writing past it
-/// panics (check [`BufMut::remaining_mut`]). Unused capacity is not returned
-/// to the folio.
+/// panics (check [`BufMut::remaining_mut`]). At [`freeze`](FragBuf::freeze)
+/// unused capacity goes back to the bucket if this is still the latest
+/// fragment that the calling thread's per-thread bucket carved (a header
+/// built and frozen at once); otherwise it is reused with the whole folio.
 ///
 /// ```
 /// use bytes::BufMut;

@@ -4,19 +4,19 @@
 //! A folio is one anonymous mapping plus a reference count. Every handle
 //! into it owns one reference. The cache that carves a folio holds a large
 //! *bias* of references that it spends one per handle without touching the
-//! atomic (see `cache.rs`); the handle gives its reference back with one
+//! atomic (see `bump.rs`); the handle gives its reference back with one
 //! atomic decrement on drop. Whoever takes the count to zero decides the
 //! folio's fate: back to its cache for reuse, or unmapped if it was retired,
 //! dedicated, or its cache is gone.
 
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 
-use super::cache::Shared;
+use super::pool::Shared;
+use super::sync::{fence, thread_token, AtomicBool, AtomicUsize, OwnerCell};
 use crate::sys::mmap::Mapping;
 
 /// More than this many references means a leak of clones; abort as `Arc` does.
@@ -53,7 +53,7 @@ impl Folio {
             map,
             refs: AtomicUsize::new(0),
             owner: AtomicUsize::new(0),
-            local: LocalCount(UnsafeCell::new(0)),
+            local: LocalCount(OwnerCell::new(0)),
             retired: AtomicBool::new(false),
             dedicated,
             home,
@@ -99,24 +99,49 @@ impl Folio {
 /// own: the owner reads it on every allocation, and it must not share a line
 /// with `refs`, which other threads write when they drop fragments.
 #[repr(align(64))]
-pub(super) struct LocalCount(UnsafeCell<usize>);
+pub(super) struct LocalCount(OwnerCell<usize>);
 
 impl LocalCount {
-    /// The counter; only the owner thread may use it.
-    pub(super) fn get(&self) -> *mut usize {
-        self.0.get()
+    /// The references returned so far.
+    ///
+    /// # Safety
+    /// The caller is the thread whose bucket carves the folio.
+    #[inline(always)]
+    pub(super) unsafe fn get(&self) -> usize {
+        // SAFETY: only the owner thread uses the counter (the caller's
+        // promise), so this access is the only one.
+        unsafe { self.0.with_mut(|n| *n) }
     }
-}
 
-thread_local! {
-    static TOKEN: u8 = const { 0 };
-}
+    /// Counts one more returned reference.
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get).
+    #[inline(always)]
+    unsafe fn add_one(&self) {
+        // SAFETY: as in `get`.
+        unsafe { self.0.with_mut(|n| *n += 1) }
+    }
 
-/// A non-zero number unique to the calling thread among live threads (the
-/// address of a thread-local), cheap to compute.
-#[inline]
-pub(super) fn thread_token() -> usize {
-    TOKEN.with(|t| t as *const u8 as usize)
+    /// Forgets the returned references (the caller has counted them).
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get).
+    #[inline(always)]
+    pub(super) unsafe fn clear(&self) {
+        // SAFETY: as in `get`.
+        unsafe { self.0.with_mut(|n| *n = 0) }
+    }
+
+    /// Takes the returned references, leaving zero.
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get).
+    #[inline(always)]
+    pub(super) unsafe fn take(&self) -> usize {
+        // SAFETY: as in `get`.
+        unsafe { self.0.with_mut(std::mem::take) }
+    }
 }
 
 /// Gives back one handle's reference to `f`.
@@ -132,7 +157,7 @@ unsafe fn put_one(f: NonNull<Folio>) {
         // it. Only this thread reads or writes `local` (and only this thread
         // changes `owner` away from its token), so no atomic is needed.
         // SAFETY: as just said, this thread has exclusive use of `local`.
-        unsafe { *folio.local.get() += 1 };
+        unsafe { folio.local.add_one() };
     } else {
         // SAFETY: we own the reference we give back.
         unsafe { put(f, 1) }
@@ -389,7 +414,7 @@ impl FragMut {
         let old_end = self.ptr.as_ptr() as usize + self.len;
         self.len = len;
         let new_end = self.ptr.as_ptr() as usize + len;
-        super::cache::give_back_tail(self.folio, old_end, new_end);
+        super::buckets::give_back_tail(self.folio, old_end, new_end);
     }
 
     /// Turns this into a shared, read-only [`Frag`]. Free: no atomic, no copy.

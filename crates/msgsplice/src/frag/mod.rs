@@ -15,13 +15,28 @@
 //! Costs: allocation is a thread-local lookup and a bump (no lock, no atomic
 //! read-modify-write); dropping a fragment is one atomic decrement; a folio
 //! is mapped, recycled or unmapped once per folio, not per fragment.
+//!
+//! One file per job: `config.rs` (settings and builder), `buckets.rs`
+//! (per-thread and per-CPU buckets, and how a thread finds its own),
+//! `bump.rs` (the fast path and the refill behind it), `pool.rs` (free
+//! list, mappings, counters), `cache.rs` (the public [`FragCache`]),
+//! `folio.rs` (folios and their handles), `buf.rs` ([`FragBuf`]) and
+//! `sync.rs` (the atomics that the loom model swaps for its own).
 
+mod buckets;
 mod buf;
+mod bump;
 mod cache;
+mod config;
 mod folio;
+#[cfg(all(test, loom))]
+mod loom_model;
+mod pool;
+mod sync;
 
 pub use buf::FragBuf;
-pub use cache::{BucketMode, Builder, FragCache, FragStats};
+pub use cache::{FragCache, FragStats};
+pub use config::{BucketMode, Builder};
 pub use folio::{Frag, FragMut};
 
 /// What can go wrong when allocating fragments.

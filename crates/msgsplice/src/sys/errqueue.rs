@@ -126,18 +126,11 @@ fn parse(hdr: &libc::msghdr) -> ErrQueueMsg {
 mod tests {
     use super::*;
     use crate::sys::sendmsg::{IovScratch, MSG_NOSIGNAL, MSG_ZEROCOPY};
+    use msgsplice_testkit::sockets::tcp_pair;
     use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};
-
-    fn tcp_pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (b, _) = l.accept().unwrap();
-        (a, b)
-    }
 
     /// Waits until completions cover `want` ids, returning every range seen.
     fn collect(fd: BorrowedFd<'_>, want: u32) -> Vec<(u32, u32, bool)> {
@@ -165,7 +158,7 @@ mod tests {
 
     #[test]
     fn empty_queue_reads_as_none() {
-        let (a, _b) = tcp_pair();
+        let (a, _b) = tcp_pair(false).unwrap();
         assert_eq!(recv_errqueue(a.as_fd()).unwrap(), None);
     }
 
@@ -174,7 +167,7 @@ mod tests {
     /// a send that fails with EPIPE takes none; loopback reports COPIED.
     #[test]
     fn ids_count_successful_nonempty_sends_only() {
-        let (a, mut b) = tcp_pair();
+        let (a, mut b) = tcp_pair(false).unwrap();
         set_zerocopy(a.as_fd()).unwrap();
         let data = vec![7u8; 64 << 10];
         let mut iov = IovScratch::default();

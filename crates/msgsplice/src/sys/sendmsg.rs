@@ -181,7 +181,9 @@ impl<'a> IovBatch<'a> {
 }
 
 /// One `sendmsg(2)` of `bufs`, with an optional destination and control
-/// message: for a caller with a few buffers and no array to reuse.
+/// message: for a caller with a few buffers and no array to reuse (the
+/// kTLS control records of the `tls` feature).
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 pub(crate) fn sendmsg_slices(
     fd: BorrowedFd<'_>,
     bufs: &[IoSlice<'_>],

@@ -48,17 +48,6 @@ pub(crate) fn set_recverr(fd: BorrowedFd<'_>, v6: bool, on: bool) -> io::Result<
     Ok(())
 }
 
-/// Test support: moves the calling thread into a new, unnamed network
-/// namespace (needs root). It holds only a loopback device, and disappears
-/// with the thread and its sockets, so nothing is left to clean up.
-#[cfg(test)]
-pub(crate) fn enter_private_netns() -> io::Result<()> {
-    // SAFETY: only the network namespace is unshared; the file-descriptor
-    // table (the hazard `unshare_unsafe` documents) stays shared.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ pub struct Builder {
     batch: u64,
     key_limit: Option<u64>,
     linger: Duration,
+    close_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -53,6 +54,7 @@ impl Default for Builder {
             batch: 64 * MAX_PLAINTEXT as u64,
             key_limit: None,
             linger: Duration::from_secs(1),
+            close_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +114,15 @@ impl Builder {
         self
     }
 
+    /// How long an asynchronous close
+    /// ([`AsyncTlsSplicer::close`](super::AsyncTlsSplicer::close)) waits
+    /// for the socket to take the records still queued and close_notify
+    /// (default 10 s). A blocking close waits as its socket does.
+    pub fn close_timeout(mut self, timeout: Duration) -> Builder {
+        self.close_timeout = timeout;
+        self
+    }
+
     /// Runs a server handshake on `sock` (connected and blocking; it may be
     /// made non-blocking afterwards). If `config` does not allow secret
     /// extraction, a copy of it that does is used (set
@@ -126,14 +137,8 @@ impl Builder {
         config: Arc<ServerConfig>,
         sock: S,
     ) -> Result<TlsSplicer<S>, TlsError> {
-        let config = if config.enable_secret_extraction {
-            config
-        } else {
-            let mut c = (*config).clone();
-            c.enable_secret_extraction = true;
-            Arc::new(c)
-        };
-        let conn = UnbufferedServerConnection::new(config).map_err(TlsError::Handshake)?;
+        let conn = UnbufferedServerConnection::new(extractable_server(config))
+            .map_err(TlsError::Handshake)?;
         let est = drive(conn, sock.as_fd())?;
         self.establish(est, sock)
     }
@@ -147,16 +152,58 @@ impl Builder {
         name: ServerName<'static>,
         sock: S,
     ) -> Result<TlsSplicer<S>, TlsError> {
-        let config = if config.enable_secret_extraction {
-            config
-        } else {
-            let mut c = (*config).clone();
-            c.enable_secret_extraction = true;
-            Arc::new(c)
-        };
-        let conn = UnbufferedClientConnection::new(config, name).map_err(TlsError::Handshake)?;
+        let conn = UnbufferedClientConnection::new(extractable_client(config), name)
+            .map_err(TlsError::Handshake)?;
         let est = drive(conn, sock.as_fd())?;
         self.establish(est, sock)
+    }
+
+    /// Runs a server handshake on `sock` (connected; made non-blocking)
+    /// from a tokio task, waiting for the socket instead of blocking, and
+    /// makes an [`AsyncTlsSplicer`](super::AsyncTlsSplicer). Settings and
+    /// `config` as for [`accept`](Self::accept).
+    ///
+    /// A peer that stops talking stalls the handshake: bound it with
+    /// `tokio::time::timeout`. Dropping the future abandons the connection
+    /// (a handshake cannot resume).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled, as tokio's `AsyncFd`.
+    #[cfg(feature = "tokio")]
+    pub async fn accept_async<S: AsFd>(
+        self,
+        config: Arc<ServerConfig>,
+        sock: S,
+    ) -> Result<super::AsyncTlsSplicer<S>, TlsError> {
+        let conn = UnbufferedServerConnection::new(extractable_server(config))
+            .map_err(TlsError::Handshake)?;
+        let (est, events) = super::async_tls::handshake(conn, sock.as_fd()).await?;
+        let close_timeout = self.close_timeout;
+        let tls = self.establish(est, sock)?;
+        Ok(super::AsyncTlsSplicer::new(tls, events, close_timeout))
+    }
+
+    /// Runs a client handshake with server `name` on `sock` (connected;
+    /// made non-blocking) from a tokio task; as
+    /// [`accept_async`](Self::accept_async).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with I/O enabled, as tokio's `AsyncFd`.
+    #[cfg(feature = "tokio")]
+    pub async fn connect_async<S: AsFd>(
+        self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        sock: S,
+    ) -> Result<super::AsyncTlsSplicer<S>, TlsError> {
+        let conn = UnbufferedClientConnection::new(extractable_client(config), name)
+            .map_err(TlsError::Handshake)?;
+        let (est, events) = super::async_tls::handshake(conn, sock.as_fd()).await?;
+        let close_timeout = self.close_timeout;
+        let tls = self.establish(est, sock)?;
+        Ok(super::AsyncTlsSplicer::new(tls, events, close_timeout))
     }
 
     fn establish<S: AsFd>(self, est: Established, sock: S) -> Result<TlsSplicer<S>, TlsError> {
@@ -217,7 +264,29 @@ impl Builder {
             batch: self.batch,
             linger: self.linger,
             sent_close: false,
+            ktls_alert: None,
             stats: TlsStats::default(),
         })
     }
+}
+
+/// `config`, or a copy of it that allows the secret extraction the record
+/// layer needs.
+fn extractable_server(config: Arc<ServerConfig>) -> Arc<ServerConfig> {
+    if config.enable_secret_extraction {
+        return config;
+    }
+    let mut c = (*config).clone();
+    c.enable_secret_extraction = true;
+    Arc::new(c)
+}
+
+/// As [`extractable_server`], for a client.
+fn extractable_client(config: Arc<ClientConfig>) -> Arc<ClientConfig> {
+    if config.enable_secret_extraction {
+        return config;
+    }
+    let mut c = (*config).clone();
+    c.enable_secret_extraction = true;
+    Arc::new(c)
 }

@@ -26,9 +26,19 @@ pub enum TlsError {
     #[error("the peer reset the connection")]
     PeerReset,
     /// The connection is closed for sending: the peer went away (`EPIPE`),
-    /// or this side already sent close_notify.
+    /// or this side already queued close_notify (or a fatal alert after an
+    /// error), even if the socket has not taken it yet.
     #[error("the connection is closed for sending")]
     Closed,
+    /// An asynchronous close waited
+    /// [`Builder::close_timeout`](super::Builder::close_timeout) for the
+    /// socket to take the last records (close_notify included) and the
+    /// peer did not read them: the connection was closed without them.
+    #[error("closing timed out with {pending} bytes of records not taken by the peer")]
+    CloseTimedOut {
+        /// Bytes of sealed records the socket had not taken.
+        pending: u64,
+    },
     /// A non-blocking socket is full and nothing could be accepted now.
     /// Wait until it is writable, then call
     /// [`flush`](super::TlsSplicer::flush) or resend the same `Msg`.
@@ -123,6 +133,7 @@ impl From<TlsError> for io::Error {
             TlsError::WouldBlock => io::ErrorKind::WouldBlock,
             TlsError::PeerReset => io::ErrorKind::ConnectionReset,
             TlsError::Closed => io::ErrorKind::BrokenPipe,
+            TlsError::CloseTimedOut { .. } => io::ErrorKind::TimedOut,
             TlsError::HandshakeEof | TlsError::TruncatedRecord { .. } | TlsError::UnexpectedEof => {
                 io::ErrorKind::UnexpectedEof
             }

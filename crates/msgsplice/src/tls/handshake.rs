@@ -1,9 +1,11 @@
-//! The handshake: rustls's unbuffered connection driven over a blocking
-//! socket until both sides can send application data, then turned into a
-//! [`KernelConnection`] and the traffic secrets.
+//! The handshake: rustls's unbuffered connection driven until both sides
+//! can send application data, then turned into a [`KernelConnection`] and
+//! the traffic secrets.
 //!
 //! rustls does the whole protocol (certificates, key exchange, the
-//! transcript); this file only moves bytes between it and the socket. Two
+//! transcript); [`Handshake`] only keeps the bytes between it and the
+//! socket, sans I/O, and [`drive`] moves them over a blocking socket (the
+//! asynchronous driver is in `async_tls`). Two
 //! buffers serve the handshake and are dropped after it: the bytes received
 //! (records rustls has not consumed yet) and the bytes to send.
 
@@ -15,7 +17,7 @@ use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{ExtractedSecrets, ProtocolVersion, SupportedCipherSuite};
 
-use super::io::{read_some, write_all};
+use super::io::{read_some, write_all, write_some};
 use super::record::Header;
 use super::TlsError;
 
@@ -134,6 +136,8 @@ impl Unbuffered for UnbufferedClientConnection {
 enum Next {
     /// Ask rustls again.
     Continue,
+    /// rustls has records ready to go: send them before anything else.
+    Transmit,
     /// rustls needs the next record.
     Read,
     /// rustls could send application data: done, unless it still waits
@@ -141,51 +145,113 @@ enum Next {
     Traffic,
 }
 
-/// Drives `conn` over the blocking socket `fd` until the handshake is
-/// complete and nothing is left to send, then extracts the secrets.
-pub(crate) fn drive<C: Unbuffered>(
-    mut conn: C,
-    fd: BorrowedFd<'_>,
-) -> Result<Established, TlsError> {
-    let mut incoming = Incoming::new();
-    let mut outgoing = Outgoing::new();
-    let mut early_plaintext = Vec::new();
-    loop {
-        let UnbufferedStatus { discard, state } = conn.process(incoming.shown());
-        let next = match state {
-            Err(e) => {
-                send_alert(&mut conn, fd);
-                return Err(TlsError::Handshake(e));
-            }
-            Ok(state) => handle(state, &mut outgoing, &mut early_plaintext, fd)?,
-        };
-        incoming.discard(discard);
-        match next {
-            Next::Continue => {}
-            // A TLS 1.3 server may send from its Finished on, before the
-            // client's Finished has arrived: wait for that too.
-            Next::Traffic if !conn.handshaking() => break,
-            Next::Traffic | Next::Read => incoming.show_next_record(fd)?,
-        }
-    }
-    let (secrets, session) = conn.into_session().map_err(TlsError::Handshake)?;
-    // rustls consumed every record it was shown before reaching traffic:
-    // what it was not shown is the start of the peer's record stream.
-    Ok(Established {
-        secrets,
-        session,
-        leftover: incoming.unshown().to_vec(),
-        early_plaintext,
-    })
+/// What a [`Handshake`] needs from its driver before it can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Send [`Handshake::outgoing`]'s bytes.
+    Write,
+    /// Receive more bytes from the peer.
+    Read,
+    /// The handshake is complete and everything is sent:
+    /// [`Handshake::finish`].
+    Done,
 }
 
-/// Handles one state rustls reports: encodes or sends its records, keeps
-/// the application data it decrypted, and says what it needs next.
+/// A handshake in progress, sans I/O: rustls's connection and the bytes
+/// in both directions. [`advance`](Handshake::advance) runs rustls as far
+/// as the bytes received allow and says what it needs; a driver (blocking
+/// here, asynchronous in `async_tls`) moves the bytes.
+pub(crate) struct Handshake<C> {
+    conn: C,
+    pub(crate) incoming: Incoming,
+    pub(crate) outgoing: Outgoing,
+    early_plaintext: Vec<u8>,
+}
+
+impl<C: Unbuffered> Handshake<C> {
+    pub(crate) fn new(conn: C) -> Handshake<C> {
+        Handshake {
+            conn,
+            incoming: Incoming::new(),
+            outgoing: Outgoing::new(),
+            early_plaintext: Vec::new(),
+        }
+    }
+
+    /// Runs rustls until it needs bytes sent or received, or is done. On
+    /// an error, the fatal alert rustls wants to send (if any) is left in
+    /// `outgoing`, for the driver to send on a best-effort basis.
+    pub(crate) fn advance(&mut self) -> Result<Need, TlsError> {
+        loop {
+            let UnbufferedStatus { discard, state } = self.conn.process(self.incoming.shown());
+            let next = match state {
+                Err(e) => {
+                    queue_alert(&mut self.conn, &mut self.outgoing);
+                    return Err(TlsError::Handshake(e));
+                }
+                Ok(state) => handle(state, &mut self.outgoing, &mut self.early_plaintext)?,
+            };
+            self.incoming.discard(discard);
+            match next {
+                Next::Continue => {}
+                Next::Transmit => return Ok(Need::Write),
+                _ if !self.outgoing.is_empty() => return Ok(Need::Write),
+                // A TLS 1.3 server may send from its Finished on, before the
+                // client's Finished has arrived: wait for that too.
+                Next::Traffic if !self.conn.handshaking() => return Ok(Need::Done),
+                Next::Traffic | Next::Read => {
+                    if !self.incoming.show_buffered() {
+                        return Ok(Need::Read);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extracts the secrets of the completed handshake.
+    pub(crate) fn finish(self) -> Result<Established, TlsError> {
+        let (secrets, session) = self.conn.into_session().map_err(TlsError::Handshake)?;
+        // rustls consumed every record it was shown before reaching traffic:
+        // what it was not shown is the start of the peer's record stream.
+        Ok(Established {
+            secrets,
+            session,
+            leftover: self.incoming.unshown().to_vec(),
+            early_plaintext: self.early_plaintext,
+        })
+    }
+}
+
+/// Drives `conn` over the blocking socket `fd` until the handshake is
+/// complete and nothing is left to send, then extracts the secrets.
+pub(crate) fn drive<C: Unbuffered>(conn: C, fd: BorrowedFd<'_>) -> Result<Established, TlsError> {
+    let mut hs = Handshake::new(conn);
+    loop {
+        match hs.advance() {
+            Ok(Need::Write) => hs.outgoing.send_all(fd)?,
+            Ok(Need::Read) => {
+                if hs.incoming.receive(fd)? == 0 {
+                    return Err(TlsError::HandshakeEof);
+                }
+            }
+            Ok(Need::Done) => return hs.finish(),
+            Err(e) => {
+                // Best effort: the peer learns why, if it still listens.
+                let _ = hs.outgoing.send_all(fd);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Handles one state rustls reports: encodes its records, keeps the
+/// application data it decrypted, and says what it needs next. Records
+/// rustls asks to transmit are marked done at once: they wait in
+/// `outgoing`, in order, and the driver sends them before reading again.
 fn handle<D>(
     state: ConnectionState<'_, '_, D>,
     outgoing: &mut Outgoing,
     early_plaintext: &mut Vec<u8>,
-    fd: BorrowedFd<'_>,
 ) -> Result<Next, TlsError> {
     match state {
         ConnectionState::EncodeTlsData(mut s) => {
@@ -193,9 +259,8 @@ fn handle<D>(
             Ok(Next::Continue)
         }
         ConnectionState::TransmitTlsData(s) => {
-            outgoing.send(fd)?;
             s.done();
-            Ok(Next::Continue)
+            Ok(Next::Transmit)
         }
         ConnectionState::ReadTraffic(mut r) => {
             while let Some(rec) = r.next_record() {
@@ -216,7 +281,7 @@ fn handle<D>(
 /// more; so it stops at the end of the handshake, and every later record
 /// (data, or a KeyUpdate that arrived right behind the peer's Finished) is
 /// left to msgsplice's record layer.
-struct Incoming {
+pub(crate) struct Incoming {
     buf: Vec<u8>,
     /// Bytes received: `buf[..used]`.
     used: usize,
@@ -249,37 +314,41 @@ impl Incoming {
         self.shown -= n;
     }
 
-    /// Shows rustls one more whole record, reading from the socket until
-    /// one is there. Bytes that are no TLS record are all shown, for
-    /// rustls to reject them and say why.
-    fn show_next_record(&mut self, fd: BorrowedFd<'_>) -> Result<(), TlsError> {
-        loop {
-            match next_record(self.unshown()) {
-                Framing::Complete(n) => {
-                    self.shown += n;
-                    return Ok(());
-                }
-                Framing::Invalid if self.used > self.shown => {
-                    self.shown = self.used;
-                    return Ok(());
-                }
-                Framing::Invalid | Framing::Partial => {}
+    /// Shows rustls one more whole record if one has been received; false
+    /// if more bytes are needed first. Bytes that are no TLS record are
+    /// all shown, for rustls to reject them and say why.
+    fn show_buffered(&mut self) -> bool {
+        match next_record(self.unshown()) {
+            Framing::Complete(n) => {
+                self.shown += n;
+                true
             }
-            if self.used == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
+            Framing::Invalid if self.used > self.shown => {
+                self.shown = self.used;
+                true
             }
-            match read_some(fd, &mut self.buf[self.used..])? {
-                0 => return Err(TlsError::HandshakeEof),
-                n => self.used += n,
-            }
+            Framing::Invalid | Framing::Partial => false,
         }
+    }
+
+    /// One `recv` from `fd` (blocking or not, as the socket is); `Ok(0)`
+    /// at the end of the stream.
+    pub(crate) fn receive(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<usize> {
+        if self.used == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = read_some(fd, &mut self.buf[self.used..])?;
+        self.used += n;
+        Ok(n)
     }
 }
 
-/// The handshake's records waiting to be sent: `buf[..used]`.
-struct Outgoing {
+/// The handshake's records waiting to be sent: `buf[sent..used]`.
+pub(crate) struct Outgoing {
     buf: Vec<u8>,
     used: usize,
+    /// Bytes the socket took already (a non-blocking socket may take part).
+    sent: usize,
 }
 
 impl Outgoing {
@@ -287,7 +356,13 @@ impl Outgoing {
         Outgoing {
             buf: vec![0u8; 16 << 10],
             used: 0,
+            sent: 0,
         }
+    }
+
+    /// True when every record encoded has been sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sent == self.used
     }
 
     /// Appends what `encode` writes, growing the buffer as often as it
@@ -310,10 +385,23 @@ impl Outgoing {
         }
     }
 
-    /// Writes every waiting record to the socket.
-    fn send(&mut self, fd: BorrowedFd<'_>) -> Result<(), TlsError> {
-        write_all(fd, &self.buf[..self.used])?;
+    /// Writes every waiting record to the (blocking) socket.
+    fn send_all(&mut self, fd: BorrowedFd<'_>) -> Result<(), TlsError> {
+        write_all(fd, &self.buf[self.sent..self.used])?;
+        self.sent = 0;
         self.used = 0;
+        Ok(())
+    }
+
+    /// One `send` of what is waiting (a non-blocking socket may take
+    /// part of it, or refuse with `WouldBlock`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn send_some(&mut self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        self.sent += write_some(fd, &self.buf[self.sent..self.used])?;
+        if self.sent == self.used {
+            self.sent = 0;
+            self.used = 0;
+        }
         Ok(())
     }
 }
@@ -338,15 +426,12 @@ fn next_record(buf: &[u8]) -> Framing {
     }
 }
 
-/// After a handshake error rustls may have queued a fatal alert: send it,
-/// best effort, so the peer learns why.
-fn send_alert<C: Unbuffered>(conn: &mut C, fd: BorrowedFd<'_>) {
-    let mut buf = [0u8; 64];
+/// After a handshake error rustls may have a fatal alert to send: encode
+/// it into `outgoing`, so the peer learns why.
+fn queue_alert<C: Unbuffered>(conn: &mut C, outgoing: &mut Outgoing) {
     let UnbufferedStatus { state, .. } = conn.process(&mut []);
     if let Ok(ConnectionState::EncodeTlsData(mut s)) = state {
-        if let Ok(n) = s.encode(&mut buf) {
-            let _ = write_all(fd, &buf[..n]);
-        }
+        let _ = outgoing.encode(|buf| s.encode(buf));
     }
 }
 
@@ -361,5 +446,120 @@ mod tests {
         assert!(matches!(next_record(&rec[..6]), Framing::Partial));
         assert!(matches!(next_record(&rec), Framing::Complete(7)));
         assert!(matches!(next_record(b"GET / HTTP/1.1"), Framing::Invalid));
+    }
+
+    use std::sync::Arc;
+
+    use rustls::crypto::ring::{cipher_suite, default_provider};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ConnectionTrafficSecrets, ServerConfig};
+
+    /// A server and a client configuration limited to `suite`, over a
+    /// certificate made here, both allowing secret extraction.
+    fn configs(suite: SupportedCipherSuite) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let mut provider = default_provider();
+        provider.cipher_suites = vec![suite];
+        let provider = Arc::new(provider);
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+            .unwrap();
+        server.enable_secret_extraction = true;
+        // Tickets would follow the handshake under the traffic keys, for
+        // the record layer: none, so that both ends end on the same record.
+        server.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.enable_secret_extraction = true;
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Moves up to `chunk` bytes of what `from` has to send into `to`'s
+    /// received bytes, as a socket would deliver them.
+    fn deliver<A, B>(from: &mut Handshake<A>, to: &mut Handshake<B>, chunk: usize) {
+        let out = &mut from.outgoing;
+        let n = (out.used - out.sent).min(chunk);
+        let inc = &mut to.incoming;
+        if inc.buf.len() < inc.used + n {
+            inc.buf.resize(inc.used + n, 0);
+        }
+        inc.buf[inc.used..inc.used + n].copy_from_slice(&out.buf[out.sent..out.sent + n]);
+        inc.used += n;
+        out.sent += n;
+        if out.is_empty() {
+            out.sent = 0;
+            out.used = 0;
+        }
+    }
+
+    fn key_bytes(s: &ConnectionTrafficSecrets) -> Vec<u8> {
+        match s {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                [key.as_ref(), iv.as_ref()].concat()
+            }
+            _ => panic!("a cipher this test does not know"),
+        }
+    }
+
+    /// Two sans-IO handshakes, a server and a client, meet with no socket
+    /// between them, their bytes delivered whole or in pieces as small as
+    /// one byte: both finish, with matching keys and nothing left over.
+    #[test]
+    fn two_handshakes_meet_in_memory() {
+        let suites = [
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ];
+        for suite in suites {
+            for chunk in [1, 7, 100, usize::MAX] {
+                let (scfg, ccfg) = configs(suite);
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut srv = Handshake::new(UnbufferedServerConnection::new(scfg).unwrap());
+                let mut cli = Handshake::new(UnbufferedClientConnection::new(ccfg, name).unwrap());
+                let mut rounds = 0;
+                loop {
+                    let c = cli.advance().unwrap();
+                    deliver(&mut cli, &mut srv, chunk);
+                    let s = srv.advance().unwrap();
+                    deliver(&mut srv, &mut cli, chunk);
+                    if (c, s) == (Need::Done, Need::Done) {
+                        break;
+                    }
+                    rounds += 1;
+                    assert!(rounds < 100_000, "the handshakes make no progress");
+                }
+                let (srv, cli) = (srv.finish().unwrap(), cli.finish().unwrap());
+                assert_eq!(key_bytes(&srv.secrets.tx.1), key_bytes(&cli.secrets.rx.1));
+                assert_eq!(key_bytes(&cli.secrets.tx.1), key_bytes(&srv.secrets.rx.1));
+                assert_eq!(srv.secrets.tx.0, cli.secrets.rx.0, "sequence numbers");
+                assert!(srv.leftover.is_empty() && cli.leftover.is_empty());
+            }
+        }
+    }
+
+    /// A peer that is no TLS peer: the handshake fails and leaves the
+    /// alert that tells the peer why, for the driver to send.
+    #[test]
+    fn foreign_bytes_fail_with_an_alert_to_send() {
+        let (scfg, _) = configs(cipher_suite::TLS13_AES_128_GCM_SHA256);
+        let mut srv = Handshake::new(UnbufferedServerConnection::new(scfg).unwrap());
+        assert_eq!(srv.advance().unwrap(), Need::Read);
+        let http = b"GET / HTTP/1.1\r\n\r\n";
+        srv.incoming.buf[..http.len()].copy_from_slice(http);
+        srv.incoming.used = http.len();
+        assert!(matches!(srv.advance(), Err(TlsError::Handshake(_))));
+        assert!(!srv.outgoing.is_empty(), "an alert waits to be sent");
+        assert_eq!(srv.outgoing.buf[0], 21, "an alert record");
     }
 }

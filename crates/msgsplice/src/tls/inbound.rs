@@ -82,6 +82,22 @@ impl Inbound {
         n
     }
 
+    /// Drops the opened application data not handed out yet (while closing,
+    /// when nobody reads it).
+    pub(crate) fn discard_plaintext(&mut self) {
+        self.early.clear();
+        self.plain = self.plain.end..self.plain.end;
+    }
+
+    /// Drops every received byte not processed yet: after the peer's
+    /// close_notify, nothing it sends matters.
+    pub(crate) fn discard_received(&mut self) {
+        self.discard_plaintext();
+        self.start = 0;
+        self.end = 0;
+        self.plain = 0..0;
+    }
+
     /// True while opened application data waits to be taken.
     pub(crate) fn has_plaintext(&self) -> bool {
         !self.early.is_empty() || !self.plain.is_empty()

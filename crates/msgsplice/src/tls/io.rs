@@ -3,7 +3,9 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::time::Instant;
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, send, RecvFlags, SendFlags};
 
 /// One `recv` into `buf`; `Ok(0)` at end of stream.
@@ -17,53 +19,60 @@ pub(crate) fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize>
     }
 }
 
+/// One `send` of `buf` (`MSG_NOSIGNAL`); returns the bytes the socket
+/// took. On a non-blocking socket a full buffer is `WouldBlock`.
+pub(crate) fn write_some(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match send(fd, buf, SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// `send` until all of `buf` is written (`MSG_NOSIGNAL`: a closed peer is
 /// `EPIPE`, not a signal). On a non-blocking socket a full buffer is
 /// `WouldBlock`, with part of `buf` possibly written: used only where that
 /// cannot happen (the handshake requires a blocking socket).
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        match send(fd, buf, SendFlags::NOSIGNAL) {
-            Ok(n) => buf = &buf[n..],
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
+        buf = &buf[write_some(fd, buf)?..];
     }
     Ok(())
 }
 
-/// After this side has shut down writing: reads and discards what the peer
-/// still sends until it closes (end of stream, or an error) or `timeout`
-/// passes. Closing a socket with unread received bytes makes the kernel
-/// send a reset and drop whatever of ours is still queued, so the peer
-/// could lose the end of the stream; lingering until the peer's end
-/// avoids that (as web servers' "lingering close" does). Returns true if
-/// the peer's end was seen.
-pub(crate) fn linger(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let deadline = std::time::Instant::now() + timeout;
-    let mut scratch = [0u8; 4096];
+/// One `recv` into `buf` that never waits (`MSG_DONTWAIT`, whatever the
+/// socket's mode): `WouldBlock` when nothing has arrived, `Ok(0)` at the
+/// end of the stream.
+pub(crate) fn read_now(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match recv(fd, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _)) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until `fd` has something to read (data, its end, or an error),
+/// at most until `deadline`. False if the deadline came first.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return false;
         }
         let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+        // A wait too long for a timespec is cut to a second, then redone.
         let ts = Timespec::try_from(left).unwrap_or(Timespec {
             tv_sec: 1,
             tv_nsec: 0,
         });
         match poll(&mut fds, Some(&ts)) {
-            Ok(0) => return false,
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return false,
-        }
-        if fds[0].revents().is_empty() {
-            continue;
-        }
-        match recv(fd, &mut scratch[..], RecvFlags::DONTWAIT) {
-            Ok((0, _)) => return true,
-            Ok(_) | Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => return true,
+            // poll itself failed (out of memory): let the read tell.
             Err(_) => return true,
         }
     }

@@ -54,6 +54,17 @@
 //! close_notify, alerts, key updates (answered when the peer asks) and
 //! session tickets are handled there.
 //!
+//! Closing: close_notify is the last record sealed, queued once; from then
+//! on the connection refuses to send, and a full non-blocking socket only
+//! delays the alert (a retry flushes it, never seals another).
+//! [`TlsSplicer::close`] then reads the peer's last records and reports an
+//! abort (an alert other than close_notify) as an error.
+//!
+//! For tokio (feature `tokio`), `AsyncTlsSplicer` drives the same sans-IO
+//! handshake and the same record layer from a task, waiting for the socket
+//! where the blocking API would block or say
+//! [`WouldBlock`](TlsError::WouldBlock); its sends are cancel-safe.
+//!
 //! # Costs
 //!
 //! In steady state a memory message of up to 1 MiB costs one `sendmsg`,
@@ -67,7 +78,10 @@
 //! time on loopback, more where the sealed fragments can be sent without
 //! a copy (`MSG_ZEROCOPY` to a NIC) or under kTLS.
 
+#[cfg(feature = "tokio")]
+mod async_tls;
 mod builder;
+mod close;
 mod error;
 mod handshake;
 mod inbound;
@@ -82,6 +96,8 @@ use std::os::fd::AsFd;
 
 use rustls::{ProtocolVersion, SupportedCipherSuite};
 
+#[cfg(feature = "tokio")]
+pub use async_tls::AsyncTlsSplicer;
 pub use builder::{Builder, Ktls};
 pub use error::TlsError;
 pub use ktls::{probe_ktls, KtlsStatus};
@@ -112,6 +128,16 @@ const ALERT_CLOSE_NOTIFY: u8 = 0;
 const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
 const ALERT_BAD_RECORD_MAC: u8 = 20;
 const ALERT_RECORD_OVERFLOW: u8 = 22;
+
+/// What the records received so far gave ([`TlsSplicer::receive_step`]).
+enum Received {
+    /// This many bytes of application data were copied out.
+    Data(usize),
+    /// The peer's close_notify: no more data.
+    End,
+    /// More bytes from the socket are needed.
+    NeedBytes,
+}
 
 /// Counters of one [`TlsSplicer`], from [`TlsSplicer::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -182,7 +208,12 @@ pub struct TlsSplicer<S: AsFd = TcpStream> {
     ktls_records: u64,
     batch: u64,
     linger: std::time::Duration,
+    /// Closed for sending: close_notify (or a fatal alert) is queued or
+    /// sent, and nothing may be sealed after it.
     sent_close: bool,
+    /// kTLS: an alert the kernel has not taken yet (the socket was full);
+    /// [`flush`](TlsSplicer::flush) sends it.
+    ktls_alert: Option<[u8; 2]>,
     stats: TlsStats,
 }
 
@@ -237,9 +268,11 @@ impl<S: AsFd> TlsSplicer<S> {
         }
     }
 
-    /// Sealed bytes waiting for the socket (non-blocking sockets only).
+    /// Sealed bytes waiting for the socket (non-blocking sockets only),
+    /// close_notify included.
     pub fn pending(&self) -> u64 {
-        self.out.remaining()
+        let alert = self.ktls_alert.map_or(0, |a| a.len() as u64);
+        self.out.remaining() + alert
     }
 
     /// Sends `msg` from its cursor as application data, and advances the
@@ -256,7 +289,10 @@ impl<S: AsFd> TlsSplicer<S> {
     /// [`Splicer`] (file ranges by `sendfile`).
     ///
     /// A file range past the end of its file fails before anything is
-    /// sealed ([`TlsError::Send`] with `PastEof`).
+    /// sealed ([`TlsError::Send`] with `PastEof`). Once close_notify is
+    /// queued ([`send_close_notify`](Self::send_close_notify)), even if the
+    /// socket has not taken it yet, the call is [`TlsError::Closed`] and
+    /// nothing is sealed.
     pub fn send(&mut self, msg: &mut Msg<'_>) -> Result<u64, TlsError> {
         if self.sent_close {
             return Err(TlsError::Closed);
@@ -301,19 +337,24 @@ impl<S: AsFd> TlsSplicer<S> {
         Ok(accepted)
     }
 
-    /// Sends the sealed records still queued (after a `send` on a
-    /// non-blocking socket stopped short). [`TlsError::WouldBlock`] if the
-    /// socket is still full.
+    /// Sends the sealed records still queued (after a `send` or
+    /// [`send_close_notify`](Self::send_close_notify) on a non-blocking
+    /// socket stopped short), from the byte where the socket stopped:
+    /// nothing is sealed again. [`TlsError::WouldBlock`] if the socket is
+    /// still full.
     pub fn flush(&mut self) -> Result<(), TlsError> {
-        if self.out.is_sent() {
-            self.out.clear();
-            return Ok(());
-        }
-        self.splicer.send(&mut self.out)?;
         if !self.out.is_sent() {
-            return Err(TlsError::WouldBlock);
+            self.splicer.send(&mut self.out)?;
+            if !self.out.is_sent() {
+                return Err(TlsError::WouldBlock);
+            }
         }
         self.out.clear();
+        if let Some(body) = self.ktls_alert {
+            let fd = self.splicer.get_ref().as_fd();
+            ktls::send_control(fd, ContentType::Alert, &body)?;
+            self.ktls_alert = None;
+        }
         Ok(())
     }
 
@@ -329,12 +370,32 @@ impl<S: AsFd> TlsSplicer<S> {
             return Ok(0);
         }
         loop {
+            match self.receive_step(buf)? {
+                Received::Data(n) => return Ok(n),
+                Received::End => return Ok(0),
+                Received::NeedBytes => {
+                    let fd = self.splicer.get_ref().as_fd();
+                    match io::read_some(fd, self.inbound.spare())? {
+                        0 => return Err(self.inbound.eof_error()),
+                        n => self.inbound.filled(n),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes the records received so far, sans I/O, until application
+    /// data is copied into `buf` (not empty), the peer's close_notify is
+    /// found, or more bytes are needed. Key updates and session tickets
+    /// are handled on the way.
+    fn receive_step(&mut self, buf: &mut [u8]) -> Result<Received, TlsError> {
+        loop {
             let n = self.inbound.take_plaintext(buf);
             if n > 0 {
-                return Ok(n);
+                return Ok(Received::Data(n));
             }
             if self.inbound.peer_closed {
-                return Ok(0);
+                return Ok(Received::End);
             }
             let ev = if self.inbound.handshake_pending() {
                 self.inbound.handshake_message()
@@ -343,15 +404,9 @@ impl<S: AsFd> TlsSplicer<S> {
             };
             match ev.map_err(|e| self.fatal(e))? {
                 Some(Event::Data | Event::Nothing) => {}
-                Some(Event::CloseNotify) => return Ok(0),
+                Some(Event::CloseNotify) => return Ok(Received::End),
                 Some(Event::Handshake(ty, body)) => self.post_handshake(ty, &body)?,
-                None => {
-                    let fd = self.splicer.get_ref().as_fd();
-                    match io::read_some(fd, self.inbound.spare())? {
-                        0 => return Err(self.inbound.eof_error()),
-                        n => self.inbound.filled(n),
-                    }
-                }
+                None => return Ok(Received::NeedBytes),
             }
         }
     }
@@ -364,8 +419,12 @@ impl<S: AsFd> TlsSplicer<S> {
     /// Updates this side's sending keys (TLS 1.3): sends a KeyUpdate and
     /// seals everything after it with the next secrets. With
     /// `request_peer`, asks the peer to update its keys too. Done by itself
-    /// before the cipher's usage limit is reached.
+    /// before the cipher's usage limit is reached. [`TlsError::Closed`]
+    /// once close_notify is queued: nothing may follow it.
     pub fn key_update(&mut self, request_peer: bool) -> Result<(), TlsError> {
+        if self.sent_close {
+            return Err(TlsError::Closed);
+        }
         if self.version != Version::Tls13 {
             return Err(TlsError::NeedsTls13);
         }
@@ -388,42 +447,6 @@ impl<S: AsFd> TlsSplicer<S> {
             Ok(()) | Err(TlsError::WouldBlock) => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Sends close_notify: no more data from this side. The peer may still
-    /// send, and [`read`](Self::read) still works. Idempotent.
-    pub fn send_close_notify(&mut self) -> Result<(), TlsError> {
-        if self.sent_close {
-            return Ok(());
-        }
-        self.send_alert(ALERT_WARNING, ALERT_CLOSE_NOTIFY)?;
-        self.sent_close = true;
-        Ok(())
-    }
-
-    /// Closes the connection cleanly: sends close_notify and everything
-    /// still queued, shuts down the socket's sending side, then reads and
-    /// discards what the peer still sends until it closes too, for at most
-    /// [`Builder::linger`] (1 s by default; most peers close as soon as
-    /// they see close_notify). Without that wait, unread bytes from the
-    /// peer (a session ticket, its own close_notify) would make the kernel
-    /// reset the connection and drop the end of the stream. Then waits for
-    /// zero-copy sends in flight ([`Splicer::close`]) and returns the
-    /// final counters.
-    ///
-    /// On a non-blocking socket, flush until [`pending`](Self::pending)
-    /// is 0 first, or this fails with [`TlsError::WouldBlock`].
-    pub fn close(mut self) -> Result<TlsStats, TlsError> {
-        self.send_close_notify()?;
-        self.flush()?;
-        let fd = self.splicer.get_ref().as_fd();
-        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
-        if !self.linger.is_zero() {
-            io::linger(fd, self.linger);
-        }
-        let mut stats = self.stats();
-        stats.send = self.splicer.close();
-        Ok(stats)
     }
 
     /// How much of `want` plaintext bytes may be sealed under the current
@@ -451,18 +474,20 @@ impl<S: AsFd> TlsSplicer<S> {
         Ok(want.min(records.saturating_mul(MAX_PLAINTEXT as u64)))
     }
 
-    /// A record sealed and queued (user space), or sent (kTLS), carrying
-    /// an alert.
-    fn send_alert(&mut self, level: u8, desc: u8) -> Result<(), TlsError> {
+    /// Queues the last record of this side, an alert: sealed into the
+    /// queue (user space) or kept for the kernel (kTLS), to be sent by
+    /// [`flush`](Self::flush). Marks the connection closed for sending
+    /// first, so that however often a full socket makes the caller retry,
+    /// the alert is queued once.
+    fn queue_final_alert(&mut self, level: u8, desc: u8) -> Result<(), TlsError> {
+        debug_assert!(!self.sent_close);
+        self.sent_close = true;
         let body = [level, desc];
         match self.writer.as_mut() {
-            Some(w) => {
-                w.seal_control(ContentType::Alert, &body, &mut self.out, &mut self.stats)?;
-                self.flush()
-            }
+            Some(w) => w.seal_control(ContentType::Alert, &body, &mut self.out, &mut self.stats),
             None => {
-                let fd = self.splicer.get_ref().as_fd();
-                Ok(ktls::send_control(fd, ContentType::Alert, &body)?)
+                self.ktls_alert = Some(body);
+                Ok(())
             }
         }
     }
@@ -476,9 +501,8 @@ impl<S: AsFd> TlsSplicer<S> {
             TlsError::UnexpectedMessage(_) => ALERT_UNEXPECTED_MESSAGE,
             _ => return e,
         };
-        if !self.sent_close {
-            let _ = self.send_alert(ALERT_FATAL, desc);
-            self.sent_close = true;
+        if !self.sent_close && self.queue_final_alert(ALERT_FATAL, desc).is_ok() {
+            let _ = self.flush();
         }
         e
     }

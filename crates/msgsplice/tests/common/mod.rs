@@ -1,77 +1,24 @@
 //! Shared parts of the integration tests: socket pairs over every
 //! transport, a source of random bytes, message specs that turn into real
-//! `Msg`s, receivers, and the network-namespace guard.
+//! `Msg`s and receivers. Socket pairs, payloads, test hosts and skips
+//! come from `msgsplice-testkit`.
 #![allow(dead_code)]
 
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use msgsplice::{FragCache, Msg, SendError, Splicer};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+use rustix::net::RecvFlags;
 
-/// The transports the engine supports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Tcp4,
-    Tcp6,
-    UnixStream,
-    UnixSeqpacket,
-}
-
-impl Transport {
-    pub fn is_record(self) -> bool {
-        self == Transport::UnixSeqpacket
-    }
-}
-
-/// A connected pair: the sending side and the receiving side as fds.
-pub fn pair(t: Transport) -> io::Result<(OwnedFd, OwnedFd)> {
-    match t {
-        Transport::Tcp4 => tcp_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-        Transport::Tcp6 => tcp_pair(SocketAddr::from((Ipv6Addr::LOCALHOST, 0))),
-        Transport::UnixStream => {
-            let (a, b) = UnixStream::pair()?;
-            Ok((a.into(), b.into()))
-        }
-        Transport::UnixSeqpacket => Ok(rustix::net::socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )?),
-    }
-}
-
-pub fn tcp_pair(addr: SocketAddr) -> io::Result<(OwnedFd, OwnedFd)> {
-    let l = TcpListener::bind(addr)?;
-    let a = TcpStream::connect(l.local_addr()?)?;
-    let (b, _) = l.accept()?;
-    a.set_nodelay(true)?;
-    Ok((a.into(), b.into()))
-}
-
-/// 4 MiB of random bytes, made once; segments are cut from it.
-pub fn source() -> &'static [u8] {
-    static SRC: OnceLock<Vec<u8>> = OnceLock::new();
-    SRC.get_or_init(|| {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
-        (0..4 << 20)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    })
-}
+#[allow(unused_imports)] // not every test binary uses each
+pub use msgsplice_testkit::payload::source;
+#[allow(unused_imports)]
+pub use msgsplice_testkit::sockets::{pair, Transport};
 
 /// A random segment of every kind, its length drawn from `len`, a fragment
 /// at a random offset in its folio, data from a random place in `source`.
@@ -321,86 +268,4 @@ pub fn queued_datagrams(sock: &UdpSocket) -> usize {
         n += 1;
     }
     n
-}
-
-/// Two network namespaces from `netns-sink.sh`, removed on drop (also on
-/// panic). `None` (with a message) when not root or the script fails.
-pub struct Netns {
-    pub name: String,
-    script: std::path::PathBuf,
-}
-
-impl Netns {
-    pub fn up(tag: &str) -> Option<Netns> {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("SKIP {tag}: needs root for network namespaces");
-            return None;
-        }
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/netns-sink.sh");
-        if !script.exists() {
-            eprintln!("SKIP {tag}: {} not found", script.display());
-            return None;
-        }
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        // <= 13 bytes: the script appends one byte for each interface.
-        let name = format!(
-            "ms{}{}",
-            std::process::id() % 1_000_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ns = Netns { name, script };
-        if let Err(e) = ns.run(&["up"]) {
-            eprintln!("SKIP {tag}: could not create namespaces: {e}");
-            return None;
-        }
-        Some(ns)
-    }
-
-    pub fn mode(&self, mode: &str) -> io::Result<()> {
-        self.run(&["mode", mode])
-    }
-
-    fn run(&self, args: &[&str]) -> io::Result<()> {
-        let verb = args[0];
-        let out = std::process::Command::new("bash")
-            .arg(&self.script)
-            .arg(verb)
-            .arg(&self.name)
-            .args(&args[1..])
-            .output()?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "netns-sink.sh {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
-    }
-
-    /// Runs `f` on a new thread inside namespace `NAMEa` (sender) or `NAMEb`.
-    pub fn in_ns<T: Send + 'static>(
-        &self,
-        side: char,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> JoinHandle<T> {
-        let path = format!("/run/netns/{}{}", self.name, side);
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(&path).expect("open netns");
-            rustix::thread::move_into_link_name_space(
-                ns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .expect("setns");
-            f()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.run(&["down"]);
-    }
 }

@@ -1,6 +1,6 @@
 //! Unit tests of the UDP send path: limits, destinations, control
-//! messages, and (as root, in a private network namespace) the ENOBUFS
-//! case that must stop zero-copy.
+//! messages, and (as root, on the test kit's hosts) the ENOBUFS case
+//! that must stop zero-copy.
 
 use super::*;
 
@@ -55,37 +55,23 @@ fn destinations_follow_the_socket_family() {
 /// send. The Splicer cannot tell that from full option memory, so it
 /// stops zero-copy; the sends before keep their ids, the stray id is
 /// counted as unexpected and releases nothing, and later sends copy.
-/// Runs as root in a private network namespace whose loopback drops
-/// every packet (`tc qdisc ... pfifo limit 0`).
+/// Runs as root on the test kit's hosts, with a link that drops every
+/// packet (`tc qdisc ... pfifo limit 0`).
 #[test]
 fn enobufs_with_recverr_stops_zero_copy_and_keeps_ids_in_step() {
-    use crate::sys::udp::{enter_private_netns, set_recverr};
+    use crate::sys::udp::set_recverr;
     use crate::{FragCache, Msg};
-    use std::process::Command;
+    use msgsplice_testkit::hosts::{Hosts, LinkMode, Side, RECEIVER_V4};
     use std::time::Duration;
 
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP enobufs_with_recverr: needs root for a network namespace");
+    let test = "enobufs_with_recverr_stops_zero_copy_and_keeps_ids_in_step";
+    let Some(hosts) = Hosts::for_test(test) else {
         return;
-    }
-    let t = std::thread::spawn(|| {
-        enter_private_netns().expect("unshare");
-        for cmd in [
-            &["ip", "link", "set", "lo", "up"][..],
-            &[
-                "tc", "qdisc", "add", "dev", "lo", "root", "pfifo", "limit", "0",
-            ],
-        ] {
-            match Command::new(cmd[0]).args(&cmd[1..]).status() {
-                Ok(s) if s.success() => {}
-                r => {
-                    eprintln!("SKIP enobufs_with_recverr: {cmd:?}: {r:?}");
-                    return None;
-                }
-            }
-        }
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.connect("127.0.0.1:9").unwrap();
+    };
+    hosts.set_mode(LinkMode::Drop).expect("drop mode");
+    let t = hosts.spawn_in(Side::Sender, || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.connect((RECEIVER_V4, 9)).unwrap();
         let cache = FragCache::new();
         let mut sp = super::super::Builder::new()
             .on_copied(super::super::OnCopied::Keep)
@@ -109,11 +95,9 @@ fn enobufs_with_recverr_stops_zero_copy_and_keeps_ids_in_step() {
         assert!(sp.wait_completions(Duration::from_secs(5)).unwrap());
         std::thread::sleep(Duration::from_millis(20));
         sp.poll_completions().unwrap();
-        Some((e, st, sp.stats()))
+        (e, st, sp.stats())
     });
-    let Some((e, during, after)) = t.join().unwrap() else {
-        return;
-    };
+    let (e, during, after) = t.join().unwrap();
     eprintln!("{e}\nafter: {after:?}");
     assert!(
         matches!(&e, SendError::Io(io) if io.raw_os_error() == Some(libc::ENOBUFS)),
