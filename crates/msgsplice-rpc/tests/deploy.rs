@@ -18,7 +18,6 @@
 //! In CI nothing holds port 111 (scripts install rpcbind without starting
 //! it), so both run, each with a portmapper of its own making.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};

@@ -3,6 +3,8 @@
 //! for (deleted and recreated, inode number reused, renamed over), with
 //! the same verdict from every procedure.
 
+// The shared helpers re-export more than this file uses.
+#[allow(unused_imports)]
 mod common;
 
 use std::net::SocketAddr;
