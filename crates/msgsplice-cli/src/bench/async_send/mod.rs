@@ -14,11 +14,14 @@
 //! Besides GB/s, each row has messages per second, system calls per
 //! message (tokio rows: writes counted at the stream; `AsyncSplicer`: the
 //! engine's count), heap allocations per message while the sending tasks
-//! are polled (steady state), and its per-run ratio against the best tokio
-//! row of its group (the one with the highest median).
+//! are polled (steady state), how evenly the connections shared the run
+//! (fewest messages on one connection over the mean), and its per-run
+//! ratio against the best tokio row of its group (the one with the
+//! highest median).
 
 mod count;
 pub mod run;
+mod send;
 
 use std::time::Duration;
 
@@ -46,6 +49,7 @@ const TURN_OVERHEAD: [Duration; 2] = [Duration::from_millis(5), Duration::from_m
 const MSGS: &str = "msgs/s";
 const CALLS: &str = "syscalls/msg";
 const ALLOCS: &str = "allocs/msg";
+const FAIR: &str = "fairness";
 const VS_BEST: &str = "per-run vs best tokio";
 
 /// The section.
@@ -105,7 +109,7 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
             let parts = Parts::new(&header, frag, &trailer);
             let group = group_name(n, conns);
             let samples =
-                section::interleaved(&group, &names, runs(opts, conns), 4, progress, |_, i| {
+                section::interleaved(&group, &names, runs(opts, conns), 5, progress, |_, i| {
                     let r = run_turn(&rts, CONTENDERS[i], conns, &parts, Stop::After(dur), false)
                         .map_err(|e| e.to_string())?;
                     Ok(vec![
@@ -113,6 +117,7 @@ fn measure(opts: &Options, progress: &mut Progress) -> Result<Table, String> {
                         Some(r.msgs_per_sec()),
                         Some(r.syscalls_per_msg()),
                         r.allocs_per_msg(),
+                        Some(r.fairness()),
                     ])
                 })?;
             let (g, best) = into_group(group, &samples);
@@ -161,8 +166,18 @@ fn table(opts: &Options, dur: Duration) -> Table {
              messages per connection ({WARMUP_MANY} with many); {VS_BEST}: median over runs of the row's GB/s over the \
              best tokio row's (by median) in the same run"
         ),
+        format!(
+            "{FAIR}: the fewest messages one connection sent over the mean per connection \
+             (1: all alike); every connection runs to one deadline, from when all are set up"
+        ),
     ];
-    t.extra_columns = vec![MSGS.into(), CALLS.into(), ALLOCS.into(), VS_BEST.into()];
+    t.extra_columns = vec![
+        MSGS.into(),
+        CALLS.into(),
+        ALLOCS.into(),
+        FAIR.into(),
+        VS_BEST.into(),
+    ];
     t
 }
 
@@ -175,7 +190,7 @@ fn into_group(name: String, samples: &GroupSamples) -> (Group, usize) {
         let Some(mut r) = Row::new(c.name(), i == 0, samples.column(i, 0)) else {
             continue;
         };
-        for (col, extra) in [MSGS, CALLS, ALLOCS].iter().enumerate() {
+        for (col, extra) in [MSGS, CALLS, ALLOCS, FAIR].iter().enumerate() {
             r = r.with_extra(extra, samples.column(i, col + 1));
         }
         g.rows

@@ -10,25 +10,24 @@
 //! says it sent: a sender that loses or invents bytes fails the turn.
 //!
 //! Allocations are those made while the sending task is polled, on
-//! whichever worker polls it ([`TaskAllocs`]): per-thread counters alone
+//! whichever worker polls it ([`TaskAllocs`](super::count::TaskAllocs)): per-thread counters alone
 //! would miss a task that moves between workers. Writes of the tokio rows
-//! are counted at the stream ([`CountingWrite`]); the `AsyncSplicer` rows
+//! are counted at the stream
+//! ([`CountingWrite`](super::count::CountingWrite)); the `AsyncSplicer` rows
 //! report the engine's own count ([`msgsplice::SendStats::syscalls`]).
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use msgsplice::frag::Frag;
-use msgsplice::send::Builder;
-use msgsplice::{AsyncSplicer, Msg};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-use super::count::{counted, CountingWrite, TaskAllocs};
+use tokio::io::AsyncReadExt;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
+use super::count::{counted, TaskAllocs};
+use super::send::{prepare, send, Sent, Until};
 use crate::alloc_count;
 use crate::bench::net::harness::Verifier;
 
@@ -92,10 +91,10 @@ impl Contender {
 /// on the wire. Cloning shares the bytes.
 #[derive(Clone)]
 pub struct Parts {
-    header: Arc<[u8]>,
-    payload: Frag,
-    trailer: Arc<[u8]>,
-    expected: Arc<[u8]>,
+    pub(super) header: Arc<[u8]>,
+    pub(super) payload: Frag,
+    pub(super) trailer: Arc<[u8]>,
+    pub(super) expected: Arc<[u8]>,
 }
 
 impl Parts {
@@ -119,8 +118,8 @@ impl Parts {
 /// When the senders stop.
 #[derive(Clone, Copy, Debug)]
 pub enum Stop {
-    /// This long after the connection's first message, and at least
-    /// twice the warm-up
+    /// This long after the senders start (every connection set up), and
+    /// at least twice the warm-up
     /// ([`warmup`]) per connection.
     After(Duration),
     /// After exactly this many messages per connection.
@@ -158,8 +157,8 @@ pub struct TurnResult {
     pub messages: u64,
     /// Bytes the receivers read (and checked).
     pub bytes: u64,
-    /// From the first sender's first message (each starts once its
-    /// connection is set up) to the last receiver's end-of-file.
+    /// From the start of the senders (every connection set up) to the last
+    /// receiver's end-of-file.
     pub elapsed: Duration,
     /// System calls counted by the senders (see the module documentation).
     pub syscalls: u64,
@@ -167,6 +166,8 @@ pub struct TurnResult {
     /// messages they sent in that time; `None` without the counting
     /// allocator.
     pub allocs: Option<(u64, u64)>,
+    /// Per connection, the messages it sent.
+    pub per_connection: Vec<u64>,
     /// Per connection, every byte received (only when asked to keep them).
     pub received: Vec<Vec<u8>>,
 }
@@ -185,6 +186,20 @@ impl TurnResult {
     /// System calls per message.
     pub fn syscalls_per_msg(&self) -> f64 {
         self.syscalls as f64 / self.messages.max(1) as f64
+    }
+
+    /// The fewest messages one connection sent over the mean per
+    /// connection: 1 when every connection sent as many, near 0 when some
+    /// got little of the run.
+    pub fn fairness(&self) -> f64 {
+        let n = self.per_connection.len().max(1) as f64;
+        let mean = self.per_connection.iter().sum::<u64>() as f64 / n;
+        let min = self.per_connection.iter().copied().min().unwrap_or(0);
+        if mean > 0.0 {
+            min as f64 / mean
+        } else {
+            0.0
+        }
     }
 
     /// Heap allocations per message in steady state.
@@ -246,33 +261,131 @@ pub fn run_turn(
     stop: Stop,
     keep: bool,
 ) -> Result<TurnResult, TurnError> {
-    let io_err = |what| {
-        move |source| TurnError::Io {
-            contender: c.name(),
-            what,
-            source,
-        }
-    };
-    let pairs = connect(conns).map_err(io_err("connecting"))?;
+    let fail = Fail(c);
+    let pairs = connect(conns).map_err(fail.io("connecting"))?;
     let mut receivers = Vec::with_capacity(conns);
     let mut txs = Vec::with_capacity(conns);
     for (tx, rx) in pairs {
         let rx = {
             let _in = rts.recv.enter();
-            tokio::net::TcpStream::from_std(rx).map_err(io_err("registering a receiver"))?
+            tokio::net::TcpStream::from_std(rx).map_err(fail.io("registering a receiver"))?
         };
         receivers.push(rts.recv.spawn(receive(rx, parts.expected.clone(), keep)));
         txs.push(tx);
     }
+    let ready = rts.send.block_on(async {
+        let setups: Vec<_> = txs
+            .into_iter()
+            .map(|tx| tokio::spawn(prepare(c, tx)))
+            .collect();
+        let mut ready = Vec::with_capacity(setups.len());
+        for s in setups {
+            ready.push(s.await);
+        }
+        ready
+    });
+    let mut senders_ready = Vec::with_capacity(conns);
+    for r in ready {
+        senders_ready.push(
+            r.map_err(|e| fail.panicked(e))?
+                .map_err(fail.io("setting up"))?,
+        );
+    }
     let counting = alloc_count::installed();
-    let senders: Vec<JoinHandle<io::Result<Sent>>> = txs
+    let start = Instant::now();
+    let until = match stop {
+        Stop::After(d) => Until::Deadline(start + d),
+        Stop::Messages(n) => Until::Messages(n),
+    };
+    let senders: Vec<JoinHandle<io::Result<Sent>>> = senders_ready
         .into_iter()
-        .map(|tx| {
+        .map(|sender| {
             let meter = Arc::new(TaskAllocs::default());
-            let task = send_conn(c, tx, parts.clone(), stop, warmup(conns), meter.clone());
+            let task = send(
+                c,
+                sender,
+                parts.clone(),
+                until,
+                warmup(conns),
+                meter.clone(),
+            );
             rts.send.spawn(counted(task, meter))
         })
         .collect();
+    let (sent, got) = join_all(rts, c, senders, receivers)?;
+    let mut r = TurnResult {
+        messages: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        syscalls: 0,
+        allocs: counting.then_some((0, 0)),
+        per_connection: Vec::with_capacity(conns),
+        received: Vec::with_capacity(conns),
+    };
+    let len = parts.expected.len() as u64;
+    for (conn, (s, g)) in sent.into_iter().zip(got).enumerate() {
+        let s = s
+            .map_err(|e| fail.panicked(e))?
+            .map_err(fail.io("sending"))?;
+        let g = g
+            .map_err(|e| fail.panicked(e))?
+            .map_err(fail.io("receiving"))?;
+        let wrong = |what| TurnError::WrongBytes {
+            contender: c.name(),
+            conn,
+            what,
+        };
+        g.check.map_err(wrong)?;
+        byte_count(g.bytes, s.messages, len).map_err(wrong)?;
+        r.messages += s.messages;
+        r.bytes += g.bytes;
+        r.syscalls += s.syscalls;
+        r.elapsed = r.elapsed.max(g.end.saturating_duration_since(start));
+        if let Some((a, m)) = &mut r.allocs {
+            *a += s.allocs;
+            *m += s.counted;
+        }
+        r.per_connection.push(s.messages);
+        r.received.push(g.kept);
+    }
+    Ok(r)
+}
+
+/// Builds the errors of one contender's turn.
+#[derive(Clone, Copy)]
+struct Fail(Contender);
+
+impl Fail {
+    fn io(self, what: &'static str) -> impl Fn(io::Error) -> TurnError {
+        move |source| TurnError::Io {
+            contender: self.0.name(),
+            what,
+            source,
+        }
+    }
+
+    fn panicked(self, e: tokio::task::JoinError) -> TurnError {
+        TurnError::Panicked {
+            contender: self.0.name(),
+            what: e.to_string(),
+        }
+    }
+}
+
+/// The outcomes of every sender and receiver task, in connection order.
+type Joined = (
+    Vec<Result<io::Result<Sent>, tokio::task::JoinError>>,
+    Vec<Result<io::Result<Received>, tokio::task::JoinError>>,
+);
+
+/// Waits for every task, at most [`TURN_LIMIT`]; aborts them all if that
+/// passes.
+fn join_all(
+    rts: &Runtimes,
+    c: Contender,
+    senders: Vec<JoinHandle<io::Result<Sent>>>,
+    receivers: Vec<JoinHandle<io::Result<Received>>>,
+) -> Result<Joined, TurnError> {
     let aborts: Vec<_> = senders
         .iter()
         .map(JoinHandle::abort_handle)
@@ -293,53 +406,13 @@ pub fn run_turn(
     let joined = rts
         .send
         .block_on(async { tokio::time::timeout(TURN_LIMIT, all_done).await });
-    let Ok((sent, got)) = joined else {
+    joined.map_err(|_| {
         aborts.iter().for_each(|a| a.abort());
-        return Err(TurnError::Stuck {
+        TurnError::Stuck {
             contender: c.name(),
             limit: TURN_LIMIT,
-        });
-    };
-    let panicked = |e: tokio::task::JoinError| TurnError::Panicked {
-        contender: c.name(),
-        what: e.to_string(),
-    };
-    let mut r = TurnResult {
-        messages: 0,
-        bytes: 0,
-        elapsed: Duration::ZERO,
-        syscalls: 0,
-        allocs: counting.then_some((0, 0)),
-        received: Vec::new(),
-    };
-    let len = parts.expected.len() as u64;
-    let mut first_start: Option<Instant> = None;
-    let mut last_end: Option<Instant> = None;
-    for (conn, (s, g)) in sent.into_iter().zip(got).enumerate() {
-        let s = s.map_err(panicked)?.map_err(io_err("sending"))?;
-        let g = g.map_err(panicked)?.map_err(io_err("receiving"))?;
-        let wrong = |what| TurnError::WrongBytes {
-            contender: c.name(),
-            conn,
-            what,
-        };
-        g.check.map_err(wrong)?;
-        byte_count(g.bytes, s.messages, len).map_err(wrong)?;
-        r.messages += s.messages;
-        r.bytes += g.bytes;
-        r.syscalls += s.syscalls;
-        first_start = Some(first_start.map_or(s.start, |a| a.min(s.start)));
-        last_end = Some(last_end.map_or(g.end, |b| b.max(g.end)));
-        if let Some((a, m)) = &mut r.allocs {
-            *a += s.allocs;
-            *m += s.counted;
         }
-        r.received.push(g.kept);
-    }
-    if let (Some(a), Some(b)) = (first_start, last_end) {
-        r.elapsed = b.saturating_duration_since(a);
-    }
-    Ok(r)
+    })
 }
 
 /// `Ok` if a receiver that read `bytes` got exactly `messages` messages
@@ -417,182 +490,4 @@ async fn receive(
         check: v.check(whole),
         kept,
     })
-}
-
-/// What a sender counted.
-struct Sent {
-    /// When the first message went, after the connection's setup.
-    start: Instant,
-    messages: u64,
-    syscalls: u64,
-    /// Allocations after warm-up, and the messages sent in that time.
-    allocs: u64,
-    counted: u64,
-}
-
-/// A sender's count of messages and its stop rule.
-struct Pace {
-    stop: Stop,
-    start: Instant,
-    warm: u64,
-    sent: u64,
-    allocs_at_warm: u64,
-    meter: Arc<TaskAllocs>,
-}
-
-impl Pace {
-    /// Call [`begin`](Pace::begin) when the first message is due.
-    fn new(stop: Stop, warm: u64, meter: Arc<TaskAllocs>) -> Pace {
-        let warm = match stop {
-            Stop::After(_) => warm,
-            Stop::Messages(n) => warm.min(n / 2),
-        };
-        Pace {
-            stop,
-            start: Instant::now(),
-            warm,
-            sent: 0,
-            allocs_at_warm: meter.now(),
-            meter,
-        }
-    }
-
-    /// Starts the clock: the connection is set up.
-    fn begin(&mut self) {
-        self.start = Instant::now();
-    }
-
-    /// True if another message is due (and marks the end of warm-up).
-    fn more(&mut self) -> bool {
-        let done = match self.stop {
-            Stop::After(d) => self.sent >= 2 * self.warm && self.start.elapsed() >= d,
-            Stop::Messages(n) => self.sent >= n,
-        };
-        if !done && self.sent == self.warm {
-            self.allocs_at_warm = self.meter.now();
-        }
-        !done
-    }
-
-    /// What the sender counted, with `syscalls`.
-    fn counts(&self, syscalls: u64) -> Sent {
-        Sent {
-            start: self.start,
-            messages: self.sent,
-            syscalls,
-            allocs: self.meter.now() - self.allocs_at_warm,
-            counted: self.sent.saturating_sub(self.warm),
-        }
-    }
-}
-
-/// One connection's sender. Dropping the socket on an error closes it, so
-/// the receiver always reads end-of-file.
-async fn send_conn(
-    c: Contender,
-    sock: TcpStream,
-    parts: Parts,
-    stop: Stop,
-    warm: u64,
-    meter: Arc<TaskAllocs>,
-) -> io::Result<Sent> {
-    let pace = Pace::new(stop, warm, meter);
-    if c.is_tokio() {
-        send_tokio(c, tokio::net::TcpStream::from_std(sock)?, &parts, pace).await
-    } else {
-        send_splicer(c == Contender::Splicer, sock, &parts, pace).await
-    }
-}
-
-/// The tokio rows, on a `tokio::net::TcpStream`; ends with a shutdown of
-/// the sending direction.
-async fn send_tokio(
-    c: Contender,
-    stream: tokio::net::TcpStream,
-    parts: &Parts,
-    mut pace: Pace,
-) -> io::Result<Sent> {
-    let mut w = CountingWrite {
-        inner: stream,
-        writes: 0,
-    };
-    // Tokio learns the socket is writable from its first event; waiting
-    // for it here keeps the first write's poll from counting as an attempt.
-    w.inner.writable().await?;
-    pace.begin();
-    let (h, p, t) = (&parts.header[..], &parts.payload[..], &parts.trailer[..]);
-    let mut joined = Vec::new();
-    while pace.more() {
-        match c {
-            Contender::JoinedWriteAll => {
-                joined.clear();
-                joined.reserve_exact(parts.expected.len());
-                joined.extend_from_slice(h);
-                joined.extend_from_slice(p);
-                joined.extend_from_slice(t);
-                w.write_all(&joined).await?;
-            }
-            Contender::WriteVectored => write_vectored_all(&mut w, [h, p, t]).await?,
-            _ => {
-                w.write_all(h).await?;
-                w.write_all(p).await?;
-                w.write_all(t).await?;
-            }
-        }
-        pace.sent += 1;
-    }
-    let sent = pace.counts(w.writes);
-    w.inner.shutdown().await?;
-    Ok(sent)
-}
-
-/// `write_vectored` until every slice is taken, resuming a short write at
-/// the exact byte (across slice boundaries).
-async fn write_vectored_all<W: AsyncWrite + Unpin>(w: &mut W, parts: [&[u8]; 3]) -> io::Result<()> {
-    let mut iov = parts.map(IoSlice::new);
-    let mut bufs = &mut iov[..];
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match w.write_vectored(bufs).await? {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            n => IoSlice::advance_slices(&mut bufs, n),
-        }
-    }
-    Ok(())
-}
-
-/// The `AsyncSplicer` rows, owning the socket; ends with
-/// [`AsyncSplicer::close`], which waits for zero-copy completions (a send
-/// never completed fails the run, as it would leak).
-async fn send_splicer(
-    splice: bool,
-    sock: TcpStream,
-    parts: &Parts,
-    mut pace: Pace,
-) -> io::Result<Sent> {
-    let b = Builder::default()
-        .splice(splice)
-        .drain_timeout(Duration::from_secs(5));
-    let mut sp = AsyncSplicer::with_builder(b, sock)?;
-    // Counted from here: building sets socket options once.
-    let base = sp.stats().syscalls;
-    pace.begin();
-    while pace.more() {
-        let mut m = Msg::new();
-        m.push(&parts.header[..]);
-        m.push(parts.payload.clone());
-        m.push(&parts.trailer[..]);
-        sp.send(&mut m).await?;
-        pace.sent += 1;
-    }
-    let mut sent = pace.counts(0);
-    let last = sp.close().await;
-    if last.retired_on_close > 0 {
-        return Err(io::Error::other(format!(
-            "{} zero-copy sends never completed",
-            last.retired_on_close
-        )));
-    }
-    sent.syscalls = last.syscalls - base;
-    Ok(sent)
 }

@@ -23,6 +23,8 @@ fn every_contender_delivers_exactly_its_messages() {
             assert_eq!(r.messages, 20 * conns as u64, "{c:?}, {conns} connections");
             assert_eq!(r.bytes, (want.len() * conns) as u64, "{c:?}");
             assert_eq!(r.received.len(), conns, "{c:?}");
+            assert_eq!(r.per_connection, vec![20; conns], "{c:?}");
+            assert_eq!(r.fairness(), 1.0);
             for (i, got) in r.received.iter().enumerate() {
                 assert!(*got == want, "{c:?}, connection {i}: bytes differ");
             }
@@ -87,6 +89,24 @@ fn allocations_in_the_sending_task_are_counted() {
 }
 
 #[test]
+fn fairness_is_the_fewest_over_the_mean() {
+    let mut r = run_turn(
+        &Runtimes::new().unwrap(),
+        Contender::Splicer,
+        1,
+        &parts(64),
+        Stop::Messages(3),
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.fairness(), 1.0);
+    r.per_connection = vec![10, 30];
+    assert_eq!(r.fairness(), 0.5);
+    r.per_connection = vec![0, 0];
+    assert_eq!(r.fairness(), 0.0);
+}
+
+#[test]
 fn a_short_or_long_stream_fails_the_count() {
     assert!(byte_count(300, 3, 100).is_ok());
     assert!(byte_count(0, 0, 100).is_ok());
@@ -97,10 +117,10 @@ fn a_short_or_long_stream_fails_the_count() {
 
 /// The samples of rows whose GB/s per run are `gbps`, in contender order.
 fn group(gbps: [&[f64]; 5]) -> GroupSamples {
-    let mut s = GroupSamples::new(gbps.len(), 4);
+    let mut s = GroupSamples::new(gbps.len(), 5);
     for (row, v) in gbps.iter().enumerate() {
         for &x in *v {
-            s.push(row, &[Some(x), Some(1.0), Some(1.0), Some(0.0)]);
+            s.push(row, &[Some(x), Some(1.0), Some(1.0), Some(0.0), Some(1.0)]);
         }
     }
     s
