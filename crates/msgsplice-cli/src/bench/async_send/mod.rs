@@ -19,9 +19,9 @@
 //! ratio against the best tokio row of its group (the one with the
 //! highest median).
 
-mod count;
+pub mod count;
 pub mod run;
-mod send;
+pub mod send;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! says it sent: a sender that loses or invents bytes fails the turn.
 //!
 //! Allocations are those made while the sending task is polled, on
-//! whichever worker polls it ([`TaskAllocs`](super::count::TaskAllocs)): per-thread counters alone
+//! whichever worker polls it ([`TaskAllocs`]): per-thread counters alone
 //! would miss a task that moves between workers. Writes of the tokio rows
 //! are counted at the stream
 //! ([`CountingWrite`](super::count::CountingWrite)); the `AsyncSplicer` rows
@@ -54,9 +54,9 @@ pub enum Contender {
     JoinedWriteAll,
     /// `write_vectored` of the three slices until all are taken.
     WriteVectored,
-    /// [`AsyncSplicer::send`] with the default policy.
+    /// [`AsyncSplicer::send`](msgsplice::AsyncSplicer::send) with the default policy.
     Splicer,
-    /// [`AsyncSplicer::send`] with SPLICE off.
+    /// [`AsyncSplicer::send`](msgsplice::AsyncSplicer::send) with SPLICE off.
     SplicerOff,
 }
 
