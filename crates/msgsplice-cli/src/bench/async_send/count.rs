@@ -49,12 +49,14 @@ pub fn counted<F: Future>(fut: F, meter: Arc<TaskAllocs>) -> impl Future<Output 
 
 /// A tokio writer that counts the writes its polls make: one per poll that
 /// returns, and one per poll that returns `Pending` with coop budget left
-/// (tokio tried the socket and found it full; with no budget it returns
-/// before trying). A poll that finds no write readiness recorded makes
-/// none, so the count is an upper bound; a task woken only by write
-/// readiness, that waited for it once before its first write (as here),
-/// meets that case only when an event arrives between a full socket and
-/// the next try, which also makes a returning poll try twice.
+/// (tokio tried the socket and found it full; with no budget left it
+/// returns before trying, and that poll is not counted). Tokio can stray
+/// from this in two rare ways: a poll without write readiness recorded
+/// returns `Pending` without trying (counted, though no call was made),
+/// and a failed try that races with a new readiness event is retried at
+/// once (two calls, counted once). The senders here are woken only by
+/// write readiness and wait for it once before their first write, which
+/// keeps both rare.
 pub struct CountingWrite<W> {
     /// The writer.
     pub inner: W,

@@ -158,8 +158,8 @@ fn table(opts: &Options, dur: Duration) -> Table {
         ),
         format!(
             "{CALLS}: tokio rows, writes counted at the stream (each poll_write that returned, \
-             and each that found the socket full: an upper bound); AsyncSplicer, the engine's \
-             count (sends, error-queue reads; not epoll_wait)"
+             and each that found the socket full); AsyncSplicer, the engine's count (sends, \
+             error-queue reads; not epoll_wait)"
         ),
         format!(
             "{ALLOCS}: heap allocations while the sending tasks are polled, after {WARMUP} \
