@@ -20,9 +20,11 @@
 //! payloads), `udp` (UDP GSO with and without zero-copy, on a drop sink and
 //! on loopback), `nfs` (the NFSv3 export against the nfsserve crate, with
 //! `nfs-cat` as the client), `tls` (msgsplice's TLS sender against rustls's
-//! buffered writer).
+//! buffered writer), `async` (msgsplice's `AsyncSplicer` against tokio's
+//! own writes).
 
 pub mod alloc;
+pub mod async_send;
 pub mod memcpy;
 pub mod net;
 pub mod netns;
@@ -72,6 +74,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(udp::UdpSection),
         Box::new(nfs::NfsSection),
         Box::new(tls::TlsSection),
+        Box::new(async_send::AsyncSection),
     ]
 }
 

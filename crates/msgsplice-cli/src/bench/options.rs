@@ -36,7 +36,7 @@ pub struct BenchArgs {
     runs: Option<usize>,
     #[arg(long = "duration-ms", value_name = "N", value_parser = parse_count, help = duration_help())]
     duration_ms: Option<usize>,
-    /// Payload sizes of tcp, unix and file, comma-separated (1K = 1024 B)
+    /// Payload sizes of tcp, unix, file and async, comma-separated (1K = 1024 B)
     #[arg(long, value_name = "LIST", default_value = DEFAULT_SIZES_ARG, value_parser = parse_sizes)]
     sizes: SizeList,
     #[arg(long = "nfs-size", value_name = "SIZE", value_parser = parse_nonzero_size, help = nfs_size_help())]
@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(o, Options::default());
         assert_eq!(
             o.sections,
-            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls"]
+            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async"]
         );
         assert_eq!(o.nfs_size, None);
         assert_eq!(o.runs, DEFAULT_RUNS);
