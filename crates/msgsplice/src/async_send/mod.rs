@@ -69,6 +69,14 @@
 //! file descriptor, `epoll_create1`, `epoll_ctl`, tokio's registration, and
 //! what [`Builder::build`] costs.
 //!
+//! # Fairness
+//!
+//! A socket with room never makes `send` wait, so each `send` takes one
+//! unit of tokio's cooperative budget (`tokio::task::coop`): a task that
+//! sends message after message yields its worker once its budget is spent,
+//! as it would reading or writing a tokio socket, and other connections on
+//! the same worker get their turn.
+//!
 //! ```
 //! use msgsplice::{AsyncSplicer, FragCache, Msg};
 //! use tokio::io::AsyncReadExt;
@@ -202,6 +210,11 @@ impl<S: AsFd> AsyncSplicer<S> {
         msg: &mut Msg<'m>,
         mut step: impl FnMut(&mut Splicer<S>, &mut Msg<'m>) -> Result<u64, SendError>,
     ) -> Result<u64, SendError> {
+        // One unit of the task's cooperative budget per message: a socket
+        // with room never makes `send` wait, so without this a task sending
+        // in a loop would keep its worker from every other task. Taken
+        // before any byte moves, so a future dropped here changes nothing.
+        tokio::task::coop::consume_budget().await;
         let start = msg.sent();
         loop {
             match step(&mut self.sp, msg) {

@@ -29,7 +29,7 @@ mod bump;
 mod cache;
 mod config;
 mod folio;
-#[cfg(all(test, loom))]
+#[cfg(all(test, msgsplice_loom))]
 mod loom_model;
 mod pool;
 mod sync;

@@ -9,18 +9,18 @@
 //! drops them to the thread that carves them next. Counters and the
 //! per-CPU locks keep `std`'s types.
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, msgsplice_loom))]
 pub(super) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize};
-#[cfg(all(test, loom))]
+#[cfg(all(test, msgsplice_loom))]
 pub(super) use loom::sync::Mutex;
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, msgsplice_loom)))]
 pub(super) use std::sync::atomic::{fence, AtomicBool, AtomicUsize};
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, msgsplice_loom)))]
 pub(super) use std::sync::Mutex;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, msgsplice_loom))]
 type Inner<T> = loom::cell::UnsafeCell<T>;
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, msgsplice_loom)))]
 type Inner<T> = std::cell::UnsafeCell<T>;
 
 /// A cell that one thread at a time may use, by the protocol's rule rather
@@ -37,7 +37,7 @@ impl<T> OwnerCell<T> {
     ///
     /// # Safety
     /// No other thread accesses the cell until this returns.
-    #[cfg(not(all(test, loom)))]
+    #[cfg(not(all(test, msgsplice_loom)))]
     #[inline(always)]
     pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
         // SAFETY: the caller guarantees that this access is the only one.
@@ -48,7 +48,7 @@ impl<T> OwnerCell<T> {
     ///
     /// # Safety
     /// No other thread accesses the cell until this returns.
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, msgsplice_loom))]
     pub(super) unsafe fn with_mut<R>(&self, op: impl FnOnce(&mut T) -> R) -> R {
         // SAFETY: the caller guarantees that this access is the only one,
         // and loom fails the model if it is not.
@@ -56,14 +56,14 @@ impl<T> OwnerCell<T> {
     }
 }
 
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, msgsplice_loom)))]
 std::thread_local! {
     static TOKEN: u8 = const { 0 };
 }
 
 /// A non-zero number unique to the calling thread among live threads (the
 /// address of a thread-local), cheap to compute.
-#[cfg(not(all(test, loom)))]
+#[cfg(not(all(test, msgsplice_loom)))]
 #[inline]
 pub(super) fn thread_token() -> usize {
     TOKEN.with(|t| t as *const u8 as usize)
@@ -71,7 +71,7 @@ pub(super) fn thread_token() -> usize {
 
 /// Under loom, model threads share one OS thread, so `std` thread-locals
 /// cannot tell them apart: each model thread draws a number instead.
-#[cfg(all(test, loom))]
+#[cfg(all(test, msgsplice_loom))]
 pub(super) fn thread_token() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(1);
