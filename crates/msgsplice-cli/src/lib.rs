@@ -18,13 +18,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-// A `GlobalAlloc` cannot be written without `unsafe`.
-#[allow(unsafe_code)]
 pub mod alloc_count;
-// Two bench modules still hold `unsafe`: the SPSC ring's slots
-// (`bench::ring`) and `getrusage` (`bench::nfs::procs`, which rustix does
-// not wrap). The allowance belongs on those two modules alone.
-#[allow(unsafe_code)]
 pub mod bench;
 pub mod cli;
 pub mod nfs;

@@ -88,8 +88,7 @@
 //!
 //! `tests/protocol.rs` speaks the wire protocol (odd offsets, every kind
 //! of bad input, isolation of bad clients), `tests/libnfs.rs` runs a real
-//! client (libnfs-utils: `nfs-ls`, `nfs-cat`, `nfs-cp` of 64 MiB and, with
-//! `MSGSPLICE_LARGE_TESTS=1`, 256 MiB), and `fuzz/` has cargo-fuzz
+//! client (libnfs-utils: `nfs-ls`, `nfs-cat`, `nfs-cp` of 64 MiB), and `fuzz/` has cargo-fuzz
 //! targets for the record reassembler and the whole request path;
 //! `tests/access.rs` checks `clients=`, squashing and mode bits with files
 //! of other owners, `tests/handles.rs` handles across restarts, deleted,

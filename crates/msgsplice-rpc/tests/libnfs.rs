@@ -143,11 +143,3 @@ fn copy_and_compare(size: usize) {
 fn nfs_cp_large_file_64mib() {
     copy_and_compare((64 << 20) + 12345);
 }
-
-/// The full-size check, beyond CI time; run with `cargo test -- --ignored`.
-/// (The 64 MiB test above runs the same path every time.)
-#[test]
-#[ignore = "256 MiB; run with --ignored"]
-fn nfs_cp_large_file_256mib() {
-    copy_and_compare(256 << 20);
-}

@@ -9,19 +9,27 @@
 //! - [`sockets`]: connected socket pairs of every transport.
 //! - [`payload`]: deterministic byte patterns, and a [`payload::Tally`]
 //!   that proves every message (and segment) arrived exactly once.
+//! - [`ring`]: the bounded single-producer, single-consumer ring that the
+//!   allocator benchmark hands every contender's values over through.
+//! - [`cpu`]: CPU time of reaped child processes (benchmarked servers).
 //! - [`skip`]: how a test that cannot run says so, where nobody can miss
 //!   it: on the real stderr, in a log a test script counts, and as a
 //!   failure in CI when the test should have been able to run.
 //!
 //! The kit depends on no msgsplice crate: it is plain sockets, processes
 //! and an allocator, so every crate (and the benchmark) can use it. Its
-//! only unsafe code is the allocator's forwarding to the system allocator.
+//! unsafe code is in three small modules, each block with its reason: the
+//! allocator's forwarding to the system allocator, the ring's slots, and
+//! the `getrusage` call.
 #![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod cpu;
 pub mod hosts;
 pub mod payload;
+pub mod ring;
 pub mod skip;
 pub mod sockets;
 

@@ -33,8 +33,8 @@ use msgsplice::frag::{BucketMode, FragCache};
 
 use super::pair::ThreadPair;
 use super::report::{Group, Outcome, Row, Table};
-use super::ring;
 use super::{Options, Progress, Section};
+use msgsplice_testkit::ring;
 
 /// Per-run duration unless `--duration-ms` says otherwise.
 const RUN: Duration = Duration::from_millis(50);

@@ -32,7 +32,6 @@ pub mod nfs;
 mod options;
 pub mod pair;
 pub mod report;
-pub mod ring;
 pub mod section;
 pub mod stats;
 pub mod svg;

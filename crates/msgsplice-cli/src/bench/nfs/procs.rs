@@ -23,24 +23,7 @@ const PEER_PATH: &str = "examples/nfsserve_peer";
 /// How to build it by hand.
 pub const PEER_BUILD: &str = "cargo build --release -p msgsplice-rpc --example nfsserve_peer";
 
-/// CPU time (user + system) of every child process reaped so far
-/// (`getrusage(RUSAGE_CHILDREN)`, microsecond resolution). The difference
-/// around reaping one child is that child's CPU time.
-pub fn children_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: RUSAGE_CHILDREN is a valid `who`, and the pointer is to a
-    // writable `rusage`, which getrusage(2) fills in whole on success.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    // SAFETY: zero-initialised (a valid `rusage`) and filled in by the kernel.
-    let ru = unsafe { ru.assume_init() };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
+pub use msgsplice_testkit::cpu::children_cpu;
 
 /// A server process that printed its URL. Killed (by its PID) and reaped
 /// on drop if not stopped before.

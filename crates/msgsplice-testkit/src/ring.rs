@@ -11,6 +11,11 @@
 //!
 //! Waiting spins briefly and then yields: the machines are small and shared,
 //! and a spinning waiter must not starve the thread it waits for.
+//!
+//! One of the kit's two unsafe modules (with [`alloc`](crate::alloc)): the
+//! slots hold items that one side writes and the other reads, ordered by
+//! the indices' release and acquire; every block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
