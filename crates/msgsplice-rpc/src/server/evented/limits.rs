@@ -19,7 +19,7 @@ pub(super) fn raise_nofile() -> Option<u64> {
             current: lim.maximum,
             maximum: lim.maximum,
         };
-        if setrlimit(Resource::Nofile, raised.clone()).is_ok() {
+        if setrlimit(Resource::Nofile, raised).is_ok() {
             lim = raised;
         }
     }
