@@ -3,7 +3,9 @@
 //! The export is `msgsplice_rpc::NfsServer` (MOUNT v3 and NFSv3, replies
 //! through a Splicer). The command prints the `nfs://` URL a libnfs client
 //! uses (`nfs-ls`, `nfs-cat`, `nfs-cp`) on stdout, one line, then serves
-//! until it is interrupted (Ctrl-C) or killed. It listens on 127.0.0.1
+//! until it is interrupted (Ctrl-C) or killed: on the tokio driver by
+//! default, which shuts down gracefully on SIGINT and SIGTERM, or with
+//! `--driver threads` on one thread per connection. It listens on 127.0.0.1
 //! unless `--bind` says otherwise.
 
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use msgsplice_rpc::server::TokioConfig;
 use msgsplice_rpc::NfsServer;
 
 /// The example under the help of `msgsplice nfs` and `msgsplice nfs serve`.
@@ -44,6 +47,19 @@ pub struct ServeArgs {
     /// AUTH_SYS
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_ip)]
     pub bind: IpAddr,
+    /// Server driver: tokio (tasks, flood-proof connection limits, graceful
+    /// shutdown on SIGTERM/SIGINT) or threads (one thread per connection)
+    #[arg(long, value_name = "DRIVER", value_enum, default_value_t = Driver::Tokio)]
+    pub driver: Driver,
+}
+
+/// Which of msgsplice-rpc's drivers serves the export.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// One tokio task per connection (`msgsplice_rpc::server::TokioServer`)
+    Tokio,
+    /// One thread per connection (`msgsplice_rpc::server::RpcServer`)
+    Threads,
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -109,7 +125,21 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
             o.bind
         );
     }
-    match server.serve() {
+    let served = match o.driver {
+        Driver::Threads => server.serve(),
+        Driver::Tokio => server
+            .into_tokio(TokioConfig::default())
+            .serve_until_signal()
+            .map(|report| {
+                if report.aborted > 0 {
+                    eprintln!(
+                        "msgsplice nfs: {} connections did not finish in time",
+                        report.aborted
+                    );
+                }
+            }),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("msgsplice nfs serve: stopped: {e}");
@@ -142,6 +172,12 @@ mod tests {
         assert_eq!(o.dir, PathBuf::from("/srv"));
         assert_eq!((o.port, o.mount_port), (0, 0));
         assert_eq!(o.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(o.driver, Driver::Tokio);
+        assert_eq!(
+            parse(&["/srv", "--driver", "threads"]).unwrap().driver,
+            Driver::Threads
+        );
+        assert!(parse(&["/srv", "--driver", "fibers"]).is_err());
         let o = parse(&[
             "--port",
             "2049",
