@@ -292,3 +292,52 @@ fn nfs_cat_of_64mib_through_the_tokio_driver() {
     assert_eq!(checksum(&copy), checksum(&s.root().join("large.bin")));
     let _ = MOUNT_PROGRAM;
 }
+
+/// The dispatcher runs on the worker thread. This measures what that
+/// costs a second client: NULL calls while a first client streams 1 MiB
+/// READs, all on one worker. The numbers are printed (`--nocapture`);
+/// the verdict is only that every call is answered.
+#[test]
+fn null_calls_beside_a_bulk_reader_on_one_worker() {
+    let s = TokioTestServer::start(fill, |c| c.worker_threads = Some(1));
+    let (mut bulk, root) = connect(&s);
+    let fh = bulk.lookup(&root, b"big.bin").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let mut reads = 0u32;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            // Four READs in flight at a time, as a client with read-ahead.
+            let mut batch = Vec::new();
+            for i in 0..4 {
+                batch.extend(read_call(reads + i, &fh, u64::from(i) << 20, 1 << 20));
+            }
+            bulk.send_raw(&batch);
+            for i in 0..4 {
+                let rec = bulk.recv_record().expect("READ reply");
+                assert_eq!(read_data(&rec, reads + i).len(), 1 << 20);
+            }
+            reads += 4;
+        }
+        reads
+    });
+    let mut c = RpcClient::connect(s.nfs);
+    let mut lat: Vec<Duration> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            assert!(c.ok(NFS_PROGRAM, 0, &[]).is_empty());
+            let d = t.elapsed();
+            std::thread::sleep(Duration::from_millis(2));
+            d
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    lat.sort();
+    eprintln!(
+        "NULL beside {reads} 1 MiB READs, one worker: p50 {:?} p99 {:?} max {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100],
+        lat[lat.len() - 1]
+    );
+}
