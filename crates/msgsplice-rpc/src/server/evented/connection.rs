@@ -132,22 +132,42 @@ impl Connection<'_> {
                 }
                 Err(e) => return Err(CloseReason::Io(e)),
             };
+            // Busy from here: never its own eviction victim.
+            self.state
+                .progress(self.shared.registry.now_ms(), Phase::Busy);
             let sender = match sender {
                 Some(s) => s,
-                None => sender.insert(
-                    AsyncSplicer::with_builder(self.shared.config.splicer.clone(), stream)
-                        .map_err(io::Error::from)?,
-                ),
+                None => sender.insert(self.new_sender(stream).await?),
             };
             self.handle(n, sender).await?;
         }
     }
 
+    /// The connection's send engine, made on its first request (an idle
+    /// connection does without its epoll descriptor). Out of descriptors,
+    /// it evicts another connection to get one, as `accept` does.
+    async fn new_sender<'s>(&self, stream: &'s TcpStream) -> io::Result<Sender<'s>> {
+        const TRIES: usize = 8;
+        for _ in 1..TRIES {
+            match AsyncSplicer::with_builder(self.shared.config.splicer.clone(), stream) {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    let e = io::Error::from(e);
+                    if !super::out_of_descriptors(&e) || !self.shared.registry.evict_one() {
+                        return Err(e);
+                    }
+                    // The victim's task closes its socket when it runs.
+                    sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        AsyncSplicer::with_builder(self.shared.config.splicer.clone(), stream)
+            .map_err(io::Error::from)
+    }
+
     /// Handles every record completed by the first `n` bytes of the read
     /// buffer, sending each reply before dispatching the next call.
     async fn handle(&mut self, n: usize, sender: &mut Sender<'_>) -> Result<(), CloseReason> {
-        let now = self.shared.registry.now_ms();
-        self.state.progress(now, Phase::Busy);
         let buf = std::mem::take(&mut self.buf);
         let result = self.handle_records(&buf[..n], sender).await;
         self.buf = buf;

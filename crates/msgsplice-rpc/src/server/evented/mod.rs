@@ -45,8 +45,9 @@
 //!
 //! # Eviction
 //!
-//! When a new connection arrives with the table full, or `accept` fails
-//! because the process or the system is out of descriptors, one connection
+//! When a new connection arrives with the table full, or `accept` (or the
+//! epoll instance of a connection's send engine) fails because the process
+//! or the system is out of descriptors, one connection
 //! not busy with a reply is evicted, in this order: first those that
 //! completed no request within `first_request_grace` (5 s) of being
 //! accepted, oldest first; then the others by their last progress, the
