@@ -41,7 +41,11 @@
 //!   dispatched in order), with [`server::ServerStats`] (records, replies,
 //!   system calls per reply); and the blocking driver
 //!   [`server::blocking::RpcServer`]: listeners, one thread per
-//!   connection, timeouts, a connection limit and a shutdown handle.
+//!   connection, timeouts, a connection limit and a shutdown handle; and,
+//!   with the cargo feature `tokio`, the event-driven driver
+//!   `server::evented::TokioServer`: one task per connection, replies
+//!   through [`msgsplice::AsyncSplicer`], limits and eviction that hold
+//!   under a connection flood, graceful shutdown.
 //! - [`mount`] and [`nfs`]: MOUNT v3 and a read-only NFSv3 export of one
 //!   directory, with unforgeable file handles and resolution that cannot
 //!   leave the export root. Arguments are decoded into validated values

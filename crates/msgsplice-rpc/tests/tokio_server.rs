@@ -269,6 +269,18 @@ fn wait_until(cond: impl Fn() -> bool) {
 }
 
 #[test]
+fn idle_connections_are_closed_after_the_idle_timeout() {
+    let s = TokioTestServer::start(fill, |c| c.idle_timeout = Duration::from_millis(300));
+    let quiet = TcpStream::connect(s.nfs).unwrap();
+    let mut half = TcpStream::connect(s.nfs).unwrap();
+    half.write_all(&null_call(1)[..6]).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    wait_until(|| s.handle().connections() == 0);
+    assert!(is_closed(&quiet) && is_closed(&half));
+    still_serving(&s);
+}
+
+#[test]
 fn nfs_cat_of_64mib_through_the_tokio_driver() {
     let size = (64 << 20) + 12345;
     let s = TokioTestServer::start(
