@@ -55,7 +55,7 @@
 //! woken from its wait for input and closes (a victim that started a
 //! request in the meantime finishes its reply first). Only if every
 //! connection is busy sending a reply is the new one closed, reported as
-//! [`ServerEvent::Refused`](crate::server::ServerEvent::Refused). Finding
+//! [`ServerEvent::Refused`]. Finding
 //! a victim is one pass over the table, paid only when it is full.
 //!
 //! # Shutdown
