@@ -307,12 +307,24 @@ fn nfs_cat_of_64mib_through_the_tokio_driver() {
 
 /// The dispatcher runs on the worker thread. This measures what that
 /// costs a second client: NULL calls while a first client streams 1 MiB
-/// READs, all on one worker. The numbers are printed (`--nocapture`);
-/// the verdict is only that every call is answered.
+/// READs, the tokio driver on one worker beside the threaded driver for
+/// reference. The numbers are printed (`--nocapture`); the verdict is only
+/// that every call is answered.
 #[test]
 fn null_calls_beside_a_bulk_reader_on_one_worker() {
     let s = TokioTestServer::start(fill, |c| c.worker_threads = Some(1));
-    let (mut bulk, root) = connect(&s);
+    let tokio = null_latency_beside_reads(s.nfs, s.mount);
+    drop(s);
+    let s = common::TestServer::start(fill);
+    let threads = null_latency_beside_reads(s.nfs, s.mount);
+    eprintln!("NULL beside 1 MiB READs, tokio (one worker): {tokio}");
+    eprintln!("NULL beside 1 MiB READs, one thread per connection: {threads}");
+}
+
+/// Latency percentiles of 300 NULL calls while another client reads.
+fn null_latency_beside_reads(nfs: std::net::SocketAddr, mount: std::net::SocketAddr) -> String {
+    let root = RpcClient::connect(mount).mnt("/export").unwrap();
+    let mut bulk = RpcClient::connect(nfs);
     let fh = bulk.lookup(&root, b"big.bin").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopping = stop.clone();
@@ -333,7 +345,7 @@ fn null_calls_beside_a_bulk_reader_on_one_worker() {
         }
         reads
     });
-    let mut c = RpcClient::connect(s.nfs);
+    let mut c = RpcClient::connect(nfs);
     let mut lat: Vec<Duration> = (0..300)
         .map(|_| {
             let t = Instant::now();
@@ -346,10 +358,10 @@ fn null_calls_beside_a_bulk_reader_on_one_worker() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.join().unwrap();
     lat.sort();
-    eprintln!(
-        "NULL beside {reads} 1 MiB READs, one worker: p50 {:?} p99 {:?} max {:?}",
+    format!(
+        "p50 {:?} p99 {:?} max {:?} ({reads} READs meanwhile)",
         lat[lat.len() / 2],
         lat[lat.len() * 99 / 100],
         lat[lat.len() - 1]
-    );
+    )
 }

@@ -21,8 +21,9 @@
 //! lookups on a local file system, shorter than one `sendfile` of a READ.
 //! Moving them to `spawn_blocking` would cost a hand-off and an
 //! allocation per call. `tests/tokio_server.rs` measures it: NULL calls
-//! of a second client while a first streams 1 MiB READs, on one worker
-//! (numbers in the crate's README).
+//! of a second client while a first streams 1 MiB READs, on one worker,
+//! beside the threaded driver; in `docs/benchmarks.md` the two tails are
+//! alike, both set by CPU contention rather than by the dispatcher.
 //!
 //! # Limits, and what a connection costs
 //!
