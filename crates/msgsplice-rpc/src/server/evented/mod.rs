@@ -31,10 +31,12 @@
 //!   the descriptor limit, whose soft value is raised to the hard one at
 //!   start (two descriptors per connection: its socket, and its engine's
 //!   epoll instance once it has sent a reply; 256 kept for the rest).
-//! - An idle connection holds its socket, a task (a few hundred bytes of
-//!   state) and a registry entry, and no read buffer: the buffer
-//!   (`read_buffer`, 64 KiB) is allocated on the first bytes and given
-//!   back after a second without input.
+//! - An idle connection holds its socket, a task (its state machine,
+//!   under 3 KiB), a session and a registry entry, and no read buffer:
+//!   the buffer (`read_buffer`, 64 KiB) is allocated on the first bytes
+//!   and given back after a second without input. The send engine (and
+//!   its epoll descriptor) is made for the first request, so a connection
+//!   that never sends one costs a single descriptor.
 //! - Request bytes buffered per connection: at most one read buffer and
 //!   one partial record (`max_record`). Replies in flight per connection:
 //!   one, as the task sends a reply before it dispatches the next call. A
