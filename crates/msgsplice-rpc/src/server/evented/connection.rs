@@ -110,7 +110,10 @@ impl Connection<'_> {
         loop {
             if self.buf.is_empty() {
                 match self.wait(stream, sender.as_mut()).await? {
-                    Next::Read => self.buf = vec![0; self.shared.config.read_buffer.max(1)],
+                    Next::Read if input_waiting(stream)? => {
+                        self.buf = vec![0; self.shared.config.read_buffer.max(1)];
+                    }
+                    Next::Read => continue,
                     Next::Close => return Ok(()),
                 }
             }
@@ -276,6 +279,26 @@ impl Connection<'_> {
                 }
             }
         }
+    }
+}
+
+/// True if the stream has bytes (or its end, or an error) to read: the
+/// read buffer is allocated only then. tokio reports a new stream readable
+/// before anything arrives, so a cold connection asks the socket (one
+/// `recv(MSG_PEEK)` of a byte), and a false alarm clears tokio's
+/// readiness.
+fn input_waiting(stream: &TcpStream) -> io::Result<bool> {
+    use rustix::net::{recv, RecvFlags};
+    let mut probe = [0u8; 1];
+    let peeked = stream.try_io(tokio::io::Interest::READABLE, || {
+        recv(stream, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT).map_err(io::Error::from)
+    });
+    match peeked {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        // The read reports it.
+        Err(_) => Ok(true),
     }
 }
 

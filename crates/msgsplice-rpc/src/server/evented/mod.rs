@@ -89,6 +89,9 @@ use tokio::task::JoinHandle;
 use crate::server::{Dispatcher, RpcServer, ServerEvent, ServerStats, StatsSnapshot};
 use registry::Registry;
 
+/// The accept queue asked of each listener.
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// What every task of a server shares.
 struct Shared {
     dispatcher: Arc<Dispatcher>,
@@ -186,6 +189,11 @@ impl TokioServer {
         let mut accepts = Vec::new();
         for l in self.listeners {
             l.set_nonblocking(true)?;
+            // A burst of connections waits in the kernel rather than
+            // having its SYNs dropped (the standard library listens with a
+            // backlog of 128; Linux lets a listening socket raise it, and
+            // caps it at `net.core.somaxconn`).
+            rustix::net::listen(&l, LISTEN_BACKLOG)?;
             let l = {
                 let _in_runtime = runtime.enter();
                 tokio::net::TcpListener::from_std(l)?
