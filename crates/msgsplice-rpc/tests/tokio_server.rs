@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BufMut;
-use common::{checksum, nfs_ok, pattern, RpcClient, MOUNT_PROGRAM};
+use common::{checksum, nfs_ok, pattern, RpcClient};
 use evented::TokioTestServer;
 use msgsplice_rpc::nfs::NFS_PROGRAM;
 use msgsplice_rpc::rpc::{decode_reply, put_call, Credential};
@@ -302,7 +302,6 @@ fn nfs_cat_of_64mib_through_the_tokio_driver() {
     std::fs::write(&copy, &out).unwrap();
     assert_eq!(out.len(), size);
     assert_eq!(checksum(&copy), checksum(&s.root().join("large.bin")));
-    let _ = MOUNT_PROGRAM;
 }
 
 /// The dispatcher runs on the worker thread. This measures what that
