@@ -252,7 +252,11 @@ impl Connection<'_> {
                     )))
                 }
             }
-            let idle_for = self.shared.registry.now_ms() - self.state.progress_ms();
+            let idle_for = self
+                .shared
+                .registry
+                .now_ms()
+                .saturating_sub(self.state.progress_ms());
             let idle_left = self
                 .shared
                 .config
