@@ -244,6 +244,12 @@ impl Connection<'_> {
         loop {
             match self.state.stop() {
                 Stop::No => {}
+                // Requests that have arrived are answered first. The socket
+                // is asked directly: tokio may not have seen them yet.
+                Stop::Shutdown if bytes_queued(stream) => {
+                    stream.readable().await?;
+                    return Ok(Next::Read);
+                }
                 Stop::Shutdown => return Ok(Next::Close),
                 Stop::Evicted => {
                     return Err(CloseReason::Io(io::Error::new(
@@ -304,6 +310,14 @@ fn input_waiting(stream: &TcpStream) -> io::Result<bool> {
         // The read reports it.
         Err(_) => Ok(true),
     }
+}
+
+/// True if the socket's receive queue holds bytes (or the stream's end),
+/// whatever tokio's readiness says. One `recv(MSG_PEEK)` of a byte.
+fn bytes_queued(stream: &TcpStream) -> bool {
+    use rustix::net::{recv, RecvFlags};
+    let mut probe = [0u8; 1];
+    recv(stream, &mut probe, RecvFlags::PEEK | RecvFlags::DONTWAIT).is_ok()
 }
 
 /// Reaps the sender's zero-copy completions (the `select!` branch is only
