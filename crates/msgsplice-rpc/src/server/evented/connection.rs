@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 use super::registry::{ConnState, Phase, Stop};
 use super::Shared;
-use crate::reply::{Reply, ReplyData};
+use crate::reply::{FileRange, Reply, ReplyData};
 use crate::server::{CloseReason, Handled, ReplySize, ServerEvent, Session};
+use crate::transport::{sendfile_unsupported, COPY_CHUNK};
 
 /// How long an idle connection keeps its read buffer: a client between
 /// two requests of a transfer keeps it, one that has gone quiet gives it
@@ -208,6 +210,7 @@ impl Connection<'_> {
         let size = ReplySize::of(&reply);
         let before = sender.stats().syscalls;
         let (head, data, tail) = reply.into_parts();
+        let head_len = head.len() as u64;
         let mut msg = Msg::new();
         msg.push(head);
         match &data {
@@ -219,12 +222,29 @@ impl Connection<'_> {
             }
         }
         msg.push(tail.as_bytes());
-        let sent = timeout(self.shared.config.send_timeout, sender.send(&mut msg)).await;
+        let limit = self.shared.config.send_timeout;
+        let sent = match timeout(limit, sender.send(&mut msg)).await {
+            // A file system without splice support fails `sendfile` with
+            // the head already sent: go on from the exact byte by copying,
+            // as the blocking transport does.
+            Ok(Err(e)) => match &data {
+                ReplyData::File(r)
+                    if msg.sent() >= head_len
+                        && msg.sent() - head_len < r.len
+                        && sendfile_unsupported(&e) =>
+                {
+                    let done = msg.sent() - head_len;
+                    timeout(limit, copy_file(sender, r, done, tail.as_bytes())).await
+                }
+                _ => Ok(Err(io::Error::from(e))),
+            },
+            other => other.map(|r| r.map(|_| ()).map_err(io::Error::from)),
+        };
         let syscalls = sender.stats().syscalls.wrapping_sub(before);
         self.session.stats().count_reply(size, syscalls);
         match sent {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(CloseReason::Io(e.into())),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(CloseReason::Io(e)),
             Err(_) => Err(CloseReason::Io(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client took no reply within the send timeout",
@@ -310,6 +330,38 @@ fn input_waiting(stream: &TcpStream) -> io::Result<bool> {
         // The read reports it.
         Err(_) => Ok(true),
     }
+}
+
+/// The rest of a file range that `sendfile` refused, from byte `done` of
+/// it, read and sent in chunks; then the tail. Allocates a 64 KiB buffer
+/// per reply: only for files on a file system that cannot splice.
+async fn copy_file(
+    sender: &mut Sender<'_>,
+    range: &FileRange,
+    mut done: u64,
+    tail: &[u8],
+) -> io::Result<()> {
+    let mut bounce = vec![0u8; COPY_CHUNK];
+    while done < range.len {
+        let want = ((range.len - done) as usize).min(bounce.len());
+        let n = range
+            .file
+            .read_at(&mut bounce[..want], range.offset + done)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being sent",
+            ));
+        }
+        done += n as u64;
+        let mut msg = Msg::new();
+        msg.push(&bounce[..n]);
+        if done == range.len {
+            msg.push(tail);
+        }
+        sender.send(&mut msg).await.map_err(io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// True if the socket's receive queue holds bytes (or the stream's end),
