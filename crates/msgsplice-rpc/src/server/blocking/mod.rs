@@ -79,6 +79,7 @@ impl RpcServer {
     }
 
     /// The listeners, dispatcher and counters, for another driver to serve.
+    #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> (Vec<TcpListener>, Arc<Dispatcher>, Arc<ServerStats>) {
         (self.listeners, self.dispatcher, self.stats)
     }
