@@ -8,8 +8,11 @@
 //! squashing (see `msgsplice_rpc::exports`). The command prints the
 //! `nfs://` URL of the first export on stdout, one line, then serves
 //! until SIGINT (Ctrl-C) or SIGTERM, when it unregisters from the
-//! portmapper and prints its counters; SIGUSR1 prints them too. It listens
-//! on 127.0.0.1 unless `--bind` says otherwise.
+//! portmapper, finishes the replies in flight (up to a timeout) and prints
+//! its counters; SIGUSR1 prints them too. It runs on the tokio driver by
+//! default (one task per connection, limits that hold under a flood of
+//! connections), or with `--driver threads` on one thread per connection.
+//! It listens on 127.0.0.1 unless `--bind` says otherwise.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +23,7 @@ use clap::{Args, ValueEnum};
 use msgsplice_rpc::exports::{self, Exports, Squash, DEFAULT_ANON_ID};
 use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
 use msgsplice_rpc::portmap::{PortmapMode, Portmapper};
-use msgsplice_rpc::server::{log_to_stderr_as, LogFormat, ServerConfig};
+use msgsplice_rpc::server::{log_to_stderr_as, LogFormat, ServerConfig, TokioConfig};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 /// The example under the help of `msgsplice nfs` and `msgsplice nfs serve`.
@@ -113,6 +116,42 @@ pub struct ServeArgs {
     /// Format of the log lines on stderr
     #[arg(long = "log-format", value_enum, default_value_t = LogChoice::Text)]
     pub log_format: LogChoice,
+    /// Server driver: tokio (tasks, flood-proof connection limits, graceful
+    /// shutdown on SIGTERM/SIGINT) or threads (one thread per connection)
+    #[arg(long, value_name = "DRIVER", value_enum, default_value_t = Driver::Tokio)]
+    pub driver: Driver,
+}
+
+/// Which of msgsplice-rpc's drivers serves the export.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// One tokio task per connection (`msgsplice_rpc::server::TokioServer`)
+    Tokio,
+    /// One thread per connection (`msgsplice_rpc::server::RpcServer`)
+    Threads,
+}
+
+/// A running server of either driver.
+enum Running {
+    Threads(msgsplice_rpc::server::ServerHandle),
+    Tokio(msgsplice_rpc::server::TokioHandle),
+}
+
+impl Running {
+    /// Stops accepting, finishes what is in flight, and closes.
+    fn shutdown(self) -> std::io::Result<()> {
+        match self {
+            Running::Threads(h) => h.shutdown(),
+            Running::Tokio(h) => h.shutdown().map(|report| {
+                if report.aborted > 0 {
+                    eprintln!(
+                        "msgsplice nfs: {} connections did not finish in time",
+                        report.aborted
+                    );
+                }
+            }),
+        }
+    }
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -191,6 +230,10 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
         },
         ..NfsConfig::default()
     };
+    let tokio_config = TokioConfig {
+        events: log_to_stderr_as(format),
+        ..TokioConfig::default()
+    };
     let server = match NfsServer::bind_exports(&exports, nfs, mount, config) {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot serve on {nfs} (MOUNT {mount}): {e}")),
@@ -217,7 +260,11 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
     announce(&server, &portmap, o.bind);
     let nfs_stats = server.nfs_stats();
     let rpc_stats = server.stats();
-    let handle = match server.spawn() {
+    let running = match o.driver {
+        Driver::Threads => server.spawn().map(Running::Threads),
+        Driver::Tokio => server.into_tokio(tokio_config).spawn().map(Running::Tokio),
+    };
+    let handle = match running {
         Ok(h) => h,
         Err(e) => return fail(format!("cannot start serving: {e}")),
     };
@@ -307,6 +354,12 @@ mod tests {
         assert_eq!(o.log_format, LogChoice::Text);
         assert_eq!((o.port, o.mount_port), (0, 0));
         assert_eq!(o.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(o.driver, Driver::Tokio);
+        assert_eq!(
+            parse(&["/srv", "--driver", "threads"]).unwrap().driver,
+            Driver::Threads
+        );
+        assert!(parse(&["/srv", "--driver", "fibers"]).is_err());
         let o = parse(&[
             "--port",
             "2049",

@@ -236,3 +236,35 @@ fn bench_nfs_section_runs_every_contender() {
     // The scratch directory is gone.
     assert!(!scratch.exists(), "{} left behind", scratch.display());
 }
+
+/// The default driver (tokio) exits cleanly on SIGTERM and on SIGINT;
+/// `--driver threads` serves the same export.
+#[test]
+fn nfs_serve_drivers_and_graceful_stop() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), b"a\n").unwrap();
+    for (extra, signal) in [
+        (&[][..], Signal::TERM),
+        (&["--driver", "tokio"][..], Signal::INT),
+    ] {
+        let mut s = Server::start(dir.path(), extra);
+        assert_eq!(nfs_tool("nfs-cat", &s.url_for("a.txt")).stdout, b"a\n");
+        let pid = Pid::from_child(&s.child);
+        kill_process(pid, signal).expect("signal the server");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = s.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after {signal:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit after {signal:?}: {status}");
+    }
+    let s = Server::start(dir.path(), &["--driver", "threads"]);
+    assert_eq!(nfs_tool("nfs-cat", &s.url_for("a.txt")).stdout, b"a\n");
+}

@@ -41,7 +41,11 @@
 //!   dispatched in order), with [`server::ServerStats`] (records, replies,
 //!   system calls per reply); and the blocking driver
 //!   [`server::blocking::RpcServer`]: listeners, one thread per
-//!   connection, timeouts, a connection limit and a shutdown handle.
+//!   connection, timeouts, a connection limit and a shutdown handle; and,
+//!   with the cargo feature `tokio`, the event-driven driver
+//!   `server::evented::TokioServer`: one task per connection, replies
+//!   through [`msgsplice::AsyncSplicer`], limits and eviction that hold
+//!   under a connection flood, graceful shutdown.
 //! - [`exports`]: the exports table, sans-IO: `NAME=DIR[,options]` lines
 //!   and flags read into typed exports with their `clients=` networks and
 //!   squashing, and the permission rules of Linux's nfsd.

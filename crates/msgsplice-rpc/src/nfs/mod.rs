@@ -367,4 +367,11 @@ impl NfsServer {
     pub fn serve(self) -> io::Result<()> {
         self.rpc.serve()
     }
+
+    /// The same export on the tokio driver, with `config`'s limits (the
+    /// blocking [`ServerConfig`] given at bind time is then unused).
+    #[cfg(feature = "tokio")]
+    pub fn into_tokio(self, config: crate::server::TokioConfig) -> crate::server::TokioServer {
+        crate::server::TokioServer::from_rpc(self.rpc, config)
+    }
 }

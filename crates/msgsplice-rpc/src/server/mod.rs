@@ -15,11 +15,14 @@
 //! A driver owns the I/O: accepting, reading into a session, sending each
 //! reply and counting it ([`ReplySize`], [`ServerStats::count_reply`]),
 //! timeouts and closing. [`blocking`] is the one this crate has
-//! ([`RpcServer`]: one thread per connection, blocking sockets); another
-//! driver, an async one say, reuses the core unchanged.
+//! ([`RpcServer`]: one thread per connection, blocking sockets); [`evented`]
+//! (feature `tokio`, [`TokioServer`]) serves the same core from tokio
+//! tasks, with limits that hold under a connection flood.
 
 pub mod blocking;
 mod dispatch;
+#[cfg(feature = "tokio")]
+pub mod evented;
 mod events;
 mod log;
 mod session;
@@ -27,6 +30,8 @@ mod stats;
 
 pub use blocking::{RpcServer, ServerConfig, ServerHandle, TransportFactory};
 pub use dispatch::{Caller, Dispatcher, Handled, Program};
+#[cfg(feature = "tokio")]
+pub use evented::{ShutdownReport, TokioConfig, TokioHandle, TokioServer};
 pub use events::{log_to_stderr, CloseReason, EventSink, ServerEvent};
 pub use log::{log_line, log_to_stderr_as, LogFormat};
 pub use session::Session;

@@ -31,6 +31,8 @@ use crate::server::TransportFactory;
 
 pub use socket::SocketTransport;
 pub use splicer::SplicerTransport;
+#[cfg(feature = "tokio")]
+pub(crate) use splicer::{sendfile_unsupported, COPY_CHUNK};
 
 /// Sends complete replies on one connection, in order.
 ///

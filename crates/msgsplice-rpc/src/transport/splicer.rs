@@ -12,7 +12,7 @@ use super::ReplyTransport;
 use crate::reply::{FileRange, Reply, ReplyData};
 
 /// Bytes read per `pread` when a file cannot be `sendfile`d.
-const COPY_CHUNK: usize = 64 * 1024;
+pub(crate) const COPY_CHUNK: usize = 64 * 1024;
 
 /// A [`ReplyTransport`] that sends each reply as one [`Msg`] through a
 /// [`Splicer`] with the SPLICE hint on (unless the [`Builder`] says
@@ -122,7 +122,7 @@ impl<S: AsFd> SplicerTransport<S> {
 }
 
 /// True for the errors `sendfile` gives for a file it cannot splice from.
-fn sendfile_unsupported(e: &SendError) -> bool {
+pub(crate) fn sendfile_unsupported(e: &SendError) -> bool {
     let SendError::Io(e) = e else { return false };
     matches!(
         Errno::from_io_error(e),

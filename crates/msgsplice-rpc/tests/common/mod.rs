@@ -20,6 +20,7 @@ use msgsplice_rpc::{ServerHandle, StatsSnapshot};
 
 pub const MOUNT_PROGRAM: u32 = 100005;
 
+#[allow(unused_imports)]
 pub use msgsplice_testkit::payload::pattern;
 
 /// A running server over a temporary directory; both are gone on drop.

@@ -78,6 +78,12 @@ impl RpcServer {
             .collect()
     }
 
+    /// The listeners, dispatcher and counters, for another driver to serve.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_parts(self) -> (Vec<TcpListener>, Arc<Dispatcher>, Arc<ServerStats>) {
+        (self.listeners, self.dispatcher, self.stats)
+    }
+
     /// Serves on a background thread until the handle is shut down (or
     /// dropped).
     pub fn spawn(self) -> io::Result<ServerHandle> {
