@@ -37,7 +37,7 @@ use super::stats::Summary;
 use super::{fmt_size, Options, Progress, Section};
 
 /// Per-run duration unless `--duration-ms` says otherwise.
-const RUN: Duration = Duration::from_millis(80);
+const RUN: Duration = Duration::from_millis(60);
 /// The connection counts of the groups.
 pub const CONNECTIONS: [usize; 2] = [1, 64];
 /// Runs of the groups with many connections, at most (their turns take

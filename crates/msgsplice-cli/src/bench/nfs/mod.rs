@@ -170,7 +170,15 @@ fn start_server(who: Who, servers: &Servers, scratch: &Scratch) -> Result<Server
     };
     let dir = scratch.dir.as_os_str();
     let args: Vec<&OsStr> = match who {
-        Who::Msgsplice => vec![OsStr::new("nfs"), OsStr::new("serve"), dir],
+        // No portmapper: the URL names both ports, and a benchmark must
+        // neither depend on nor change what a system rpcbind holds.
+        Who::Msgsplice => vec![
+            OsStr::new("nfs"),
+            OsStr::new("serve"),
+            OsStr::new("--portmap"),
+            OsStr::new("off"),
+            dir,
+        ],
         _ => vec![dir],
     };
     let errors = std::env::temp_dir().join(format!(
