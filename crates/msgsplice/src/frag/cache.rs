@@ -18,7 +18,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::folio::{self, Folio, Frag, FragMut};
+use super::folio::{self, Folio, FolioHook, Frag, FragMut};
 use super::FragError;
 use crate::sys::mmap::{Mapping, HUGE_PAGE};
 
@@ -134,6 +134,7 @@ impl Builder {
                 buckets,
                 free: Mutex::new(Vec::new()),
                 stats: Counters::default(),
+                hook: OnceLock::new(),
             }),
         })
     }
@@ -228,6 +229,8 @@ pub(crate) struct Shared {
     buckets: Buckets,
     free: Mutex<Vec<FolioPtr>>,
     stats: Counters,
+    /// Told of folios mapped and unmapped, once set.
+    hook: OnceLock<Arc<dyn FolioHook>>,
 }
 
 /// A folio pointer owned by the free list.
@@ -407,6 +410,7 @@ impl BucketState {
         // SAFETY: `next != base` only while a folio is installed, and the
         // bucket holds references to it; `local` is this thread's alone.
         let folio = unsafe { self.folio.unwrap_unchecked().as_ref() };
+        // SAFETY: as just said, `local` is this thread's alone.
         let local = unsafe { *folio.local.get() };
         // Only when this thread has dropped something: a producer whose
         // fragments are all dropped elsewhere never reads `refs` here, the
@@ -588,6 +592,11 @@ impl Shared {
         unsafe { Folio::destroy(f) }
     }
 
+    /// The hook told of folios mapped and unmapped, if one is set.
+    pub(super) fn folio_hook(&self) -> Option<Arc<dyn FolioHook>> {
+        self.hook.get().cloned()
+    }
+
     /// The last reference to a folio of this cache is gone.
     ///
     /// # Safety
@@ -738,6 +747,14 @@ impl FragCache {
     pub fn global() -> &'static FragCache {
         static GLOBAL: OnceLock<FragCache> = OnceLock::new();
         GLOBAL.get_or_init(FragCache::new)
+    }
+
+    /// Sets the hook told of every folio mapped from now on and of its
+    /// unmapping (folios mapped before are not reported). Returns false,
+    /// changing nothing, if a hook is already set: a cache has one.
+    #[cfg_attr(not(feature = "uring"), allow(dead_code))]
+    pub(crate) fn set_folio_hook(&self, hook: Arc<dyn FolioHook>) -> bool {
+        self.shared.hook.set(hook).is_ok()
     }
 
     /// The configured folio size.

@@ -22,6 +22,8 @@ mod folio;
 
 pub use buf::FragBuf;
 pub use cache::{BucketMode, Builder, FragCache, FragStats};
+#[cfg(feature = "uring")]
+pub(crate) use folio::FolioHook;
 pub use folio::{Frag, FragMut};
 
 /// What can go wrong when allocating fragments.

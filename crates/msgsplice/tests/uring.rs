@@ -1,0 +1,319 @@
+//! The io_uring engine: what arrives equals what was sent (random messages
+//! of every segment kind over TCP v4/v6, Unix sockets and UDP, SPLICE on
+//! and off, registered folios or not, short sends), the probe and the
+//! fallback, and buffers held until their notification.
+
+mod common;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use common::{build, concat, pair, read_records, read_to_end, seg_of, SegSpec, Transport};
+use msgsplice::send::{Builder, OnCopied};
+use msgsplice::uring::{Capability, ConnId, UringBuilder, UringError};
+use msgsplice::{Engine, FragCache, Msg, UringSplicer};
+use proptest::prelude::*;
+
+/// A policy that uses zero-copy over loopback too (the default stops it
+/// there, as the kernel copies anyway), with a low threshold so that many
+/// runs of the random messages go zero-copy.
+fn eager(splice: bool) -> Builder {
+    Builder::new()
+        .splice(splice)
+        .on_copied(OnCopied::Keep)
+        .skip_zerocopy_to_local_peers(false)
+        .zerocopy_threshold(1024)
+}
+
+/// A splicer over `sock`, or `None` (with a message) on a kernel without
+/// what the engine needs.
+fn uring(b: UringBuilder, sock: OwnedFd, tag: &str) -> Option<UringSplicer<OwnedFd>> {
+    match b.build(sock) {
+        Ok(u) => Some(u),
+        Err(e @ UringError::Unsupported { .. }) => {
+            eprintln!("SKIP {tag}: {e}");
+            None
+        }
+        Err(e) => panic!("{tag}: {e}"),
+    }
+}
+
+#[test]
+fn probe_reports_this_kernel() {
+    let (a, _b) = pair(Transport::Tcp4).unwrap();
+    let Some(u) = uring(UringBuilder::new(), a, "probe") else {
+        return;
+    };
+    let p = u.probe();
+    eprintln!("io_uring probe:\n{p}");
+    assert!(
+        p.sendmsg && p.sendmsg_zc,
+        "the splicer exists only with both"
+    );
+    assert_eq!(p.fixed_sendmsg_zc, p.fixed_why.is_none(), "{p}");
+}
+
+/// Sends `msgs` over a fresh pair of `t` and returns what arrived, with the
+/// splicer's counters.
+fn stream_roundtrip(
+    t: Transport,
+    b: UringBuilder,
+    msgs: &[Vec<SegSpec>],
+    cache: &FragCache,
+    sndbuf: Option<usize>,
+) -> Option<(Vec<u8>, msgsplice::SendStats, msgsplice::uring::UringStats)> {
+    let (a, r) = pair(t).unwrap();
+    if let Some(n) = sndbuf {
+        rustix::net::sockopt::set_socket_send_buffer_size(&a, n).unwrap();
+    }
+    let reader = if t.is_record() {
+        let h = read_records(r, msgs.len());
+        std::thread::spawn(move || h.join().unwrap().map(|v| v.concat()))
+    } else {
+        read_to_end(r)
+    };
+    let mut u = uring(b, a, "roundtrip")?;
+    for specs in msgs {
+        let mut m = build(specs, cache);
+        let n = u.send(&mut m).expect("send");
+        assert!(m.is_sent());
+        assert_eq!(n, m.len());
+    }
+    let ust = u.uring_stats();
+    let st = u.close().remove(0);
+    let got = reader.join().unwrap().unwrap();
+    Some((got, st, ust))
+}
+
+fn specs() -> impl Strategy<Value = Vec<Vec<SegSpec>>> {
+    let seg = seg_of(prop_oneof![
+        0usize..300,
+        1000usize..40_000,
+        60_000usize..200_000
+    ]);
+    prop::collection::vec(prop::collection::vec(seg, 1..7), 1..5)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Every byte arrives in order, with or without SPLICE, registered
+    /// folios, and a small send buffer.
+    #[test]
+    fn streams_arrive_exactly(msgs in specs(), t in 0usize..3, splice: bool,
+                              bind: bool, small: bool) {
+        let t = [Transport::Tcp4, Transport::Tcp6, Transport::UnixStream][t];
+        let cache = FragCache::new();
+        let mut b = UringBuilder::new().policy(eager(splice));
+        if bind {
+            b = b.bind_cache(cache.clone());
+        }
+        let sndbuf = small.then_some(4096);
+        let Some((got, st, _)) = stream_roundtrip(t, b, &msgs, &cache, sndbuf) else {
+            return Ok(());
+        };
+        let want: Vec<u8> = msgs.iter().flat_map(|m| concat(m)).collect();
+        prop_assert_eq!(got.len(), want.len());
+        prop_assert!(got == want, "bytes differ");
+        prop_assert_eq!(st.bytes_spliced + st.bytes_copied, want.len() as u64);
+        prop_assert_eq!(st.messages, msgs.len() as u64);
+        prop_assert_eq!(st.completions_pending, 0);
+        if !splice || t == Transport::UnixStream {
+            prop_assert_eq!(st.zerocopy_sends, 0);
+        }
+    }
+}
+
+/// Connected UDP sockets of one family, the receiver with a large buffer.
+fn udp_pair(ip: std::net::IpAddr) -> (UdpSocket, UdpSocket) {
+    let rx = common::udp_receiver(ip).unwrap();
+    let tx = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    (tx, rx)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Each message is one datagram, whole, over IPv4 and IPv6, and over
+    /// Unix seqpacket sockets.
+    #[test]
+    fn datagrams_arrive_whole(msgs in prop::collection::vec(
+            prop::collection::vec(seg_of(prop_oneof![0usize..200, 1000usize..12_000]), 1..5), 1..6),
+            v6: bool, splice: bool, bind: bool, seqpacket: bool) {
+        let cache = FragCache::new();
+        let mut b = UringBuilder::new().policy(eager(splice));
+        if bind {
+            b = b.bind_cache(cache.clone());
+        }
+        let want: Vec<Vec<u8>> = msgs.iter().map(|m| concat(m)).collect();
+        if seqpacket {
+            let Some((got, st, _)) = stream_roundtrip(Transport::UnixSeqpacket, b, &msgs, &cache, None) else {
+                return Ok(());
+            };
+            prop_assert!(got == want.concat());
+            prop_assert_eq!(st.messages, msgs.len() as u64);
+            return Ok(());
+        }
+        let ip: std::net::IpAddr = if v6 { Ipv6Addr::LOCALHOST.into() } else { Ipv4Addr::LOCALHOST.into() };
+        let (tx, rx) = udp_pair(ip);
+        let Some(mut u) = uring(b, OwnedFd::from(tx), "udp") else {
+            return Ok(());
+        };
+        for specs in &msgs {
+            let mut m = build(specs, &cache);
+            u.send(&mut m).expect("send");
+            prop_assert!(m.is_sent());
+        }
+        let got = common::recv_datagrams(&rx, msgs.len()).unwrap();
+        prop_assert_eq!(got, want);
+        let st = u.close().remove(0);
+        prop_assert_eq!(st.messages, msgs.len() as u64);
+    }
+}
+
+/// A bound cache's folios are registered as they are mapped, sends from
+/// them go by registered buffers, and unmapping them takes them out of the
+/// table.
+#[test]
+fn registered_folios_carry_the_sends() {
+    let cache = FragCache::new();
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let reader = read_to_end(r);
+    let b = UringBuilder::new()
+        .policy(eager(true))
+        .bind_cache(cache.clone());
+    let Some(mut u) = uring(b, a, "registered") else {
+        return;
+    };
+    if !u.probe().fixed_sendmsg_zc {
+        eprintln!("SKIP registered_folios_carry_the_sends: {}", u.probe());
+        return;
+    }
+    let mut want = Vec::new();
+    for i in 0..20u8 {
+        let head = cache.memdup(&[i; 64]).unwrap();
+        let body = cache.memdup(&[i ^ 0x5a; 20_000]).unwrap(); // same folio
+        let big = cache.memdup(&vec![i; 100_000]).unwrap(); // a mapping of its own
+        let mut m = Msg::new();
+        m.push(head).push(body).push(&b"trailer"[..]).push(big);
+        want.extend(
+            m.segments()
+                .iter()
+                .flat_map(|s| s.as_memory().unwrap().to_vec()),
+        );
+        u.send(&mut m).unwrap();
+    }
+    let us = u.uring_stats();
+    assert!(us.folios_registered >= 2, "{us:?}");
+    assert!(us.fixed_sends >= 20, "{us:?}");
+    assert!(u.wait(Duration::from_secs(5)).unwrap(), "notifications");
+    drop(u);
+    assert_eq!(reader.join().unwrap().unwrap(), want);
+    cache.drain();
+    assert_eq!(cache.stats().folios_live, 0);
+}
+
+/// Messages for several sockets go in the same rounds, one
+/// `io_uring_enter` for all of them, and each socket gets its own bytes.
+#[test]
+fn many_sockets_one_enter() {
+    let cache = FragCache::new();
+    let (a0, r0) = pair(Transport::Tcp4).unwrap();
+    let Some(mut u) = uring(UringBuilder::new().policy(eager(true)), a0, "many") else {
+        return;
+    };
+    let mut ids = vec![ConnId::FIRST];
+    let mut readers = vec![read_to_end(r0)];
+    for t in [Transport::Tcp6, Transport::UnixStream, Transport::Tcp4] {
+        let (a, r) = pair(t).unwrap();
+        ids.push(u.add(a).unwrap());
+        readers.push(read_to_end(r));
+    }
+    let data: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i + 1; 30_000]).collect();
+    let mut msgs: Vec<Msg<'_>> = data
+        .iter()
+        .map(|d| {
+            let mut m = Msg::new();
+            m.push(cache.memdup(d).unwrap()).push(&b"end"[..]);
+            m
+        })
+        .collect();
+    let before = u.uring_stats().enters;
+    let mut batch: Vec<(ConnId, &mut Msg<'_>)> = ids.iter().copied().zip(msgs.iter_mut()).collect();
+    for r in u.send_many(&mut batch) {
+        assert_eq!(r.unwrap(), 30_003);
+    }
+    let enters = u.uring_stats().enters - before;
+    assert!(
+        enters < 4,
+        "one round for four sockets, not one each: {enters}"
+    );
+    drop(u);
+    for (d, r) in data.iter().zip(readers) {
+        let got = r.join().unwrap().unwrap();
+        assert_eq!(&got[..30_000], &d[..]);
+        assert_eq!(&got[30_000..], b"end");
+    }
+}
+
+/// A refused capability says what and why; Engine::best then falls back
+/// to the Splicer, which still sends.
+#[test]
+fn fallback_says_why() {
+    for what in [Capability::Ring, Capability::SendMsgZc] {
+        let (a, r) = pair(Transport::Tcp4).unwrap();
+        let reader = read_to_end(r);
+        let b = UringBuilder::new().pretend_missing(what);
+        let mut e = Engine::best_with(b, a).unwrap();
+        let why = e.fallback_reason().expect("a fallback").to_string();
+        eprintln!("{what:?}: {why}");
+        assert!(why.contains("pretended missing"), "{why}");
+        assert!(matches!(e, Engine::Splicer { .. }));
+        let mut m = Msg::new();
+        m.push(&b"still sent"[..]);
+        e.send(&mut m).unwrap();
+        drop(e);
+        assert_eq!(reader.join().unwrap().unwrap(), b"still sent");
+    }
+    // Without registered-buffer sends the engine stays, unregistered.
+    let cache = FragCache::new();
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let reader = read_to_end(r);
+    let b = UringBuilder::new()
+        .policy(eager(true))
+        .bind_cache(cache.clone())
+        .pretend_missing(Capability::FixedSendMsg);
+    let Some(mut u) = uring(b, a, "fallback") else {
+        return;
+    };
+    assert!(!u.probe().fixed_sendmsg_zc);
+    assert!(u.probe().to_string().contains("pretended missing"));
+    let mut m = Msg::new();
+    m.push(cache.memdup(&[9u8; 50_000]).unwrap());
+    u.send(&mut m).unwrap();
+    assert_eq!(u.uring_stats().fixed_sends, 0);
+    assert_eq!(u.stats(ConnId::FIRST).zerocopy_sends, 1);
+    drop(u);
+    assert_eq!(reader.join().unwrap().unwrap(), vec![9u8; 50_000]);
+}
+
+/// By default zero-copy does not start to a peer on this host (the
+/// kernel would copy), as with the Splicer.
+#[test]
+fn local_peer_is_copied_by_default() {
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let reader = read_to_end(r);
+    let Some(mut u) = uring(UringBuilder::new(), a, "local") else {
+        return;
+    };
+    let mut m = Msg::new();
+    m.push(FragCache::global().memdup(&[3u8; 64 << 10]).unwrap());
+    u.send(&mut m).unwrap();
+    let st = u.stats(ConnId::FIRST);
+    assert!(st.zerocopy_local_peer && st.zerocopy_stopped, "{st:?}");
+    assert_eq!((st.zerocopy_sends, st.bytes_copied), (0, 64 << 10));
+    drop(u);
+    assert_eq!(reader.join().unwrap().unwrap().len(), 64 << 10);
+}
