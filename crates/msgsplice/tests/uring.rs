@@ -317,3 +317,113 @@ fn local_peer_is_copied_by_default() {
     drop(u);
     assert_eq!(reader.join().unwrap().unwrap().len(), 64 << 10);
 }
+
+/// Fills the connection of a [`common::squeezed`] sender until the
+/// receiver's buffer is full and its window closed, then gives the sender
+/// a large send buffer: what is sent next waits in the sender's queue, its
+/// pages held by the kernel, until the gate opens. Returns the filler
+/// bytes written (zeros).
+fn close_the_window(a: &OwnedFd) -> usize {
+    let chunk = [0u8; 64 << 10];
+    let mut filled = 0;
+    for _ in 0..500 {
+        let mut wrote = false;
+        while let Ok(n) = rustix::io::write(a, &chunk) {
+            filled += n;
+            wrote = true;
+        }
+        if !wrote {
+            rustix::net::sockopt::set_socket_send_buffer_size(a, 128 << 10).unwrap();
+            return filled;
+        }
+        // The receiver may still be taking in what was queued.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the receiver's window never closed");
+}
+
+/// A zero-copy send that the peer has not read yet keeps its fragments
+/// (and so their folio) alive after the caller dropped every handle; once
+/// the peer reads and the notification comes, they are released. On a
+/// non-blocking socket the send stops short and resumes at the exact byte.
+#[test]
+fn fragments_are_held_until_the_notification() {
+    let cache = FragCache::builder().poison_recycled(0xEE).build().unwrap();
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let (mut gate, reader) = common::squeezed(&a, r);
+    let filler = close_the_window(&a);
+    let Some(mut u) = uring(UringBuilder::new().policy(eager(true)), a, "hold") else {
+        return;
+    };
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let mut m = Msg::new();
+    m.push(cache.memdup(&data[..200_000]).unwrap())
+        .push(&data[200_000..200_100])
+        .push(cache.memdup(&data[200_100..]).unwrap());
+    let first = match u.send(&mut m) {
+        Ok(n) => n,
+        Err(msgsplice::SendError::WouldBlock) => 0,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(!m.is_sent(), "nobody reads: the buffers cannot take 600 KB");
+    assert_eq!(first, m.sent());
+    assert!(first > 0, "the first send took what the buffers hold");
+    assert!(u.in_flight() > 0, "pages still queued in the socket");
+    // Only the send now holds the first fragment: its mapping is live.
+    let live = cache.stats().folios_live;
+    assert!(live >= 1);
+    gate.open();
+    let mut sent = first;
+    while !m.is_sent() {
+        match u.send(&mut m) {
+            Ok(n) => sent += n,
+            Err(msgsplice::SendError::WouldBlock) => {
+                common::wait_writable(u.get_ref(ConnId::FIRST).unwrap())
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent, data.len() as u64);
+    drop(m);
+    assert!(
+        u.wait(Duration::from_secs(10)).unwrap(),
+        "every notification came"
+    );
+    cache.drain();
+    assert_eq!(
+        cache.stats().folios_live,
+        0,
+        "released after the notifications"
+    );
+    assert_eq!(cache.stats().retired, 0);
+    drop(u);
+    let got = reader.join().unwrap().unwrap();
+    assert!(got[..filler].iter().all(|&b| b == 0));
+    assert!(got[filler..] == data[..]);
+}
+
+/// Closing with notifications still due waits a bounded time, then
+/// retires the fragments' folios: unmapped when free, never reused.
+#[test]
+fn closing_with_sends_in_flight_retires_their_folios() {
+    let cache = FragCache::new();
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let (mut gate, reader) = common::squeezed(&a, r);
+    close_the_window(&a);
+    let b = UringBuilder::new().policy(eager(true).drain_timeout(Duration::from_millis(50)));
+    let Some(mut u) = uring(b, a, "close") else {
+        return;
+    };
+    let mut m = Msg::new();
+    m.push(cache.memdup(&vec![1u8; 300_000]).unwrap());
+    let _ = u.send(&mut m);
+    assert!(u.in_flight() > 0);
+    drop(m);
+    let st = u.close().remove(0);
+    assert!(st.retired_on_close > 0, "{st:?}");
+    gate.open();
+    let _ = reader.join();
+    cache.drain();
+    let fs = cache.stats();
+    assert!(fs.retired >= 1, "{fs:?}");
+}

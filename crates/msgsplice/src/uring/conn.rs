@@ -18,10 +18,19 @@ pub(crate) struct Conn {
     pub(crate) fixed_sends: u64,
     /// UDP: the socket is IPv4 (for the datagram size limit).
     pub(crate) udp_v4: Option<bool>,
+    /// The socket was non-blocking when added: sends carry
+    /// `MSG_DONTWAIT`, since io_uring would otherwise wait for room
+    /// whatever the socket's `O_NONBLOCK` says.
+    pub(crate) dontwait: bool,
 }
 
 impl Conn {
-    pub(crate) fn new(kind: SocketKind, policy: Policy, udp_v4: Option<bool>) -> Conn {
+    pub(crate) fn new(
+        kind: SocketKind,
+        policy: Policy,
+        udp_v4: Option<bool>,
+        dontwait: bool,
+    ) -> Conn {
         Conn {
             kind,
             policy,
@@ -29,6 +38,7 @@ impl Conn {
             stats: SendStats::default(),
             fixed_sends: 0,
             udp_v4,
+            dontwait,
         }
     }
 

@@ -103,7 +103,12 @@ impl<S: AsFd> UringSplicer<S> {
     }
 
     /// Adds a socket (connected; UDP must be connected too). Finds its kind
-    /// (two or three `getsockopt` calls).
+    /// (two or three `getsockopt` calls) and whether it is non-blocking
+    /// (one `fcntl`): io_uring waits for room in a socket's buffer by
+    /// itself, so a socket that is non-blocking now has its sends made with
+    /// `MSG_DONTWAIT`, and [`send_on`](UringSplicer::send_on) then returns
+    /// early as the Splicer's does. Changing `O_NONBLOCK` later is not
+    /// seen; see [`set_nonblocking`](UringSplicer::set_nonblocking).
     pub fn add(&mut self, sock: S) -> Result<ConnId, SendError> {
         if self.conns.len() >= MAX_CONNS {
             return Err(SendError::Io(io::Error::other(
@@ -116,7 +121,9 @@ impl<S: AsFd> UringSplicer<S> {
                 .is_ok_and(|d| d == rustix::net::AddressFamily::INET)
         });
         let policy = self.builder.send.policy.clone();
-        self.conns.push(Conn::new(kind, policy, udp_v4));
+        let dontwait = rustix::fs::fcntl_getfl(sock.as_fd())
+            .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+        self.conns.push(Conn::new(kind, policy, udp_v4, dontwait));
         self.socks.push(sock);
         Ok(ConnId(self.conns.len() - 1))
     }
@@ -152,6 +159,14 @@ impl<S: AsFd> UringSplicer<S> {
     /// Zero-copy sends, over all sockets, whose buffers are still held.
     pub fn in_flight(&self) -> usize {
         self.conns.iter().map(|c| c.zc.tracker.pending()).sum()
+    }
+
+    /// Whether sends on socket `id` return when its buffer is full
+    /// (`MSG_DONTWAIT`) instead of waiting. Does not change the socket.
+    pub fn set_nonblocking(&mut self, id: ConnId, on: bool) {
+        if let Some(c) = self.conns.get_mut(id.0) {
+            c.dontwait = on;
+        }
     }
 
     /// Turns the SPLICE hint on or off for socket `id`'s following sends.
@@ -321,11 +336,17 @@ impl<S: AsFd> UringSplicer<S> {
             let segs = jobs[p.job].msg.segments();
             let fd: BorrowedFd<'_> = self.socks[p.conn].as_fd();
             let stream = !self.conns[p.conn].kind.is_record();
+            let dontwait = if self.conns[p.conn].dontwait {
+                libc::MSG_DONTWAIT
+            } else {
+                0
+            };
             let mut parts = p.parts(segs);
             let last = p.entries.len() - 1;
             for (k, e) in p.entries.iter().enumerate() {
                 let more = stream && (k < last || p.more);
                 let flags = MSG_NOSIGNAL
+                    | dontwait
                     | if more { MSG_MORE } else { 0 }
                     | if k < last { libc::MSG_WAITALL } else { 0 };
                 let tag = if p.zc {
