@@ -54,15 +54,73 @@ fn probe_reports_this_kernel() {
     assert_eq!(p.fixed_sendmsg_zc, p.fixed_why.is_none(), "{p}");
 }
 
-/// Sends `msgs` over a fresh pair of `t` and returns what arrived, with the
-/// splicer's counters.
+/// A file of the test source's first MiB, for file ranges.
+fn source_file() -> &'static std::fs::File {
+    static F: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("msgsplice-uring-{}", std::process::id()));
+        std::fs::write(&path, &common::source()[..1 << 20]).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        f
+    })
+}
+
+/// One message: its segments, and file ranges `(after segment, offset,
+/// len)` of [`source_file`].
+type Spec = (Vec<SegSpec>, Vec<(usize, u64, u64)>);
+
+/// Pushes the segment `s` stands for, made as `common::build` makes it.
+fn push_spec<'a>(m: &mut Msg<'a>, s: &'a SegSpec, cache: &FragCache) {
+    let d = s.data();
+    match *s {
+        SegSpec::Frag { off, len, .. } => {
+            let mut f = cache.alloc(off + len, 1).expect("alloc");
+            f[off..].copy_from_slice(d);
+            m.push(f.freeze().slice(off..));
+        }
+        SegSpec::Bytes { off, .. } => {
+            let mut v = vec![0xA5u8; off];
+            v.extend_from_slice(d);
+            m.push(bytes::Bytes::from(v).slice(off..));
+        }
+        SegSpec::FragBytes { .. } => {
+            m.push(bytes::Bytes::from(cache.memdup(d).expect("memdup")));
+        }
+        SegSpec::Borrowed { .. } => {
+            m.push(d);
+        }
+        SegSpec::Owned { .. } => {
+            m.push(d.to_vec());
+        }
+    }
+}
+
+/// Builds the message of `spec` and the bytes it stands for.
+fn build_spec<'a>(spec: &'a Spec, cache: &FragCache) -> (Msg<'a>, Vec<u8>) {
+    let (segs, files) = spec;
+    let mut m = Msg::new();
+    let mut want = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        push_spec(&mut m, s, cache);
+        want.extend_from_slice(s.data());
+        for &(_, off, len) in files.iter().filter(|f| f.0 == i) {
+            m.push_file(source_file(), off, len);
+            want.extend_from_slice(&common::source()[off as usize..(off + len) as usize]);
+        }
+    }
+    (m, want)
+}
+
+/// Sends `msgs` over a fresh pair of `t` and returns what arrived and what
+/// should have, with the splicer's counters.
 fn stream_roundtrip(
     t: Transport,
     b: UringBuilder,
-    msgs: &[Vec<SegSpec>],
+    msgs: &[Spec],
     cache: &FragCache,
     sndbuf: Option<usize>,
-) -> Option<(Vec<u8>, msgsplice::SendStats, msgsplice::uring::UringStats)> {
+) -> Option<(Vec<u8>, Vec<u8>, msgsplice::SendStats)> {
     let (a, r) = pair(t).unwrap();
     if let Some(n) = sndbuf {
         rustix::net::sockopt::set_socket_send_buffer_size(&a, n).unwrap();
@@ -74,34 +132,62 @@ fn stream_roundtrip(
         read_to_end(r)
     };
     let mut u = uring(b, a, "roundtrip")?;
-    for specs in msgs {
-        let mut m = build(specs, cache);
+    let mut want = Vec::new();
+    for spec in msgs {
+        let (mut m, w) = build_spec(spec, cache);
         let n = u.send(&mut m).expect("send");
         assert!(m.is_sent());
         assert_eq!(n, m.len());
+        want.extend(w);
     }
-    let ust = u.uring_stats();
     let st = u.close().remove(0);
     let got = reader.join().unwrap().unwrap();
-    Some((got, st, ust))
+    Some((got, want, st))
 }
 
-fn specs() -> impl Strategy<Value = Vec<Vec<SegSpec>>> {
+/// The same messages through the Splicer, for its counters.
+fn splicer_stats(
+    t: Transport,
+    b: Builder,
+    msgs: &[Spec],
+    cache: &FragCache,
+) -> msgsplice::SendStats {
+    let (a, r) = pair(t).unwrap();
+    let reader = read_to_end(r);
+    let mut sp = b.build(a).unwrap();
+    for spec in msgs {
+        let (mut m, _) = build_spec(spec, cache);
+        sp.send(&mut m).unwrap();
+    }
+    let st = sp.stats();
+    drop(sp);
+    reader.join().unwrap().unwrap();
+    st
+}
+
+fn specs(files: bool) -> impl Strategy<Value = Vec<Spec>> {
     let seg = seg_of(prop_oneof![
         0usize..300,
         1000usize..40_000,
         60_000usize..200_000
     ]);
-    prop::collection::vec(prop::collection::vec(seg, 1..7), 1..5)
+    let file = (0usize..7, 0u64..(1 << 19), 0u64..100_000);
+    let nfiles = if files { 0..3 } else { 0..1 };
+    let msg = (
+        prop::collection::vec(seg, 1..7),
+        prop::collection::vec(file, nfiles),
+    );
+    prop::collection::vec(msg, 1..5)
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Every byte arrives in order, with or without SPLICE, registered
-    /// folios, and a small send buffer.
+    /// Every byte arrives in order, file ranges in their place, with or
+    /// without SPLICE, registered folios, and a small send buffer; the
+    /// counters say what the Splicer's say for the same messages.
     #[test]
-    fn streams_arrive_exactly(msgs in specs(), t in 0usize..3, splice: bool,
+    fn streams_arrive_exactly(msgs in specs(true), t in 0usize..3, splice: bool,
                               bind: bool, small: bool) {
         let t = [Transport::Tcp4, Transport::Tcp6, Transport::UnixStream][t];
         let cache = FragCache::new();
@@ -110,10 +196,9 @@ proptest! {
             b = b.bind_cache(cache.clone());
         }
         let sndbuf = small.then_some(4096);
-        let Some((got, st, _)) = stream_roundtrip(t, b, &msgs, &cache, sndbuf) else {
+        let Some((got, want, st)) = stream_roundtrip(t, b, &msgs, &cache, sndbuf) else {
             return Ok(());
         };
-        let want: Vec<u8> = msgs.iter().flat_map(|m| concat(m)).collect();
         prop_assert_eq!(got.len(), want.len());
         prop_assert!(got == want, "bytes differ");
         prop_assert_eq!(st.bytes_spliced + st.bytes_copied, want.len() as u64);
@@ -121,6 +206,10 @@ proptest! {
         prop_assert_eq!(st.completions_pending, 0);
         if !splice || t == Transport::UnixStream {
             prop_assert_eq!(st.zerocopy_sends, 0);
+        }
+        if !small {
+            let sp = splicer_stats(t, eager(splice), &msgs, &cache);
+            prop_assert_eq!((st.bytes_spliced, st.bytes_copied), (sp.bytes_spliced, sp.bytes_copied));
         }
     }
 }
@@ -149,7 +238,8 @@ proptest! {
         }
         let want: Vec<Vec<u8>> = msgs.iter().map(|m| concat(m)).collect();
         if seqpacket {
-            let Some((got, st, _)) = stream_roundtrip(Transport::UnixSeqpacket, b, &msgs, &cache, None) else {
+            let specs: Vec<Spec> = msgs.iter().map(|m| (m.clone(), Vec::new())).collect();
+            let Some((got, _, st)) = stream_roundtrip(Transport::UnixSeqpacket, b, &specs, &cache, None) else {
                 return Ok(());
             };
             prop_assert!(got == want.concat());
