@@ -310,3 +310,62 @@ fn pages<'a>(bufs: impl Iterator<Item = &'a [u8]>) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(entries: &[u64], results: &[Option<i32>]) -> Plan {
+        Plan {
+            job: 0,
+            conn: 0,
+            first: 0,
+            end: 0,
+            off: 0,
+            bytes: entries.iter().sum(),
+            more: false,
+            zc: true,
+            copies: Vec::new(),
+            bounce: Vec::new(),
+            entries: entries
+                .iter()
+                .map(|&bytes| Entry {
+                    how: How::ZeroCopy,
+                    parts: 1,
+                    bytes,
+                })
+                .collect(),
+            first_id: 0,
+            results: results.iter().map(|r| r.map(|r| (r, true))).collect(),
+        }
+    }
+
+    #[test]
+    fn a_chain_counts_up_to_its_first_short_entry() {
+        assert_eq!(plan(&[10, 20], &[Some(10), Some(20)]).outcome(), (30, None));
+        // Short first entry: the linked second was cancelled, not an error.
+        let p = plan(&[10, 20], &[Some(4), Some(-libc::ECANCELED)]);
+        assert_eq!(p.outcome(), (4, None));
+        // An error after a full entry: what went, and the error.
+        let p = plan(
+            &[10, 20, 5],
+            &[Some(10), Some(-libc::EPIPE), Some(-libc::ECANCELED)],
+        );
+        assert_eq!(p.outcome(), (10, Some(libc::EPIPE)));
+        // A missing completion counts as cancelled.
+        assert_eq!(plan(&[10, 20], &[Some(10), None]).outcome(), (10, None));
+    }
+
+    #[test]
+    fn pages_count_shared_pages_once() {
+        let page = rustix::param::page_size();
+        let buf = vec![0u8; 4 * page];
+        let base = (buf.as_ptr() as usize).next_multiple_of(page) - buf.as_ptr() as usize;
+        let a = &buf[base..base + 100];
+        let b = &buf[base + 100..base + 200]; // continues a in its page
+        let c = &buf[base + page - 1..base + page + 1]; // straddles two pages
+        assert_eq!(pages([a, b].into_iter()), 1);
+        assert_eq!(pages([a, c].into_iter()), 3);
+        assert_eq!(pages(std::iter::empty()), 0);
+    }
+}
