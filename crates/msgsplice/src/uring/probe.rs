@@ -33,8 +33,8 @@ pub struct UringProbe {
     pub send_zc: bool,
     /// `IORING_OP_SENDMSG_ZC` (Linux 6.1).
     pub sendmsg_zc: bool,
-    /// `SENDMSG_ZC` from a registered buffer worked in a trial send (Linux
-    /// 6.15); without it registered folios are not used. When false,
+    /// The kernel took a `SENDMSG_ZC` from a registered buffer in a trial
+    /// send (Linux 6.15); without it registered folios are not used. When false,
     /// `fixed_why` says what failed.
     pub fixed_sendmsg_zc: bool,
     /// Why registered-buffer sends are not used, when they are not.
@@ -88,8 +88,8 @@ impl fmt::Display for UringProbe {
 /// [`UringError::Unsupported`] when the ring, `SENDMSG` or `SENDMSG_ZC` is
 /// missing (or pretended missing); registered-buffer support is only
 /// reported. Costs `io_uring_setup`, one `io_uring_register`, and for the
-/// registered-buffer trial a second small ring, two UDP sockets and a
-/// one-byte send over loopback.
+/// registered-buffer trial a second small ring, a UDP socket and a send
+/// that fails before any packet is made.
 pub(crate) fn probe(
     entries: u32,
     missing: &[Capability],
@@ -144,9 +144,26 @@ pub(crate) fn probe(
     Ok((ring, p))
 }
 
-/// One `SENDMSG_ZC` of one byte from a registered buffer, over loopback
-/// UDP, on a ring of its own (a ring's buffer table is registered once).
+/// One `SENDMSG_ZC` of one byte from a registered buffer, on a ring of its
+/// own (a ring's buffer table is registered once), through a UDP socket
+/// with no destination: the kernel imports the registered buffer first and
+/// then fails the send with `EDESTADDRREQ`, whereas a kernel without
+/// registered buffers for this opcode refuses the entry with `EINVAL`. No
+/// packet leaves, and no interface (not even loopback) needs to be up.
 fn try_fixed_send() -> Result<(), String> {
+    match trial_send(0)? {
+        r if r == -libc::EDESTADDRREQ => Ok(()),
+        r if r < 0 => Err(format!(
+            "the trial send failed: {} (kernel before 6.15)",
+            std::io::Error::from_raw_os_error(-r)
+        )),
+        r => Err(format!("the trial send returned {r}")),
+    }
+}
+
+/// The trial send of [`try_fixed_send`] from slot `slot` of a table of
+/// one; returns the send completion's result.
+fn trial_send(slot: u16) -> Result<i32, String> {
     let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
     let ring_err = |err| e("a second ring", err);
     let mut ring = Ring::new(4).map_err(ring_err)?;
@@ -157,11 +174,7 @@ fn try_fixed_send() -> Result<(), String> {
     table
         .set(0, Some((buf.as_ptr(), buf.len())))
         .map_err(|err| e("registering a buffer (RLIMIT_MEMLOCK?)", err))?;
-    let rx = UdpSocket::bind("127.0.0.1:0").map_err(|err| e("a UDP socket", err))?;
-    let tx = UdpSocket::bind("127.0.0.1:0").map_err(|err| e("a UDP socket", err))?;
-    rx.local_addr()
-        .and_then(|a| tx.connect(a))
-        .map_err(|err| e("connecting UDP", err))?;
+    let tx = UdpSocket::bind("0.0.0.0:0").map_err(|err| e("a UDP socket", err))?;
     let mut cqes: Vec<Cqe> = Vec::new();
     let res = {
         let mut b = ring.batch();
@@ -169,7 +182,7 @@ fn try_fixed_send() -> Result<(), String> {
             tx.as_fd(),
             std::iter::once(&buf[..1]),
             0,
-            How::Fixed(0),
+            How::Fixed(slot),
             false,
             1,
         )
@@ -185,12 +198,24 @@ fn try_fixed_send() -> Result<(), String> {
         let _ = ring.reap(&mut cqes, Some(std::time::Duration::from_millis(200)));
     }
     let _ = table.set(0, None);
-    match res {
-        1 => Ok(()),
-        r if r < 0 => Err(format!(
-            "the trial send failed: {} (kernel before 6.15)",
-            std::io::Error::from_raw_os_error(-r)
-        )),
-        r => Err(format!("the trial send returned {r}")),
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trial tells a registered buffer the kernel took from one it
+    /// refused: a slot that does not exist fails before the missing
+    /// destination is noticed (on a kernel that has fixed-buffer sends).
+    #[test]
+    fn the_trial_fails_on_a_buffer_the_kernel_refuses() {
+        let Ok(good) = trial_send(0) else { return };
+        if good != -libc::EDESTADDRREQ {
+            eprintln!("SKIP: no fixed-buffer SENDMSG_ZC here ({good})");
+            return;
+        }
+        let bad = trial_send(3).unwrap();
+        assert!(bad < 0 && bad != -libc::EDESTADDRREQ, "{bad}");
     }
 }
