@@ -281,6 +281,26 @@ impl<'a> Batch<'_, 'a> {
         Ok(())
     }
 
+    /// Makes room for `n` entries in the submission queue, submitting what
+    /// is queued if need be, so that a chain of `n` linked entries goes to
+    /// the kernel in one submission (a link does not span two: the second
+    /// part would run on its own, unordered). Fails if the queue is
+    /// smaller than `n`.
+    pub(crate) fn make_room(&mut self, n: usize) -> io::Result<()> {
+        let ring = &mut self.ring.ring;
+        if n > ring.params().sq_entries() as usize {
+            return Err(io::Error::other("a chain longer than the submission queue"));
+        }
+        let free = {
+            let sq = ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free < n {
+            ring.submit()?;
+        }
+        Ok(())
+    }
+
     /// Entries queued whose send completion is not reaped yet.
     pub(crate) fn in_flight(&self) -> usize {
         self.ring.in_flight

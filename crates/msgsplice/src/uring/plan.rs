@@ -28,6 +28,10 @@ use crate::sys::uring::How;
 /// zero-copy datagram over that is refused by the kernel, so it is copied.
 const ZEROCOPY_MAX_PAGES: usize = 17;
 
+/// Most entries a run is cut into: beyond, it goes as one unregistered
+/// zero-copy entry (a chain must fit the submission queue whole).
+const MAX_CHAIN: usize = 16;
+
 /// One entry of a plan: how it sends, and how many parts and bytes of the
 /// run it covers.
 #[derive(Clone, Copy, Debug)]
@@ -160,7 +164,7 @@ impl Plan {
             }
         }
         cuts.extend(cur);
-        if record && cuts.len() > 1 {
+        if (record && cuts.len() > 1) || cuts.len() > MAX_CHAIN {
             let n = cuts.iter().map(|c| c.1).sum();
             self.push_entry(How::ZeroCopy, n, self.bytes);
             return;

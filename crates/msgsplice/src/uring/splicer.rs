@@ -50,9 +50,14 @@ const TAG_ZC: u64 = 1 << 47;
 ///
 /// Costs per [`send`](UringSplicer::send) of a memory-only message: one
 /// `io_uring_enter` (two if the completion is not posted at once), no
-/// system call for notifications (they are read from the ring). The
-/// counters' `syscalls` count the `io_uring_enter` calls a send made, and
-/// the `sendfile` calls.
+/// system call for notifications (they are read from the ring). A socket's
+/// counters count one system call per round its message took part in (the
+/// round's `io_uring_enter`, shared by every socket in it), plus `sendfile`
+/// and `fstat` calls; [`UringStats::enters`] counts the enters themselves.
+///
+/// As with a blocking `sendmsg`, a send on a blocking socket whose peer
+/// never reads does not return: the splicer waits for the kernel's
+/// completion of every entry it queued before the borrowed data may go.
 pub struct UringSplicer<S: AsFd> {
     ring: Ring,
     socks: Vec<S>,
@@ -209,6 +214,9 @@ impl<S: AsFd> UringSplicer<S> {
             });
         }
         for j in &mut jobs {
+            if j.result.is_none() && j.msg.is_sent() && j.msg.sent() > 0 {
+                j.result = Some(Ok(0));
+            }
             if j.result.is_none() {
                 j.result = self.check_start(j.conn, j.msg).err().map(Err);
             }
@@ -343,6 +351,7 @@ impl<S: AsFd> UringSplicer<S> {
             };
             let mut parts = p.parts(segs);
             let last = p.entries.len() - 1;
+            batch.make_room(p.entries.len())?;
             for (k, e) in p.entries.iter().enumerate() {
                 let more = stream && (k < last || p.more);
                 let flags = MSG_NOSIGNAL
