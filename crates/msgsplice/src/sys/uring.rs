@@ -91,8 +91,7 @@ pub(crate) struct Ring {
     free: Vec<u16>,
     /// Entries queued or submitted whose send completion is not reaped.
     in_flight: usize,
-    /// Completions reaped while a batch ended that its caller did not see
-    /// (notifications only).
+    /// Completions reaped while a batch ended that its caller did not see.
     backlog: Vec<Cqe>,
 }
 
@@ -328,7 +327,7 @@ impl<'a> Batch<'_, 'a> {
 impl Drop for Batch<'_, '_> {
     fn drop(&mut self) {
         // The kernel may read borrowed data until each send completion:
-        // wait for them all, keeping what else arrives for later.
+        // wait for them all, keeping every completion for the caller.
         let mut out = Vec::new();
         while self.ring.in_flight > 0 {
             if self.ring.ring.submit_and_wait(1).is_err() {

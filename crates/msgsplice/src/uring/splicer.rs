@@ -17,7 +17,7 @@ use crate::frag::FragCache;
 use crate::msg::{Msg, Segment};
 use crate::send::{file, SendError, SendStats, SocketKind, Stop};
 use crate::sys::sendmsg::{MSG_MORE, MSG_NOSIGNAL};
-use crate::sys::uring::{Cqe, Ring};
+use crate::sys::uring::{Batch, Cqe, Ring};
 
 /// Names one socket of a [`UringSplicer`]; the socket it was built with
 /// is [`ConnId::FIRST`], those added with [`UringSplicer::add`] follow.
@@ -270,12 +270,12 @@ impl<S: AsFd> UringSplicer<S> {
         if plans.is_empty() {
             return Ok(());
         }
-        self.submit(jobs, &mut plans)?;
+        let r = self.submit(jobs, &mut plans);
         for p in &plans {
             self.apply(&mut jobs[p.job], p);
         }
         self.apply_notifications();
-        Ok(())
+        r
     }
 
     /// Brings a job to its next memory run: finishes it if sent, sends the
@@ -338,40 +338,26 @@ impl<S: AsFd> UringSplicer<S> {
     /// Queues every plan's entries and submits them together; returns once
     /// every send completion is in (notifications may come later).
     fn submit(&mut self, jobs: &[Job<'_, '_>], plans: &mut [Plan]) -> io::Result<()> {
-        self.cqes.clear();
+        self.cqes.retain(|c| c.notif);
         let mut batch = self.ring.batch();
+        let mut r = Ok(());
         for p in plans.iter() {
             let segs = jobs[p.job].msg.segments();
-            let fd: BorrowedFd<'_> = self.socks[p.conn].as_fd();
-            let stream = !self.conns[p.conn].kind.is_record();
-            let dontwait = if self.conns[p.conn].dontwait {
-                libc::MSG_DONTWAIT
-            } else {
-                0
-            };
-            let mut parts = p.parts(segs);
-            let last = p.entries.len() - 1;
-            batch.make_room(p.entries.len())?;
-            for (k, e) in p.entries.iter().enumerate() {
-                let more = stream && (k < last || p.more);
-                let flags = MSG_NOSIGNAL
-                    | dontwait
-                    | if more { MSG_MORE } else { 0 }
-                    | if k < last { libc::MSG_WAITALL } else { 0 };
-                let tag = if p.zc {
-                    TAG_ZC | (p.conn as u64) << 32 | u64::from(p.first_id.wrapping_add(k as u32))
-                } else {
-                    (p.conn as u64) << 32
-                };
-                let bufs: Vec<&[u8]> = parts.by_ref().take(e.parts).map(|x| x.bytes()).collect();
-                batch.push(fd, bufs.into_iter(), flags, e.how, k < last, tag)?;
+            let conn = &self.conns[p.conn];
+            r = queue_plan(&mut batch, self.socks[p.conn].as_fd(), conn, p, segs);
+            if r.is_err() {
+                break;
             }
         }
-        while batch.in_flight() > 0 {
+        while r.is_ok() && batch.in_flight() > 0 {
             self.stats.enters += 1;
-            batch.submit_and_reap(&mut self.cqes)?;
+            r = batch.submit_and_reap(&mut self.cqes);
         }
+        // On an error the batch still waits for every entry queued, and
+        // keeps their completions: each zero-copy entry that went must be
+        // held until its notification.
         drop(batch);
+        self.ring.reap(&mut self.cqes, None)?;
         for c in self.cqes.iter().filter(|c| !c.notif) {
             let conn = ((c.tag >> 32) & 0x7fff) as usize;
             let Some(p) = plans.iter_mut().find(|p| p.conn == conn) else {
@@ -382,11 +368,11 @@ impl<S: AsFd> UringSplicer<S> {
             } else {
                 0
             };
-            if let Some(r) = p.results.get_mut(k) {
-                *r = Some((c.res, c.more));
+            if let Some(slot) = p.results.get_mut(k) {
+                *slot = Some((c.res, c.more));
             }
         }
-        Ok(())
+        r
     }
 
     /// Applies a plan's completions to its job: holds what zero-copy
@@ -473,6 +459,37 @@ impl<S: AsFd> UringSplicer<S> {
             c.stats.leaked_on_close += leaked;
         }
     }
+}
+
+/// Queues the entries of plan `p` (a chain when there are several) for
+/// socket `fd`.
+fn queue_plan<'a>(
+    batch: &mut Batch<'_, 'a>,
+    fd: BorrowedFd<'a>,
+    conn: &Conn,
+    p: &'a Plan,
+    segs: &'a [Segment<'a>],
+) -> io::Result<()> {
+    let stream = !conn.kind.is_record();
+    let dontwait = if conn.dontwait { libc::MSG_DONTWAIT } else { 0 };
+    let mut parts = p.parts(segs);
+    let last = p.entries.len() - 1;
+    batch.make_room(p.entries.len())?;
+    for (k, e) in p.entries.iter().enumerate() {
+        let more = stream && (k < last || p.more);
+        let flags = MSG_NOSIGNAL
+            | dontwait
+            | if more { MSG_MORE } else { 0 }
+            | if k < last { libc::MSG_WAITALL } else { 0 };
+        let tag = if p.zc {
+            TAG_ZC | (p.conn as u64) << 32 | u64::from(p.first_id.wrapping_add(k as u32))
+        } else {
+            (p.conn as u64) << 32
+        };
+        let bufs = parts.by_ref().take(e.parts).map(|x| x.bytes());
+        batch.push(fd, bufs, flags, e.how, k < last, tag)?;
+    }
+    Ok(())
 }
 
 impl<S: AsFd> Drop for UringSplicer<S> {
