@@ -445,11 +445,21 @@ fn fragments_are_held_until_the_notification() {
     let Some(mut u) = uring(UringBuilder::new().policy(eager(true)), a, "hold") else {
         return;
     };
-    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..660_000u32).map(|i| (i % 251) as u8).collect();
+    // A whole message whose only fragment (a mapping of its own) then
+    // loses its last handle outside the splicer.
     let mut m = Msg::new();
-    m.push(cache.memdup(&data[..200_000]).unwrap())
-        .push(&data[200_000..200_100])
-        .push(cache.memdup(&data[200_100..]).unwrap());
+    m.push(cache.memdup(&data[..60_000]).unwrap());
+    u.send(&mut m).unwrap();
+    assert!(m.is_sent(), "the enlarged send buffer takes 60 KB");
+    drop(m);
+    assert!(u.in_flight() > 0, "its pages wait behind the closed window");
+    assert_eq!(cache.stats().folios_live, 1, "held by the splicer alone");
+    // A message too large for the buffers: sent in part, resumed later.
+    let mut m = Msg::new();
+    m.push(cache.memdup(&data[60_000..260_000]).unwrap())
+        .push(&data[260_000..260_100])
+        .push(cache.memdup(&data[260_100..]).unwrap());
     let first = match u.send(&mut m) {
         Ok(n) => n,
         Err(msgsplice::SendError::WouldBlock) => 0,
@@ -458,12 +468,8 @@ fn fragments_are_held_until_the_notification() {
     assert!(!m.is_sent(), "nobody reads: the buffers cannot take 600 KB");
     assert_eq!(first, m.sent());
     assert!(first > 0, "the first send took what the buffers hold");
-    assert!(u.in_flight() > 0, "pages still queued in the socket");
-    // Only the send now holds the first fragment: its mapping is live.
-    let live = cache.stats().folios_live;
-    assert!(live >= 1);
     gate.open();
-    let mut sent = first;
+    let mut sent = 60_000 + first;
     while !m.is_sent() {
         match u.send(&mut m) {
             Ok(n) => sent += n,
