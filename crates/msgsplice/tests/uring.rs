@@ -523,3 +523,38 @@ fn closing_with_sends_in_flight_retires_their_folios() {
     let fs = cache.stats();
     assert!(fs.retired >= 1, "{fs:?}");
 }
+
+/// The notifications' usage reports feed the Splicer's COPIED rule: over
+/// loopback every zero-copy send is copied by the kernel, so after
+/// `StopAfter(n)` such reports the socket sends by plain copy.
+#[test]
+fn copied_reports_stop_zero_copy() {
+    let (a, r) = pair(Transport::Tcp4).unwrap();
+    let reader = read_to_end(r);
+    let policy = Builder::new()
+        .on_copied(OnCopied::StopAfter(4))
+        .skip_zerocopy_to_local_peers(false)
+        .zerocopy_threshold(1024);
+    let Some(mut u) = uring(UringBuilder::new().policy(policy), a, "copied") else {
+        return;
+    };
+    let page = FragCache::global().memdup(&[5u8; 16 << 10]).unwrap();
+    let send = |u: &mut UringSplicer<OwnedFd>| {
+        let mut m = Msg::new();
+        m.push(page.clone());
+        u.send(&mut m).unwrap();
+    };
+    for _ in 0..4 {
+        send(&mut u);
+    }
+    assert!(u.wait(Duration::from_secs(5)).unwrap());
+    let st = u.stats(ConnId::FIRST);
+    assert_eq!((st.zerocopy_sends, st.completions_copied), (4, 4), "{st:?}");
+    assert!(st.zerocopy_stopped, "{st:?}");
+    send(&mut u);
+    let st = u.stats(ConnId::FIRST);
+    assert_eq!(st.zerocopy_sends, 4, "copied once stopped");
+    assert_eq!(st.bytes_copied, 16 << 10);
+    drop(u);
+    assert_eq!(reader.join().unwrap().unwrap().len(), 5 * (16 << 10));
+}
