@@ -157,7 +157,10 @@ impl UringBuilder {
     /// runs are copied into it. Only where the probe finds registered-buffer
     /// sends (else the cache is used unbound). A cache is bound to one ring
     /// for its life; the ring's registrations live as long as the cache's
-    /// folios.
+    /// folios. Costs one `io_uring_register` when a folio is mapped and one
+    /// before it is unmapped, on whichever thread does it; with large
+    /// fragments (over half a folio, each a mapping of its own) that is two
+    /// per fragment.
     pub fn bind_cache(mut self, cache: FragCache) -> UringBuilder {
         self.bind = Some(cache);
         self
