@@ -46,6 +46,12 @@
 //!   Splicer. Where the kernel has kTLS (TLS 1.3), the keys go to the
 //!   kernel instead and the Splicer sends plaintext, file ranges by
 //!   `sendfile`; [`tls::probe_ktls`] says whether it can, and why not.
+//! - [`uring`] (feature `uring`): a [`UringSplicer`] sends the same
+//!   messages through io_uring: `SENDMSG_ZC` whose notifications come on
+//!   the ring, folios of a bound cache registered once as fixed buffers,
+//!   and messages for many sockets submitted with one system call.
+//!   [`Engine::best`] picks it where the kernel can, and the Splicer
+//!   otherwise, saying why.
 //! - `sys` (private): the few system-call wrappers rustix lacks. All
 //!   `unsafe` that talks to the kernel lives there.
 //!
@@ -66,6 +72,8 @@ pub mod send;
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "uring")]
+pub mod uring;
 
 #[cfg(feature = "tokio")]
 pub use async_send::AsyncSplicer;
@@ -74,6 +82,8 @@ pub use msg::{FileRange, Msg, Segment};
 pub use send::{SendError, SendStats, SocketKind, Splicer};
 #[cfg(feature = "tls")]
 pub use tls::{TlsError, TlsSplicer};
+#[cfg(feature = "uring")]
+pub use uring::{Engine, UringSplicer};
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

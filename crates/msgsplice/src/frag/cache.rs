@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use super::buckets::{with_thread_bucket, Buckets};
 use super::bump::BucketState;
 use super::config::Builder;
-use super::folio::{Frag, FragMut};
+use super::folio::{FolioHook, Frag, FragMut};
 use super::pool::{Shared, MIN_FOLIO};
 use super::FragError;
 
@@ -97,6 +97,14 @@ impl FragCache {
     pub fn global() -> &'static FragCache {
         static GLOBAL: OnceLock<FragCache> = OnceLock::new();
         GLOBAL.get_or_init(FragCache::new)
+    }
+
+    /// Sets the hook told of every folio mapped from now on and of its
+    /// unmapping (folios mapped before are not reported). Returns false,
+    /// changing nothing, if a hook is already set: a cache has one.
+    #[cfg_attr(not(feature = "uring"), allow(dead_code))]
+    pub(crate) fn set_folio_hook(&self, hook: Arc<dyn FolioHook>) -> bool {
+        self.shared.hook.set(hook).is_ok()
     }
 
     /// The configured folio size.

@@ -13,7 +13,7 @@ use std::fmt;
 use std::ops::{Deref, DerefMut, RangeBounds};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use super::pool::Shared;
 use super::sync::{fence, thread_token, AtomicBool, AtomicUsize, OwnerCell};
@@ -43,12 +43,39 @@ pub(crate) struct Folio {
     /// The cache to return to; `Weak` so that folios never keep a dropped
     /// cache alive (the cache owns its free list of folios).
     home: Weak<Shared>,
+    /// Told when this folio is mapped and before it is unmapped (the
+    /// cache's hook when the folio was made; see [`FolioHook`]).
+    hook: Option<Arc<dyn FolioHook>>,
+}
+
+/// Told of every folio a cache maps from the time the hook is set
+/// ([`FragCache::set_folio_hook`](super::FragCache::set_folio_hook)):
+/// `mapped` right after the mapping is made, `unmapped` right before it is
+/// unmapped, which is only after every handle into it (and so every send
+/// that holds one) is gone. Used to register folios with io_uring.
+pub(crate) trait FolioHook: Send + Sync {
+    /// A folio of `len` bytes at `base` was mapped.
+    fn mapped(&self, base: *const u8, len: usize);
+    /// The folio at `base` is about to be unmapped.
+    fn unmapped(&self, base: *const u8, len: usize);
+}
+
+impl Drop for Folio {
+    fn drop(&mut self) {
+        if let Some(h) = &self.hook {
+            h.unmapped(self.base().as_ptr(), self.size());
+        }
+    }
 }
 
 impl Folio {
     /// Boxes a header for `map` and leaks it; ownership passes to the
     /// reference count (set by the caller).
     pub(super) fn new(map: Mapping, home: Weak<Shared>, dedicated: bool) -> NonNull<Folio> {
+        let hook = home.upgrade().and_then(|h| h.folio_hook());
+        if let Some(h) = &hook {
+            h.mapped(map.as_ptr().as_ptr(), map.len());
+        }
         let b = Box::new(Folio {
             map,
             refs: AtomicUsize::new(0),
@@ -57,6 +84,7 @@ impl Folio {
             retired: AtomicBool::new(false),
             dedicated,
             home,
+            hook,
         });
         NonNull::from(Box::leak(b))
     }

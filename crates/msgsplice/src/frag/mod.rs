@@ -37,6 +37,8 @@ mod sync;
 pub use buf::FragBuf;
 pub use cache::{FragCache, FragStats};
 pub use config::{BucketMode, Builder};
+#[cfg(feature = "uring")]
+pub(crate) use folio::FolioHook;
 pub use folio::{Frag, FragMut};
 
 /// What can go wrong when allocating fragments.

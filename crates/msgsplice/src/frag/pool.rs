@@ -5,12 +5,12 @@
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use super::buckets::{self, Buckets};
 use super::bump::BucketState;
 use super::config::Config;
-use super::folio::{Folio, FragMut};
+use super::folio::{Folio, FolioHook, FragMut};
 use super::sync::Mutex;
 use super::FragError;
 use crate::sys::mmap::{Mapping, HUGE_PAGE};
@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     /// Folios pass between threads through here, so loom sees this lock.
     pub(super) free: Mutex<Vec<FolioPtr>>,
     pub(super) stats: Counters,
+    /// Told of folios mapped and unmapped, once set (io_uring's buffer
+    /// table, for one).
+    pub(super) hook: OnceLock<Arc<dyn FolioHook>>,
 }
 
 /// A folio pointer owned by the free list.
@@ -80,7 +83,13 @@ impl Shared {
             buckets,
             free: Mutex::new(Vec::new()),
             stats: Counters::default(),
+            hook: OnceLock::new(),
         })
+    }
+
+    /// The hook told of folios mapped and unmapped, if one is set.
+    pub(super) fn folio_hook(&self) -> Option<Arc<dyn FolioHook>> {
+        self.hook.get().cloned()
     }
 
     /// Moves a bucket's plain counters (bytes handed out, in-place

@@ -82,8 +82,8 @@ impl SocketKind {
 /// [`send`](super) module documentation for the policy.
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
-    pub(super) policy: Policy,
-    pub(super) cache: Option<FragCache>,
+    pub(crate) policy: Policy,
+    pub(crate) cache: Option<FragCache>,
     pub(super) gso_segment: Option<u16>,
 }
 

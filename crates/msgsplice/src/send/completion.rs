@@ -68,7 +68,7 @@ impl Tracker {
     }
 
     /// The id the next successful zero-copy send will get.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "uring"))]
     pub(crate) fn next_id(&self) -> u32 {
         self.next_id
     }

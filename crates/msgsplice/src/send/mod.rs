@@ -50,14 +50,14 @@
 //! sends, amortised.
 
 mod builder;
-mod completion;
+pub(crate) mod completion;
 mod error;
 pub(crate) mod file;
-mod policy;
-mod run;
-mod stats;
-mod udp;
-mod zerocopy;
+pub(crate) mod policy;
+pub(crate) mod run;
+pub(crate) mod stats;
+pub(crate) mod udp;
+pub(crate) mod zerocopy;
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};

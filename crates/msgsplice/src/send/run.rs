@@ -109,7 +109,7 @@ pub(super) fn fill_record<'b>(
 /// will read them after the call returns, when borrowed memory may already
 /// be reused). Returns false, with nothing copied, if the cache is out of
 /// memory: the run is then sent by plain copy.
-pub(super) fn copy_into_frags(
+pub(crate) fn copy_into_frags(
     cache: &FragCache,
     out: &mut Vec<Frag>,
     run: &[Segment<'_>],
@@ -133,7 +133,7 @@ pub(super) fn copy_into_frags(
 
 /// The non-empty memory of a run of segments, the first one from byte
 /// `off`, with the segment each part comes from.
-pub(super) fn memory_parts<'s>(
+pub(crate) fn memory_parts<'s>(
     run: &'s [Segment<'_>],
     off: u64,
 ) -> impl Iterator<Item = (&'s Segment<'s>, &'s [u8])> {

@@ -86,16 +86,7 @@ impl ZeroCopy {
     /// reading everything queued.
     pub(crate) fn ready(&mut self, fd: BorrowedFd<'_>, p: &Policy, st: &mut SendStats) -> bool {
         if self.state == State::Untried {
-            if p.skip_local_peers
-                && matches!(p.on_copied, OnCopied::StopAfter(_))
-                && peer_is_local(fd, st)
-            {
-                // Local delivery copies every zero-copy page (COPIED), so
-                // StopAfter would stop after its first n sends anyway; a
-                // short connection would spend its life on them.
-                self.state = State::Stopped;
-                st.zerocopy_stopped = true;
-                st.zerocopy_local_peer = true;
+            if self.skip_local(fd, p, st) {
                 return false;
             }
             st.syscalls += 1;
@@ -163,26 +154,86 @@ impl ZeroCopy {
             let ErrQueueMsg::Zerocopy { lo, hi, copied } = m else {
                 continue;
             };
-            let a = self.tracker.complete(lo, hi);
-            st.notifications += 1;
-            st.completions += a.completed;
-            st.unexpected_completions += a.unknown;
-            completed += a.completed;
-            if copied {
-                st.completions_copied += a.completed;
-                self.copied_streak += a.completed;
-                if let OnCopied::StopAfter(n) = p.on_copied {
-                    if self.copied_streak >= u64::from(n) && self.state == State::On {
-                        self.state = State::Stopped;
-                        st.zerocopy_stopped = true;
-                    }
-                }
-            } else {
-                self.copied_streak = 0;
-            }
+            completed += self.completed(lo, hi, copied, p, st);
         }
         st.completions_pending = self.tracker.pending() as u64;
         Ok(completed)
+    }
+
+    /// Applies one completion report, from the error queue or from an
+    /// io_uring notification: releases the buffers of sends `lo..=hi` and
+    /// feeds the COPIED streak of [`OnCopied::StopAfter`]. Returns the send
+    /// ids newly completed.
+    pub(crate) fn completed(
+        &mut self,
+        lo: u32,
+        hi: u32,
+        copied: bool,
+        p: &Policy,
+        st: &mut SendStats,
+    ) -> u64 {
+        let a = self.tracker.complete(lo, hi);
+        st.notifications += 1;
+        st.completions += a.completed;
+        st.unexpected_completions += a.unknown;
+        if copied {
+            st.completions_copied += a.completed;
+            self.copied_streak += a.completed;
+            if let OnCopied::StopAfter(n) = p.on_copied {
+                if self.copied_streak >= u64::from(n) && self.state == State::On {
+                    self.state = State::Stopped;
+                    st.zerocopy_stopped = true;
+                }
+            }
+        } else {
+            self.copied_streak = 0;
+        }
+        a.completed
+    }
+
+    /// Whether the next run may go zero-copy on an io_uring engine, where
+    /// `SEND_ZC` needs no `SO_ZEROCOPY` and completions arrive on the ring
+    /// (the caller reaps them): the same local-peer rule as
+    /// [`ready`](ZeroCopy::ready), and the same bound on sends in flight.
+    #[cfg(feature = "uring")]
+    pub(crate) fn ring_ready(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        p: &Policy,
+        st: &mut SendStats,
+    ) -> bool {
+        if self.state == State::Untried {
+            if self.skip_local(fd, p, st) {
+                return false;
+            }
+            self.state = State::On;
+        }
+        if self.state != State::On {
+            return false;
+        }
+        if self.tracker.pending() >= p.max_in_flight {
+            st.zerocopy_deferred += 1;
+            return false;
+        }
+        true
+    }
+
+    /// With [`OnCopied::StopAfter`] and a peer on this host, stops
+    /// zero-copy before it starts (see [`Policy`]). Returns true if it did.
+    fn skip_local(&mut self, fd: BorrowedFd<'_>, p: &Policy, st: &mut SendStats) -> bool {
+        if p.skip_local_peers
+            && matches!(p.on_copied, OnCopied::StopAfter(_))
+            && peer_is_local(fd, st)
+        {
+            // Local delivery copies every zero-copy page (COPIED), so
+            // StopAfter would stop after its first n sends anyway; a
+            // short connection would spend its life on them.
+            self.state = State::Stopped;
+            st.zerocopy_stopped = true;
+            st.zerocopy_local_peer = true;
+            return true;
+        }
+        false
     }
 
     /// Waits up to `timeout` until no send is in flight. Returns true if

@@ -12,3 +12,5 @@ pub(crate) mod mmap;
 pub(crate) mod sendmsg;
 pub(crate) mod sockopt;
 pub(crate) mod udp;
+#[cfg(feature = "uring")]
+pub(crate) mod uring;
