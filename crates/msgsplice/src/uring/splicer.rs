@@ -234,9 +234,11 @@ impl<S: AsFd> UringSplicer<S> {
     }
 
     /// Checks made before a message's first byte, as the Splicer makes
-    /// them: no file range on a record socket, a UDP datagram's size, file
-    /// ranges within their files.
-    fn check_start(&mut self, conn: usize, msg: &Msg<'_>) -> Result<(), SendError> {
+    /// them: no file range on a record socket, a UDP datagram's size; small
+    /// file ranges read into fragments by the same policy
+    /// ([`Builder::read_file_ranges_up_to`](crate::send::Builder::read_file_ranges_up_to)),
+    /// the others checked against their files.
+    fn check_start(&mut self, conn: usize, msg: &mut Msg<'_>) -> Result<(), SendError> {
         if msg.sent() > 0 {
             return Ok(());
         }
@@ -246,6 +248,9 @@ impl<S: AsFd> UringSplicer<S> {
         }
         if let Some(v4) = c.udp_v4 {
             crate::send::udp::check_len(msg.len(), 0, v4)?;
+        }
+        if msg.has_file() && c.policy.read_files_up_to > 0 {
+            file::read_small_ranges(msg, c.policy.read_files_up_to, &self.cache, &mut c.stats)?;
         }
         if c.policy.check_file_ranges && msg.has_file() {
             c.stats.syscalls += file::check_ranges(msg.segments())?;
