@@ -31,6 +31,7 @@ pub mod netns;
 pub mod nfs;
 mod options;
 pub mod pair;
+pub mod peers;
 pub mod report;
 pub mod ring;
 pub mod section;
@@ -61,6 +62,11 @@ pub trait Section {
     /// Measures and returns the table, or why there is none. Reports what
     /// it is doing through `progress`.
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome;
+    /// The programs of other projects it needs (installed on demand before
+    /// the timed parts, see [`peers`]).
+    fn peers(&self) -> Vec<peers::Peer> {
+        Vec::new()
+    }
 }
 
 /// Every section, in the order they run.
@@ -116,7 +122,6 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
         .into_iter()
         .filter(|s| opts.sections.iter().any(|id| id == s.id()))
         .collect();
-    let estimate: Duration = chosen.iter().map(|s| s.estimate(opts)).sum();
     println!(
         "msgsplice bench {}: {} CPUs ({}), Linux {}, load {} at start; {} runs per row{}",
         env!("CARGO_PKG_VERSION"),
@@ -141,6 +146,11 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
         }
     }
     println!();
+    let wanted: Vec<peers::Peer> = chosen.iter().flat_map(|s| s.peers()).collect();
+    peers::ensure(&wanted, opts.no_install, &mut |line| {
+        progress.note(format_args!("{line}"))
+    });
+    let estimate: Duration = chosen.iter().map(|s| s.estimate(opts)).sum();
     progress.note(format_args!(
         "running {} (about {} s)",
         opts.sections.join(", "),

@@ -215,9 +215,7 @@ impl NfsSection {
     fn measure(&self, opts: &Options, progress: &mut Progress) -> Outcome {
         if !procs::nfs_cat_available() {
             return Outcome::Skipped {
-                reason: "nfs-cat not found: this section's client is libnfs-utils \
-                         (apt-get install libnfs-utils)"
-                    .into(),
+                reason: super::peers::LIBNFS_UTILS.advice(opts.no_install),
             };
         }
         let msgsplice = match procs::msgsplice_binary() {
@@ -452,5 +450,9 @@ impl Section for NfsSection {
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
         self.measure(opts, progress)
+    }
+
+    fn peers(&self) -> Vec<super::peers::Peer> {
+        vec![super::peers::LIBNFS_UTILS]
     }
 }
