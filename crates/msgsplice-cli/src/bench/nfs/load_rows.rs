@@ -29,9 +29,9 @@ pub(super) const CPU_PER_READ: &str = "server CPU-us/READ";
 const DEPTH: usize = 16;
 const LARGE_DEPTH: usize = 4;
 /// Length of one run, and with `--quick`.
-const RUN_TIME: Duration = Duration::from_millis(400);
+const RUN_TIME: Duration = Duration::from_millis(250);
 const QUICK_RUN_TIME: Duration = Duration::from_millis(60);
-/// Runs per row at most: ten rows, so that the section stays short.
+/// Runs per row at most: fifteen rows, so that the section stays short.
 const MAX_RUNS: usize = 3;
 /// One reply's data in this many is compared with the file.
 const VERIFY_EVERY: u64 = 64;
