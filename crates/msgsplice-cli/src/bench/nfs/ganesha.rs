@@ -12,8 +12,10 @@
 //! threads, in clock ticks) read before and after the row.
 //!
 //! ganesha 4.3 will not start without a portmapper: if nothing answers on
-//! 127.0.0.1:111, an `rpcbind -f -w` is started for it and stopped after;
-//! one the bench did not start is never stopped.
+//! 127.0.0.1:111, an `rpcbind -f` is started for it and stopped after;
+//! one the bench did not start is never stopped. Not `-w`: a warm start
+//! would bring back the mappings of whatever rpcbind ran before, stale
+//! ones included.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -242,7 +244,7 @@ pub fn stat_cpu(stat: &str, ticks_per_sec: u64) -> Option<Duration> {
     Some(Duration::from_secs(ticks / hz) + Duration::from_nanos((ticks % hz) * 1_000_000_000 / hz))
 }
 
-/// Starts `rpcbind -f -w` if nothing answers on 127.0.0.1:111, and waits
+/// Starts `rpcbind -f` if nothing answers on 127.0.0.1:111, and waits
 /// until it does. `None`: one was running already (not ours to stop).
 fn start_rpcbind() -> Result<Option<Child>, String> {
     let addr: SocketAddr = PORTMAP.parse().map_err(|_| "bad portmapper address")?;
@@ -253,7 +255,7 @@ fn start_rpcbind() -> Result<Option<Child>, String> {
     let program =
         peers::find_program("rpcbind").ok_or("rpcbind not found (Debian package rpcbind)")?;
     let mut child = Command::new(program)
-        .args(["-f", "-w"])
+        .arg("-f")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
