@@ -287,12 +287,12 @@ impl NfsSection {
                 Ganesha::start(&scratch.dir, FILE_NAME)
             }
         };
-        let servers = Servers {
+        let mut servers = Servers {
             msgsplice,
             nfsserve,
             ganesha,
         };
-        match self.table(opts, progress, &servers, &scratch, size as u64) {
+        match self.table(opts, progress, &mut servers, &scratch, size as u64) {
             Ok(t) => Outcome::Ran(t),
             Err(error) => Outcome::Failed { error },
         }
@@ -302,17 +302,30 @@ impl NfsSection {
         &self,
         opts: &Options,
         progress: &mut Progress,
-        servers: &Servers,
+        servers: &mut Servers,
         scratch: &Scratch,
         size: u64,
     ) -> Result<Table, String> {
+        // Each server's output is checked once; this also warms it up. A
+        // wrong answer from ganesha drops its rows (a peer's fault is not
+        // msgsplice's failure); from the others it fails the section.
+        for w in servers.present() {
+            progress.step(format_args!("{}: checking what nfs-cat gets", w.name()));
+            match (w, run_one(w, servers, scratch, true)) {
+                (_, Ok(_)) => {}
+                (Who::Ganesha, Err(e)) => {
+                    let tail = servers.ganesha.as_ref().map(Ganesha::log_tail);
+                    servers.ganesha = Err(format!(
+                        "its check read failed: {e}; its log ends: {}",
+                        tail.unwrap_or_default()
+                    ));
+                }
+                (_, Err(e)) => return Err(e),
+            }
+        }
+        let servers = &*servers;
         let mut who = servers.present();
         who.extend([Who::Ceiling, Who::PerRequest]);
-        // Each server's output is checked once; this also warms it up.
-        for &w in who.iter().filter(|&&w| servers.serves(w)) {
-            progress.step(format_args!("{}: checking what nfs-cat gets", w.name()));
-            run_one(w, servers, scratch, true)?;
-        }
         let mut samples: Vec<Samples> = who.iter().map(|_| Samples::default()).collect();
         for run in 0..opts.runs {
             // A different order each round, so that no contender always
