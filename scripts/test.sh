@@ -24,8 +24,10 @@ cd "$(dirname "$0")/.."
 #   rpcbind       rpcinfo, and the rpcbind daemon the portmapper tests start
 #   nfs-common    showmount, to list the exports as any NFS server's
 #   iperf3        the TCP reference peer of the benchmark
+#   nfs-ganesha nfs-ganesha-vfs  the benchmark's third NFS server (its
+#                 tests start it, with rpcbind, for a fraction of a second)
 #   openssl       a TLS client no one here wrote
-packages=(iproute2 libnfs-utils rpcbind nfs-common iperf3 openssl perl)
+packages=(iproute2 libnfs-utils rpcbind nfs-common iperf3 nfs-ganesha nfs-ganesha-vfs openssl perl)
 need=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")

@@ -260,14 +260,31 @@ fn quick_run_of_every_section_verifies_and_reports() {
 fn a_missing_peer_tool_is_named_in_place() {
     let empty = scratch("empty-path");
     let out = msgsplice()
-        .args(["bench", "--quick", "--sections", "tcp", "--sizes", "1K"])
+        .args([
+            "bench",
+            "--quick",
+            "--sections",
+            "tcp",
+            "--sizes",
+            "1K",
+            "--no-install",
+        ])
         .env("PATH", &*empty)
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("iperf3 not installed (apt-get install iperf3)"),
-        "{stdout}"
-    );
+    // In the table, and once on stderr before the timed parts; both say
+    // which package and how to install it.
+    for text in [&stdout, &stderr] {
+        assert!(
+            text.contains("iperf3 (Debian package iperf3) is missing"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apt-get install -y --no-install-recommends iperf3"),
+            "{text}"
+        );
+    }
 }

@@ -179,8 +179,8 @@ fn nfs_serve_refuses_what_it_cannot_serve() {
     }
 }
 
-/// `msgsplice bench --quick --sections nfs`: one table with the four rows,
-/// nfsserve as the baseline, and the per-READ costs of msgsplice's export
+/// `msgsplice bench --quick --sections nfs`: one table with the five rows
+/// (nfs-ganesha's where it can run), nfsserve as the baseline, and the per-READ costs of msgsplice's export
 /// (two system calls to send, no heap allocation). Shapes, never speeds.
 #[test]
 fn bench_nfs_section_runs_every_contender() {
@@ -211,16 +211,44 @@ fn bench_nfs_section_runs_every_contender() {
         );
     };
     let names: Vec<&str> = t.groups[0].rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "nfsserve 0.11 (tokio)",
-            "msgsplice nfs serve",
-            "sendfile to a plain reader",
-            "sendfile per 1 MiB request"
-        ],
-        "{stdout}"
-    );
+    let mut want = vec![
+        "nfsserve 0.11 (tokio)",
+        "msgsplice nfs serve",
+        "nfs-ganesha (VFS)",
+        "sendfile to a plain reader",
+        "sendfile per 1 MiB request",
+    ];
+    if !names.contains(&"nfs-ganesha (VFS)") {
+        // It runs as root with its packages (scripts/test.sh installs
+        // them, and so does the bench); the note says why it did not.
+        let why = t
+            .notes
+            .iter()
+            .find(|n| n.contains("nfs-ganesha rows missing"));
+        msgsplice_testkit::skip(
+            "bench_nfs_section_runs_every_contender (nfs-ganesha rows)",
+            why.map_or("no note says why", |n| n.as_str()),
+        );
+        want.retain(|n| *n != "nfs-ganesha (VFS)");
+    } else {
+        // Every row of the section has it, with its CPU time, and the
+        // notes give its targets.
+        for g in &t.groups {
+            let row = g.rows.iter().find(|r| r.name == "nfs-ganesha (VFS)");
+            let row = row.unwrap_or_else(|| panic!("no nfs-ganesha row in {}", g.name));
+            // CPU time may read 0 in a quick run (10 ms ticks); the
+            // column is there and the READs came back.
+            assert!(row.extras.contains_key("server CPU-s/GiB"), "{stdout}");
+            assert!(row.value.median > 0.0, "{stdout}");
+        }
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("msgsplice vs nfs-ganesha") && n.contains("target <= 0.15x")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(names, want, "{stdout}");
     assert!(t.groups[0].rows[0].baseline);
     for r in &t.groups[0].rows {
         assert!(r.value.median > 0.0, "{r:?}");

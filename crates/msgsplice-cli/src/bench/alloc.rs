@@ -37,7 +37,7 @@ use super::{Options, Progress, Section};
 use msgsplice_testkit::ring;
 
 /// Per-run duration unless `--duration-ms` says otherwise.
-const RUN: Duration = Duration::from_millis(50);
+const RUN: Duration = Duration::from_millis(40);
 /// Operations between two looks at the clock.
 const CHUNK: u64 = 256;
 /// Slots of the hand-over ring (room for a few batches in flight).

@@ -31,6 +31,7 @@ pub mod netns;
 pub mod nfs;
 mod options;
 pub mod pair;
+pub mod peers;
 pub mod report;
 pub mod section;
 pub mod stats;
@@ -60,6 +61,11 @@ pub trait Section {
     /// Measures and returns the table, or why there is none. Reports what
     /// it is doing through `progress`.
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome;
+    /// The programs of other projects it needs (installed on demand before
+    /// the timed parts, see [`peers`]).
+    fn peers(&self) -> Vec<peers::Peer> {
+        Vec::new()
+    }
 }
 
 /// Every section, in the order they run.
@@ -115,7 +121,6 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
         .into_iter()
         .filter(|s| opts.sections.iter().any(|id| id == s.id()))
         .collect();
-    let estimate: Duration = chosen.iter().map(|s| s.estimate(opts)).sum();
     println!(
         "msgsplice bench {}: {} CPUs ({}), Linux {}, load {} at start; {} runs per row{}",
         env!("CARGO_PKG_VERSION"),
@@ -140,6 +145,11 @@ pub fn run(opts: &Options, progress: &mut Progress) -> Report {
         }
     }
     println!();
+    let wanted: Vec<peers::Peer> = chosen.iter().flat_map(|s| s.peers()).collect();
+    peers::ensure(&wanted, opts.no_install, &mut |line| {
+        progress.note(format_args!("{line}"))
+    });
+    let estimate: Duration = chosen.iter().map(|s| s.estimate(opts)).sum();
     progress.note(format_args!(
         "running {} (about {} s)",
         opts.sections.join(", "),
@@ -279,7 +289,11 @@ mod tests {
         // Not a timing test: checks the arithmetic of the plan, so that the
         // default run stays under two minutes on paper.
         let o = Options::default();
-        let total: Duration = sections().iter().map(|s| s.estimate(&o)).sum();
-        assert!(total < Duration::from_secs(120), "{total:?}");
+        let each: Vec<(&str, Duration)> = sections()
+            .iter()
+            .map(|s| (s.id(), s.estimate(&o)))
+            .collect();
+        let total: Duration = each.iter().map(|e| e.1).sum();
+        assert!(total < Duration::from_secs(120), "{total:?}: {each:?}");
     }
 }

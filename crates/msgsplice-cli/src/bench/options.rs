@@ -50,6 +50,9 @@ pub struct BenchArgs {
     /// Tiny runs, to check that everything works (numbers not meaningful)
     #[arg(long)]
     quick: bool,
+    /// Never install a missing peer (iperf3, nfs-cat, nfs-ganesha); say how instead
+    #[arg(long = "no-install")]
+    no_install: bool,
 }
 
 /// The options of `msgsplice bench`, defaults applied.
@@ -73,6 +76,9 @@ pub struct Options {
     /// File size of the `nfs` section (else [`nfs::DEFAULT_SIZE`], or
     /// [`nfs::QUICK_SIZE`] with `quick`).
     pub nfs_size: Option<usize>,
+    /// Leave missing peers missing (else, as root on Debian, they are
+    /// installed with apt-get).
+    pub no_install: bool,
 }
 
 impl Default for Options {
@@ -86,6 +92,7 @@ impl Default for Options {
             svg: None,
             quick: false,
             nfs_size: None,
+            no_install: false,
         }
     }
 }
@@ -111,6 +118,7 @@ impl From<BenchArgs> for Options {
             svg: a.svg,
             quick: a.quick,
             nfs_size: a.nfs_size,
+            no_install: a.no_install,
         }
     }
 }
@@ -215,6 +223,7 @@ mod tests {
             ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async"]
         );
         assert_eq!(o.nfs_size, None);
+        assert!(!o.no_install);
         assert_eq!(o.runs, DEFAULT_RUNS);
         assert_eq!(o.sizes, DEFAULT_SIZES);
         assert_eq!(
@@ -238,6 +247,7 @@ mod tests {
             "--svg=r.svg",
             "--nfs-size",
             "1024M",
+            "--no-install",
         ])
         .unwrap();
         // Run order, whatever order they were given in.
@@ -251,6 +261,7 @@ mod tests {
         assert_eq!(o.json.as_deref(), Some(std::path::Path::new("r.json")));
         assert_eq!(o.svg.as_deref(), Some(std::path::Path::new("r.svg")));
         assert_eq!(o.nfs_size, Some(1 << 30));
+        assert!(o.no_install);
     }
 
     #[test]
@@ -298,7 +309,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(checked, 8, "every option of msgsplice bench");
+        assert_eq!(checked, 9, "every option of msgsplice bench");
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub enum Outcome {
     Ran(Table),
     /// It cannot run on this machine; the reason says what is missing.
     Skipped {
-        /// For example "iperf3 not installed (apt-get install iperf3)".
+        /// For example "nfs-cat (Debian package libnfs-utils) is missing ...".
         reason: String,
     },
     /// It started and went wrong (an I/O error, bytes that did not verify).

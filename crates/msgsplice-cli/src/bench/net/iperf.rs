@@ -17,7 +17,7 @@ pub const SECONDS: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum IperfError {
     /// The binary is not on PATH.
-    #[error("iperf3 not installed (apt-get install iperf3)")]
+    #[error("iperf3 not installed (Debian package iperf3)")]
     NotInstalled,
     /// It ran and failed.
     #[error("iperf3 failed: {0}")]

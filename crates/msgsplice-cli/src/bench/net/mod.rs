@@ -191,6 +191,14 @@ impl Section for SendSection {
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
         section::outcome(self.measure(opts, progress))
     }
+
+    fn peers(&self) -> Vec<super::peers::Peer> {
+        if self.with_iperf() {
+            vec![super::peers::IPERF3]
+        } else {
+            Vec::new()
+        }
+    }
 }
 
 impl SendSection {
@@ -296,8 +304,9 @@ impl SendSection {
     /// why there is none.
     fn iperf_reference(&self, opts: &Options, progress: &mut Progress, t: &mut Table) {
         let secs = if opts.quick { 1 } else { iperf::SECONDS };
-        if let Err(e) = iperf::available() {
-            t.notes.push(format!("reference: {e}"));
+        if iperf::available().is_err() {
+            let why = super::peers::IPERF3.advice(opts.no_install);
+            t.notes.push(format!("reference: none, {why}"));
             return;
         }
         let runs = Self::iperf_runs(opts);

@@ -3,17 +3,18 @@
 //! 32 KiB, 16 in flight per connection, over 1 and 8 connections; and 8
 //! connections each reading its own region of the file sequentially in
 //! 1 MiB READs, 4 in flight each (as many bytes in flight as a deeper
-//! queue, without making nfsserve hold 128 MiB of reply buffers). `nfs-cat` reads one READ at a time, so its rows show the
-//! client's limits more than the servers'; these keep both servers busy.
+//! queue, without making nfsserve hold 128 MiB of reply buffers).
+//! `nfs-cat` reads one READ at a time, so its rows show the client's
+//! limits more than the servers'; these keep the servers busy.
 //!
-//! Each run starts a fresh server process, as the `nfs-cat` rows do, so
-//! that its CPU time (from reaping it) is that run's; the client is the
-//! same for both servers.
+//! Each run starts a fresh msgsplice or nfsserve process, as the `nfs-cat`
+//! rows do, so that its CPU time (from reaping it) is that run's;
+//! nfs-ganesha is one process for the section, its CPU time per run read
+//! from `/proc/PID/stat` around the run. The client is the same for all.
 
 use std::time::Duration;
 
 use super::load::{self, LoadSpec, Pattern, Stop};
-use super::procs::ServerProc;
 use super::{Scratch, Servers, Who, FILE_NAME};
 use crate::bench::report::{Group, Row, Table};
 use crate::bench::{fmt_size, Options, Progress};
@@ -28,9 +29,9 @@ pub(super) const CPU_PER_READ: &str = "server CPU-us/READ";
 const DEPTH: usize = 16;
 const LARGE_DEPTH: usize = 4;
 /// Length of one run, and with `--quick`.
-const RUN_TIME: Duration = Duration::from_millis(300);
+const RUN_TIME: Duration = Duration::from_millis(250);
 const QUICK_RUN_TIME: Duration = Duration::from_millis(60);
-/// Runs per row at most: ten rows, so that the section stays short.
+/// Runs per row at most: fifteen rows, so that the section stays short.
 const MAX_RUNS: usize = 3;
 /// One reply's data in this many is compared with the file.
 const VERIFY_EVERY: u64 = 64;
@@ -133,15 +134,15 @@ fn run_time(opts: &Options) -> Duration {
     }
 }
 
-/// What these rows add to the section's time: every case for both
-/// servers, each run a fresh server (a few tens of milliseconds to start,
-/// mount and look up).
-pub(super) fn estimate(opts: &Options) -> Duration {
+/// What these rows add to the section's time: every case for each of
+/// `servers`, each run a fresh server or ganesha's (a few tens of
+/// milliseconds to start, mount and look up).
+pub(super) fn estimate(opts: &Options, servers: usize) -> Duration {
     let per_run = run_time(opts) + Duration::from_millis(40);
-    per_run * (2 * CASES.len() * runs(opts)) as u32
+    per_run * (servers * CASES.len() * runs(opts)) as u32
 }
 
-/// One run: a fresh server, the load, the server stopped.
+/// One run: the server (fresh, or ganesha's), the load, the server's CPU.
 fn run_one(
     who: Who,
     servers: &Servers,
@@ -149,7 +150,7 @@ fn run_one(
     case: &Case,
     time: Duration,
 ) -> Result<(load::LoadResult, Duration), String> {
-    let server: ServerProc = super::start_server(who, servers, scratch)?;
+    let server = super::start_server(who, servers, scratch)?;
     let spec = LoadSpec {
         conns: case.conns,
         depth: case.depth,
@@ -166,8 +167,8 @@ fn run_one(
     Ok((result, cpu))
 }
 
-/// Measures every case against both servers (msgsplice's alone if the
-/// nfsserve peer is missing); one group per case.
+/// Measures every case against every server that can run here; one group
+/// per case.
 pub(super) fn groups(
     opts: &Options,
     progress: &mut Progress,
@@ -175,10 +176,7 @@ pub(super) fn groups(
     scratch: &Scratch,
     small_costs: &super::inproc::ReplyCosts,
 ) -> Result<Vec<Group>, String> {
-    let mut who = vec![Who::Msgsplice];
-    if servers.nfsserve.is_ok() {
-        who.insert(0, Who::Nfsserve);
-    }
+    let who = servers.present();
     let mut samples: Vec<Vec<Samples>> = CASES
         .iter()
         .map(|_| who.iter().map(|_| Samples::default()).collect())
@@ -224,7 +222,7 @@ pub(super) fn about(opts: &Options) -> Vec<String> {
     vec![
         format!(
             "READs/s rows: the bench's own NFSv3 client (MOUNT, LOOKUP, then READs; AUTH_SYS \
-             uid 0) against both servers, one thread and connection per conn, the READs in \
+             uid 0) against every server, one thread and connection per conn, the READs in \
              flight on each kept there (pipelined), for {:?} per run, median of {} runs; every \
              reply's xid, status, count and eof checked, and one reply's data in \
              {VERIFY_EVERY} compared with the file; GB/s is the READs' data, so the ratio is \
@@ -232,10 +230,50 @@ pub(super) fn about(opts: &Options) -> Vec<String> {
             run_time(opts),
             runs(opts)
         ),
-        "server CPU-us/READ: the fresh server's user+system time (start, MOUNT and LOOKUP \
-         included) per READ answered, lower is better"
+        "server CPU-us/READ: the server's user+system time per READ answered, lower is \
+         better: msgsplice and nfsserve a fresh process per run (start, MOUNT and LOOKUP \
+         included, from reaping it); nfs-ganesha one process for the section (started once, \
+         as deployed), its utime+stime in /proc/PID/stat (clock ticks) before and after \
+         each run"
             .into(),
     ]
+}
+
+/// The targets against nfs-ganesha with the own client, several
+/// connections with several READs in flight each: on sequential 1 MiB
+/// READs, the server CPU per GiB; on random 4 KiB READs, per READ; at
+/// twice its throughput or more in both.
+fn ganesha_notes(t: &Table) -> Vec<String> {
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let targets = [
+        (&CASES[4], super::SERVER_CPU, "per GiB", 0.25),
+        (&CASES[1], CPU_PER_READ, "per READ", 0.15),
+    ];
+    let mut notes = Vec::new();
+    for (case, col, per, most) in targets {
+        let name = case.name();
+        let Some(g) = t.groups.iter().find(|g| g.name == name) else {
+            continue;
+        };
+        let row = |w: Who| g.rows.iter().find(|r| r.name == w.name());
+        let (Some(ours), Some(peer)) = (row(Who::Msgsplice), row(Who::Ganesha)) else {
+            continue;
+        };
+        let tp = ours.value.median / peer.value.median;
+        let mut line = format!(
+            "{name}: msgsplice vs nfs-ganesha: {tp:.2}x the throughput (target >= 2x: {})",
+            verdict(tp >= 2.0)
+        );
+        if let (Some(a), Some(b)) = (ours.extras.get(col), peer.extras.get(col)) {
+            let r = a.median / b.median;
+            line += &format!(
+                ", {r:.2}x the server CPU {per} (target <= {most}x: {})",
+                verdict(r <= most)
+            );
+        }
+        notes.push(line);
+    }
+    notes
 }
 
 /// The targets for 4 KiB random READs, per connection count.
@@ -280,6 +318,7 @@ pub(super) fn notes(t: &Table) -> Vec<String> {
         }
         notes.push(line);
     }
+    notes.extend(ganesha_notes(t));
     notes.push(format!(
         "syscalls/READ and allocs/READ in the {} random rows: the same measurement as for \
          1 MiB, with {} READs",

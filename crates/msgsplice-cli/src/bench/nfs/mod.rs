@@ -1,6 +1,6 @@
 //! The `nfs` section: msgsplice's read-only NFSv3 export against the
-//! `nfsserve` crate, with the same client reading the same file, and raw
-//! `sendfile` as the ceiling.
+//! `nfsserve` crate and nfs-ganesha, with the same client reading the same
+//! file, and raw `sendfile` as the ceiling.
 //!
 //! - One file (256 MiB by default, `--nfs-size`; 8 MiB with `--quick`) in a
 //!   temporary directory, written, synced and read once so that it is in
@@ -14,14 +14,17 @@
 //!   (`crates/msgsplice-rpc/examples/nfsserve_peer.rs`, found beside this
 //!   binary or built once with cargo; see [`procs::nfsserve_peer`]), which
 //!   gets libnfs's `auto-traverse-mounts=0` (its MOUNT EXPORT reply makes
-//!   `nfs-cat` fail otherwise). Both listen on 127.0.0.1 only.
+//!   `nfs-cat` fail otherwise). nfs-ganesha ([`ganesha`]: FSAL VFS, one
+//!   process for the whole section, its CPU time per run from
+//!   `/proc/PID/stat`) where it can run: as root, its packages installed.
+//!   All listen on 127.0.0.1 only.
 //! - Ceiling: the file by `sendfile` over loopback TCP to a plain reader,
 //!   both threads of this process ([`inproc::sendfile_ceiling`]).
 //! - Per READ reply of msgsplice's export: system calls and heap
 //!   allocations, measured on this thread through the same dispatcher and
 //!   transport the server uses ([`inproc::reply_costs`]).
 //! - Random and concurrent READs: the bench's own pipelined client
-//!   ([`load`], over [`client`]) against both servers, fresh per run
+//!   ([`load`], over [`client`]) against every server, fresh per run
 //!   ([`load_rows`]); 4 KiB random READs also get their syscalls and
 //!   allocations per reply.
 //!
@@ -30,6 +33,7 @@
 //! sample of its replies with the file in every run.
 
 pub mod client;
+pub mod ganesha;
 pub mod inproc;
 pub mod load;
 mod load_rows;
@@ -40,7 +44,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use self::procs::ServerProc;
+use self::ganesha::Ganesha;
+use self::procs::{ServerProc, Serving};
 use super::report::{Group, Outcome, Row, Table};
 use super::{fmt_size, Options, Progress, Section};
 
@@ -69,6 +74,7 @@ pub struct NfsSection;
 enum Who {
     Nfsserve,
     Msgsplice,
+    Ganesha,
     Ceiling,
     PerRequest,
 }
@@ -78,6 +84,7 @@ impl Who {
         match self {
             Who::Nfsserve => "nfsserve 0.11 (tokio)",
             Who::Msgsplice => "msgsplice nfs serve",
+            Who::Ganesha => "nfs-ganesha (VFS)",
             Who::Ceiling => "sendfile to a plain reader",
             Who::PerRequest => "sendfile per 1 MiB request",
         }
@@ -150,6 +157,8 @@ impl Drop for Scratch {
 struct Servers {
     msgsplice: PathBuf,
     nfsserve: Result<PathBuf, String>,
+    /// Started once for the whole section.
+    ganesha: Result<Ganesha, String>,
 }
 
 impl Servers {
@@ -157,16 +166,42 @@ impl Servers {
         match who {
             Who::Msgsplice => Some(&self.msgsplice),
             Who::Nfsserve => self.nfsserve.as_deref().ok(),
-            Who::Ceiling | Who::PerRequest => None,
+            Who::Ganesha | Who::Ceiling | Who::PerRequest => None,
         }
+    }
+
+    /// True if `who` is a server that can run here.
+    fn serves(&self, who: Who) -> bool {
+        match who {
+            Who::Ganesha => self.ganesha.is_ok(),
+            _ => self.program(who).is_some(),
+        }
+    }
+
+    /// The servers that can run here, in table order.
+    fn present(&self) -> Vec<Who> {
+        [Who::Nfsserve, Who::Msgsplice, Who::Ganesha]
+            .into_iter()
+            .filter(|&w| self.serves(w))
+            .collect()
     }
 }
 
-/// Starts a fresh process of the server `who` (msgsplice or nfsserve)
-/// exporting the scratch directory.
-fn start_server(who: Who, servers: &Servers, scratch: &Scratch) -> Result<ServerProc, String> {
+/// The server `who` for one run over the scratch directory: a fresh
+/// process of msgsplice or nfsserve, or the section's ganesha.
+fn start_server<'a>(
+    who: Who,
+    servers: &'a Servers,
+    scratch: &Scratch,
+) -> Result<Serving<'a>, String> {
+    if let (Who::Ganesha, Ok(ganesha)) = (who, &servers.ganesha) {
+        return Ok(Serving::Shared {
+            ganesha,
+            cpu_at_start: ganesha.cpu(),
+        });
+    }
     let Some(program) = servers.program(who) else {
-        return Err(format!("{} is not a server", who.name()));
+        return Err(format!("{} is not a server here", who.name()));
     };
     let dir = scratch.dir.as_os_str();
     let args: Vec<&OsStr> = match who {
@@ -187,7 +222,9 @@ fn start_server(who: Who, servers: &Servers, scratch: &Scratch) -> Result<Server
     ));
     let server = ServerProc::start(program, &args, &errors);
     let _ = std::fs::remove_file(&errors);
-    server.map_err(|e| format!("{}: {e}", who.name()))
+    server
+        .map(Serving::Fresh)
+        .map_err(|e| format!("{}: {e}", who.name()))
 }
 
 /// One run of `who`: timed (output to /dev/null), or checked against the
@@ -198,7 +235,7 @@ fn run_one(
     scratch: &Scratch,
     check: bool,
 ) -> Result<(Duration, Duration, Duration), String> {
-    if servers.program(who).is_none() {
+    if !servers.serves(who) {
         let how = match who {
             Who::PerRequest => inproc::Ceiling::PerRequest,
             _ => inproc::Ceiling::Stream,
@@ -223,9 +260,7 @@ impl NfsSection {
     fn measure(&self, opts: &Options, progress: &mut Progress) -> Outcome {
         if !procs::nfs_cat_available() {
             return Outcome::Skipped {
-                reason: "nfs-cat not found: this section's client is libnfs-utils \
-                         (apt-get install libnfs-utils)"
-                    .into(),
+                reason: super::peers::LIBNFS_UTILS.advice(opts.no_install),
             };
         }
         let msgsplice = match procs::msgsplice_binary() {
@@ -245,11 +280,20 @@ impl NfsSection {
                 }
             }
         };
-        let servers = Servers {
-            msgsplice,
-            nfsserve: procs::nfsserve_peer(progress),
+        let nfsserve = procs::nfsserve_peer(progress);
+        let ganesha = match ganesha::unavailable(opts.no_install) {
+            Some(why) => Err(why),
+            None => {
+                progress.step(format_args!("starting nfs-ganesha"));
+                Ganesha::start(&scratch.dir, FILE_NAME)
+            }
         };
-        match self.table(opts, progress, &servers, &scratch, size as u64) {
+        let mut servers = Servers {
+            msgsplice,
+            nfsserve,
+            ganesha,
+        };
+        match self.table(opts, progress, &mut servers, &scratch, size as u64) {
             Ok(t) => Outcome::Ran(t),
             Err(error) => Outcome::Failed { error },
         }
@@ -259,19 +303,30 @@ impl NfsSection {
         &self,
         opts: &Options,
         progress: &mut Progress,
-        servers: &Servers,
+        servers: &mut Servers,
         scratch: &Scratch,
         size: u64,
     ) -> Result<Table, String> {
-        let mut who = vec![Who::Msgsplice, Who::Ceiling, Who::PerRequest];
-        if servers.nfsserve.is_ok() {
-            who.insert(0, Who::Nfsserve);
-        }
-        // Each server's output is checked once; this also warms it up.
-        for &w in who.iter().filter(|&&w| servers.program(w).is_some()) {
+        // Each server's output is checked once; this also warms it up. A
+        // wrong answer from ganesha drops its rows (a peer's fault is not
+        // msgsplice's failure); from the others it fails the section.
+        for w in servers.present() {
             progress.step(format_args!("{}: checking what nfs-cat gets", w.name()));
-            run_one(w, servers, scratch, true)?;
+            match (w, run_one(w, servers, scratch, true)) {
+                (_, Ok(_)) => {}
+                (Who::Ganesha, Err(e)) => {
+                    let tail = servers.ganesha.as_ref().map(Ganesha::log_tail);
+                    servers.ganesha = Err(format!(
+                        "its check read failed: {e}; its log ends: {}",
+                        tail.unwrap_or_default()
+                    ));
+                }
+                (_, Err(e)) => return Err(e),
+            }
         }
+        let servers = &*servers;
+        let mut who = servers.present();
+        who.extend([Who::Ceiling, Who::PerRequest]);
         let mut samples: Vec<Samples> = who.iter().map(|_| Samples::default()).collect();
         for run in 0..opts.runs {
             // A different order each round, so that no contender always
@@ -314,12 +369,17 @@ impl NfsSection {
                 fmt_size(size as usize),
                 opts.runs
             ),
-            "each run starts a fresh server process; server CPU-s/GiB is its user+system time \
-             (getrusage of the reaped child) per GiB served, lower is better; client likewise"
+            "each run starts a fresh msgsplice or nfsserve process; server CPU-s/GiB is its \
+             user+system time (getrusage of the reaped child) per GiB served, lower is better; \
+             client likewise"
                 .into(),
             "nfsserve: the nfsserve crate over a read-only view of the same directory \
              (msgsplice-rpc's examples/nfsserve_peer.rs), libnfs auto-traverse-mounts=0 for it \
-             only; both servers on 127.0.0.1"
+             only; all servers on 127.0.0.1"
+                .into(),
+            "nfs-ganesha: FSAL VFS, read-only NFSv3 export over TCP, NLM and RQUOTA off; one \
+             process for the whole section (its CPU per run from /proc/PID/stat, 10 ms ticks), \
+             with an rpcbind the bench starts if none runs"
                 .into(),
             "sendfile to a plain reader: the file by one sendfile(2) over loopback TCP to a \
              reader of 1 MiB reads, two threads of this process: the ceiling, no protocol at all"
@@ -416,6 +476,9 @@ fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Option
     if let Err(e) = &servers.nfsserve {
         notes.push(format!("nfsserve row missing: {e}"));
     }
+    if let Err(e) = &servers.ganesha {
+        notes.push(format!("nfs-ganesha rows missing: {e}"));
+    }
     if opts.nfs_size.is_none() {
         notes.push(format!(
             "file size: {} by default to keep `msgsplice bench` short; --nfs-size 1024M \
@@ -433,7 +496,7 @@ impl Section for NfsSection {
 
     fn title(&self) -> String {
         "NFSv3 READ of a file in page cache, same client: msgsplice's export, nfsserve, \
-         and the sendfile ceiling"
+         nfs-ganesha, and the sendfile ceiling"
             .into()
     }
 
@@ -445,20 +508,31 @@ impl Section for NfsSection {
         if !procs::nfs_cat_available() {
             return Duration::ZERO;
         }
+        // nfs-ganesha, where it can run, is one more server; it starts
+        // once, in a fraction of a second.
+        let (servers, ganesha_start) = match ganesha::unavailable(opts.no_install) {
+            None => (3, 0.2),
+            Some(_) => (2, 0.0),
+        };
         // Measured here: the contenders read at 2 to 5 GB/s, a checked read
         // at about 1 GB/s, a server process starts in a few milliseconds,
-        // and making the file runs at about 1 GB/s. So: four contenders per
-        // run at 2 GB/s, two checked reads, a fresh server per run and per
-        // check, and the file.
+        // and making the file runs at about 1 GB/s. So: the servers and the
+        // two sendfile references per run at 2 GB/s, a checked read per
+        // server, a fresh server per run and per check, and the file.
         let size = Self::size(opts) as f64;
-        let secs = size * (4 * opts.runs) as f64 / 2e9
-            + size * 2.0 / 1e9
+        let secs = size * ((servers + 2) * opts.runs) as f64 / 2e9
+            + size * servers as f64 / 1e9
             + 0.02 * (2 * opts.runs + 2) as f64
             + size / 1e9;
-        Duration::from_secs_f64(secs + 0.2) + load_rows::estimate(opts)
+        Duration::from_secs_f64(secs + 0.2 + ganesha_start) + load_rows::estimate(opts, servers)
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
         self.measure(opts, progress)
+    }
+
+    fn peers(&self) -> Vec<super::peers::Peer> {
+        use super::peers::{GANESHA, GANESHA_VFS, LIBNFS_UTILS, RPCBIND};
+        vec![LIBNFS_UTILS, GANESHA, GANESHA_VFS, RPCBIND]
     }
 }

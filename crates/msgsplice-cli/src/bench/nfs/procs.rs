@@ -1,6 +1,8 @@
-//! The processes of the `nfs` section: the two servers (each run starts a
-//! fresh one, so its CPU time is exactly that run's), the `nfs-cat` client,
-//! and finding or building the nfsserve peer.
+//! The processes of the `nfs` section: msgsplice's and nfsserve's servers
+//! (each run starts a fresh one, so its CPU time is exactly that run's),
+//! the run's view of any server ([`Serving`], which also covers the one
+//! shared ganesha), the `nfs-cat` client, and finding or building the
+//! nfsserve peer.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
@@ -11,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::super::Progress;
+use super::ganesha::Ganesha;
 
 /// How long a server may take to print its URL.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -76,10 +79,7 @@ impl ServerProc {
 
     /// The URL of `name` in the export root.
     pub fn file_url(&self, name: &str) -> String {
-        match self.url.split_once('?') {
-            Some((base, query)) => format!("{base}/{name}?{query}"),
-            None => format!("{}/{name}", self.url),
-        }
+        file_url(&self.url, name)
     }
 
     fn stderr_tail(&self) -> String {
@@ -109,6 +109,55 @@ impl Drop for ServerProc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// The URL of `name` in the export root whose URL is `root`.
+pub fn file_url(root: &str, name: &str) -> String {
+    match root.split_once('?') {
+        Some((base, query)) => format!("{base}/{name}?{query}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// The server of one run: a fresh process, or the section's one ganesha,
+/// whose CPU time for the run is the difference of its total around it.
+pub enum Serving<'a> {
+    /// Started for this run, stopped after it.
+    Fresh(ServerProc),
+    /// Shared by every run.
+    Shared {
+        /// The server.
+        ganesha: &'a Ganesha,
+        /// Its CPU time when the run began.
+        cpu_at_start: Duration,
+    },
+}
+
+impl Serving<'_> {
+    /// The URL of the export root.
+    pub fn url(&self) -> &str {
+        match self {
+            Serving::Fresh(p) => p.url(),
+            Serving::Shared { ganesha, .. } => ganesha.url(),
+        }
+    }
+
+    /// The URL of `name` in the export root.
+    pub fn file_url(&self, name: &str) -> String {
+        file_url(self.url(), name)
+    }
+
+    /// Ends the run: stops a fresh server; returns the server's CPU time
+    /// in this run.
+    pub fn stop(self) -> Duration {
+        match self {
+            Serving::Fresh(p) => p.stop(),
+            Serving::Shared {
+                ganesha,
+                cpu_at_start,
+            } => ganesha.cpu().saturating_sub(cpu_at_start),
         }
     }
 }
