@@ -222,3 +222,43 @@ proptest! {
         prop_assert!(got == want);
     }
 }
+
+/// Over a Unix stream a small message of several parts is gathered into
+/// one buffer and sent in one call; a larger one, or with gathering off,
+/// goes as it is. The same bytes arrive either way.
+#[test]
+fn small_unix_stream_runs_are_gathered() {
+    let cache = FragCache::new();
+    for (gather, len, gathered) in [
+        (4096usize, 1000usize, true),
+        (0, 1000, false),
+        (4096, 8000, false),
+    ] {
+        let (tx, rx) = pair(Transport::UnixStream).unwrap();
+        let h = read_to_end(rx);
+        let mut sp = Builder::new()
+            .gather_small_runs_up_to(gather)
+            .build(tx)
+            .unwrap();
+        let body = cache.memdup(&source()[..len]).unwrap();
+        let mut want = Vec::new();
+        for i in 0..10u8 {
+            let head = [i; 16];
+            let mut m = Msg::new();
+            m.push(&head[..]).push(body.clone()).push(vec![i; 8]);
+            send_all(&mut sp, &mut m).unwrap();
+            want.extend_from_slice(&[i; 16]);
+            want.extend_from_slice(&source()[..len]);
+            want.extend_from_slice(&[i; 8]);
+        }
+        let st = sp.stats();
+        assert_eq!(
+            st.runs_gathered,
+            if gathered { 10 } else { 0 },
+            "{gather} {len}"
+        );
+        assert_eq!(st.syscalls, 10, "one call a message either way");
+        drop(sp);
+        assert!(h.join().unwrap().unwrap() == want, "{gather} {len}");
+    }
+}

@@ -211,6 +211,22 @@ impl Builder {
         self
     }
 
+    /// Unix stream sockets: a run of memory that is copied (no zero-copy
+    /// there) and made of several parts of at most this many bytes in all
+    /// (default 4 KiB) is first gathered into one buffer the Splicer
+    /// reuses, and sent by one `send(2)` instead of a `sendmsg(2)` of the
+    /// parts; 0 never gathers. For small messages on a Unix stream the
+    /// kernel's fixed cost per call decides, and `send` of one buffer costs
+    /// less than `sendmsg` of several: the `unix` section of `msgsplice
+    /// bench` measures the Splicer against `writev` and against one `write`
+    /// of a joined buffer.
+    /// The same bytes arrive either way; no allocation once the buffer has
+    /// grown to the largest such run.
+    pub fn gather_small_runs_up_to(mut self, bytes: usize) -> Builder {
+        self.policy.gather_up_to = bytes;
+        self
+    }
+
     /// The cache that copy segments of zero-copy runs are copied into
     /// (default: [`FragCache::global`]).
     pub fn frag_cache(mut self, cache: FragCache) -> Builder {

@@ -126,7 +126,8 @@ pub struct Splicer<S: AsFd> {
     iov: IovScratch,
     /// Copy segments of the current zero-copy run, copied into fragments.
     copies: Vec<Frag>,
-    /// Record sockets: a message of more than IOV_MAX segments, gathered.
+    /// Record sockets: a message of more than IOV_MAX segments, gathered;
+    /// Unix streams: a small copied run, gathered.
     bounce: Vec<u8>,
     cache: FragCache,
     stats: SendStats,
@@ -390,6 +391,31 @@ impl<S: AsFd> Splicer<S> {
             && self.zc.ready(fd, &self.policy, &mut self.stats);
         if !zc {
             self.zc.reap(fd, &self.policy, &mut self.stats);
+            if self.kind == SocketKind::UnixStream
+                && batch.len() > 1
+                && bytes <= self.policy.gather_up_to as u64
+            {
+                // One buffer by `send(2)` costs the kernel less than several
+                // parts by `sendmsg(2)` (see `Builder::gather_small_runs_up_to`).
+                drop(batch);
+                self.bounce.clear();
+                for (_, data) in memory_parts(run, off) {
+                    self.bounce.extend_from_slice(data);
+                }
+                self.stats.runs_gathered += 1;
+                self.stats.syscalls += 1;
+                let mut flags = rustix::net::SendFlags::NOSIGNAL;
+                if bytes < msg.remaining() {
+                    flags |= rustix::net::SendFlags::MORE;
+                }
+                return match rustix::net::send(fd, &self.bounce, flags) {
+                    Ok(n) => {
+                        self.stats.bytes_copied += n as u64;
+                        Ok(n)
+                    }
+                    Err(e) => Err(Stop::Os(e.into())),
+                };
+            }
         } else if shape.copy_bytes > 0 {
             // The batch is refilled with the copies in place of the copy
             // segments.

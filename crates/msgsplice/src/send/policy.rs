@@ -33,6 +33,9 @@ use crate::msg::Segment;
 /// shared folio rather than a mapping of its own.
 pub(crate) const DEFAULT_READ_FILES_UP_TO: u64 = 32 << 10;
 
+/// Default of [`Builder::gather_small_runs_up_to`](super::Builder::gather_small_runs_up_to).
+pub(crate) const DEFAULT_GATHER_UP_TO: usize = 4 << 10;
+
 /// What to do when the kernel reports that it copied zero-copy data anyway
 /// (`SO_EE_CODE_ZEROCOPY_COPIED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub(crate) struct Policy {
     /// File ranges of at most this many bytes are read into fragments and
     /// sent with the message's memory (stream sockets).
     pub(crate) read_files_up_to: u64,
+    /// Unix stream sockets: a copied run of several parts and at most this
+    /// many bytes is gathered into one buffer and sent as one.
+    pub(crate) gather_up_to: usize,
 }
 
 impl Default for Policy {
@@ -79,6 +85,7 @@ impl Default for Policy {
             file_tail_pipe: true,
             skip_local_peers: true,
             read_files_up_to: DEFAULT_READ_FILES_UP_TO,
+            gather_up_to: DEFAULT_GATHER_UP_TO,
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct SendStats {
     /// ([`Builder::read_file_ranges_up_to`](super::Builder::read_file_ranges_up_to));
     /// their bytes then count as memory (copied, or spliced by zero-copy).
     pub file_ranges_read: u64,
+    /// Unix stream runs of several parts gathered into one buffer first
+    /// ([`Builder::gather_small_runs_up_to`](super::Builder::gather_small_runs_up_to)).
+    pub runs_gathered: u64,
     /// Successful `MSG_ZEROCOPY` sends (each takes one completion id).
     pub zerocopy_sends: u64,
     /// Zero-copy sends whose completion has not been read yet.
