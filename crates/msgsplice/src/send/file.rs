@@ -65,6 +65,24 @@ pub(crate) fn check_ranges(segs: &[Segment<'_>]) -> Result<u64, SendError> {
     Ok(syscalls)
 }
 
+/// The file-range steps before a message's first byte, the same for every
+/// engine: small ranges read into fragments by the policy's threshold,
+/// then, if the policy checks them, the rest measured against their files.
+pub(crate) fn prepare_ranges(
+    msg: &mut Msg<'_>,
+    policy: &super::policy::Policy,
+    cache: &FragCache,
+    stats: &mut super::SendStats,
+) -> Result<(), SendError> {
+    if msg.has_file() && policy.read_files_up_to > 0 {
+        read_small_ranges(msg, policy.read_files_up_to, cache, stats)?;
+    }
+    if policy.check_file_ranges && msg.has_file() {
+        stats.syscalls += check_ranges(msg.segments())?;
+    }
+    Ok(())
+}
+
 /// Reads every non-empty file range of `msg` of at most `max` bytes into a
 /// fragment of `cache` and puts the fragment in the range's place, so the
 /// message leaves with its memory in one `sendmsg` instead of a `sendmsg`
@@ -76,7 +94,7 @@ pub(crate) fn check_ranges(segs: &[Segment<'_>]) -> Result<u64, SendError> {
 ///
 /// A range that cannot be read this way (a file that is not seekable, or a
 /// cache out of memory) is left as it is, for `sendfile`.
-pub(crate) fn read_small_ranges(
+fn read_small_ranges(
     msg: &mut Msg<'_>,
     max: u64,
     cache: &FragCache,
@@ -97,12 +115,7 @@ pub(crate) fn read_small_ranges(
                 msg.replace_file(i, buf.freeze());
                 stats.file_ranges_read += 1;
             }
-            Err(ReadFail::Eof) => {
-                return Err(match past_eof(&r) {
-                    Stop::Typed(e) => e,
-                    Stop::Os(e) => SendError::Io(e),
-                })
-            }
+            Err(ReadFail::Eof) => return Err(past_eof_error(&r)),
             // Not a regular file (a pipe, a socket): sendfile copes.
             Err(ReadFail::NotSeekable) => {}
             Err(ReadFail::Os(e)) => return Err(SendError::Io(e)),
@@ -155,12 +168,18 @@ pub(crate) fn send_part(
 }
 
 fn past_eof(r: &FileRange<'_>) -> Stop {
+    Stop::Typed(past_eof_error(r))
+}
+
+/// [`SendError::PastEof`] for a range its file no longer holds, with the
+/// file's length now (0 if even `fstat` fails).
+fn past_eof_error(r: &FileRange<'_>) -> SendError {
     let file_len = fstat(r.fd()).map(|s| s.st_size as u64).unwrap_or(0);
-    Stop::Typed(SendError::PastEof {
+    SendError::PastEof {
         offset: r.offset(),
         len: r.len(),
         file_len,
-    })
+    }
 }
 
 /// Pipe size asked for: the kernel's default `pipe-max-size`. The kernel

@@ -238,17 +238,7 @@ impl<S: AsFd> Splicer<S> {
                 // own them, whatever file descriptor numbers match.
                 self.pipe = None;
             }
-            if msg.has_file() && self.policy.read_files_up_to > 0 {
-                file::read_small_ranges(
-                    msg,
-                    self.policy.read_files_up_to,
-                    &self.cache,
-                    &mut self.stats,
-                )?;
-            }
-            if self.policy.check_file_ranges && msg.has_file() {
-                self.stats.syscalls += file::check_ranges(msg.segments())?;
-            }
+            file::prepare_ranges(msg, &self.policy, &self.cache, &mut self.stats)?;
         }
         let mut progress = 0u64;
         loop {

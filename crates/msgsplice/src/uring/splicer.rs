@@ -249,13 +249,7 @@ impl<S: AsFd> UringSplicer<S> {
         if let Some(v4) = c.udp_v4 {
             crate::send::udp::check_len(msg.len(), 0, v4)?;
         }
-        if msg.has_file() && c.policy.read_files_up_to > 0 {
-            file::read_small_ranges(msg, c.policy.read_files_up_to, &self.cache, &mut c.stats)?;
-        }
-        if c.policy.check_file_ranges && msg.has_file() {
-            c.stats.syscalls += file::check_ranges(msg.segments())?;
-        }
-        Ok(())
+        file::prepare_ranges(msg, &c.policy, &self.cache, &mut c.stats)
     }
 
     /// One round: file ranges at the cursors go by `sendfile` first; then
