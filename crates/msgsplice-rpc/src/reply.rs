@@ -52,6 +52,36 @@ pub struct FileRange {
     pub len: u64,
 }
 
+impl FileRange {
+    /// Reads the range's next bytes from byte `done` of it into `buf` (at
+    /// most what is left, one `pread`), for a transport that must copy a
+    /// file its socket cannot splice from. Returns the bytes read; a file
+    /// that now ends before the range does is an `UnexpectedEof` error,
+    /// never a short reply.
+    pub fn read_chunk(&self, done: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = ((self.len - done) as usize).min(buf.len());
+        match self.file.read_at(&mut buf[..want], self.offset + done)? {
+            0 if want > 0 => Err(self.shrank()),
+            n => Ok(n),
+        }
+    }
+
+    /// The error for a file that ended before the range did.
+    pub(crate) fn shrank(&self) -> std::io::Error {
+        use std::os::fd::AsRawFd;
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!(
+                "file (fd {}) ended before offset {} + {}: it shrank while being sent",
+                self.file.as_raw_fd(),
+                self.offset,
+                self.len
+            ),
+        )
+    }
+}
+
 /// The bulk part of a reply.
 #[derive(Debug, Clone, Default)]
 pub enum ReplyData {

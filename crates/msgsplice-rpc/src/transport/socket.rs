@@ -3,7 +3,7 @@
 //! for sockets a Splicer does not drive.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use rustix::io::Errno;
 use rustix::net::SendFlags;
@@ -81,7 +81,7 @@ impl<S: AsFd + Send> SocketTransport<S> {
             let want = (end - offset).min(1 << 30) as usize;
             self.syscalls += 1;
             match rustix::fs::sendfile(&self.socket, &*range.file, Some(&mut offset), want) {
-                Ok(0) => return Err(shrank(range)),
+                Ok(0) => return Err(range.shrank()),
                 Ok(_) => {}
                 Err(Errno::INTR) => {}
                 // Filesystems without splice support: copy through a buffer.
@@ -94,39 +94,22 @@ impl<S: AsFd + Send> SocketTransport<S> {
         Ok(())
     }
 
-    fn copy_file(&mut self, range: &FileRange, mut offset: u64, more: bool) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        let end = range.offset + range.len;
+    fn copy_file(&mut self, range: &FileRange, offset: u64, more: bool) -> io::Result<()> {
+        let mut done = offset - range.offset;
         let mut bounce = std::mem::take(&mut self.bounce);
-        bounce.resize(64 * 1024, 0);
+        bounce.resize(super::COPY_CHUNK, 0);
         let res = (|| {
-            while offset < end {
-                let want = ((end - offset) as usize).min(bounce.len());
+            while done < range.len {
                 self.syscalls += 1;
-                let n = range.file.read_at(&mut bounce[..want], offset)?;
-                if n == 0 {
-                    return Err(shrank(range));
-                }
-                offset += n as u64;
-                self.send_all(&bounce[..n], more || offset < end)?;
+                let n = range.read_chunk(done, &mut bounce)?;
+                done += n as u64;
+                self.send_all(&bounce[..n], more || done < range.len)?;
             }
             Ok(())
         })();
         self.bounce = bounce;
         res
     }
-}
-
-fn shrank(range: &FileRange) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!(
-            "file (fd {}) ended before offset {} + {}: it shrank while being sent",
-            range.file.as_raw_fd(),
-            range.offset,
-            range.len
-        ),
-    )
 }
 
 impl<S: AsFd + Send> ReplyTransport for SocketTransport<S> {

@@ -2,7 +2,6 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
 
 use msgsplice::send::Builder;
 use msgsplice::{Msg, SendError, SendStats, Splicer};
@@ -96,16 +95,7 @@ impl<S: AsFd> SplicerTransport<S> {
         bounce.resize(COPY_CHUNK, 0);
         let res = (|| {
             while done < range.len {
-                let want = ((range.len - done) as usize).min(bounce.len());
-                let n = range
-                    .file
-                    .read_at(&mut bounce[..want], range.offset + done)?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shrank while being sent",
-                    ));
-                }
+                let n = range.read_chunk(done, &mut bounce)?;
                 done += n as u64;
                 let mut msg = Msg::new();
                 msg.push(&bounce[..n]);

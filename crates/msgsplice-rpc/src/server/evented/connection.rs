@@ -5,7 +5,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -343,16 +342,7 @@ async fn copy_file(
 ) -> io::Result<()> {
     let mut bounce = vec![0u8; COPY_CHUNK];
     while done < range.len {
-        let want = ((range.len - done) as usize).min(bounce.len());
-        let n = range
-            .file
-            .read_at(&mut bounce[..want], range.offset + done)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being sent",
-            ));
-        }
+        let n = range.read_chunk(done, &mut bounce)?;
         done += n as u64;
         let mut msg = Msg::new();
         msg.push(&bounce[..n]);
