@@ -22,72 +22,6 @@ fn skip(test: &str, why: &str) {
     msgsplice_testkit::skip(test, why);
 }
 
-fn have_openssl() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The test certificate and key as PEM files in a fresh directory,
-/// removed on drop (also when the test fails).
-struct PemFiles {
-    dir: std::path::PathBuf,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-impl Drop for PemFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Writes the test certificate and key as PEM files in a fresh directory.
-fn pem_files(tag: &str) -> PemFiles {
-    let dir = std::env::temp_dir().join(format!("msgsplice-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, &cert().pem).unwrap();
-    std::fs::write(&key_path, &cert().key_pem).unwrap();
-    PemFiles {
-        dir,
-        cert: cert_path,
-        key: key_path,
-    }
-}
-
-/// Collects `child`'s output (read as it comes, so a full pipe never
-/// stalls it) and waits for it at most `limit`, killing it after that.
-fn wait(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    }
-    let out = drain(child.stdout.take().expect("piped stdout"));
-    let err = drain(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    std::process::Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
 /// `openssl s_client` (verifying our certificate and host name) reads a
 /// header + 200 KiB + trailer message and the close_notify after it, in TLS
 /// 1.3 (with session tickets from the handshake) and TLS 1.2.
@@ -130,7 +64,7 @@ fn openssl_s_client_reads_a_known_payload() {
             .push(&b"\nTRAILER"[..]);
         tls.send(&mut msg).unwrap();
         tls.close().unwrap();
-        let out = wait(child, Duration::from_secs(20));
+        let out = wait_output(child, Duration::from_secs(20));
         let mut want = b"HEADER\n".to_vec();
         want.extend_from_slice(&payload);
         want.extend_from_slice(b"\nTRAILER");
@@ -193,7 +127,7 @@ fn openssl_s_server_reads_our_client() {
         .push(&b"\nEND\n"[..]);
     tls.send(&mut msg).unwrap();
     tls.close().unwrap();
-    let out = wait(child, Duration::from_secs(20));
+    let out = wait_output(child, Duration::from_secs(20));
     let mut want = b"BEGIN\n".to_vec();
     want.extend_from_slice(&payload);
     want.extend_from_slice(b"\nEND\n");

@@ -1,6 +1,5 @@
 //! The asynchronous API against OpenSSL's command-line client and server.
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -18,54 +17,6 @@ fn skip(test: &str, why: &str) {
     msgsplice_testkit::skip(test, why);
 }
 
-fn have_openssl() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Writes the test certificate and key as PEM files in a fresh directory.
-fn pem_files(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("msgsplice-async-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&c, &cert().pem).expect("cert.pem");
-    std::fs::write(&k, &cert().key_pem).expect("key.pem");
-    (c, k)
-}
-
-/// Waits for `child` at most `limit` (then kills it), collecting its
-/// output as it comes so that a full pipe never stalls it.
-fn wait_output(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-        thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    }
-    let out = drain(child.stdout.take().expect("piped stdout"));
-    let err = drain(child.stderr.take().expect("piped stderr"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break child.wait().expect("wait");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    std::process::Output {
-        status,
-        stdout: out.join().expect("stdout"),
-        stderr: err.join().expect("stderr"),
-    }
-}
-
 /// `openssl s_client` (verifying our certificate) reads a message of a
 /// header, 300 KiB, a file range and a trailer from an asynchronous
 /// server, TLS 1.3 on a current-thread runtime and TLS 1.2 on a
@@ -78,7 +29,8 @@ fn openssl_s_client_reads_the_async_server() {
             "no openssl binary",
         );
     }
-    let (cert_pem, _) = pem_files("s_client");
+    let pem = pem_files("async-s_client");
+    let cert_pem = &pem.cert;
     let (file, file_data) = data_file();
     for ((flavour, rt), proto) in runtimes().into_iter().zip(["-tls1_3", "-tls1_2"]) {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -88,7 +40,7 @@ fn openssl_s_client_reads_the_async_server() {
             .args(["-servername", "localhost", "-verify_hostname", "localhost"])
             .arg("-verify_return_error")
             .arg("-CAfile")
-            .arg(&cert_pem)
+            .arg(cert_pem)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -136,7 +88,8 @@ fn openssl_s_server_reads_the_async_client() {
             "no openssl binary",
         );
     }
-    let (cert_pem, key_pem) = pem_files("s_server");
+    let pem = pem_files("async-s_server");
+    let (cert_pem, key_pem) = (&pem.cert, &pem.key);
     for (flavour, rt) in runtimes() {
         // A free port for s_server: bind, note it, release it.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -146,9 +99,9 @@ fn openssl_s_server_reads_the_async_client() {
         let child = Command::new("openssl")
             .args(["s_server", "-accept", &port.to_string(), "-naccept", "1"])
             .args(["-quiet", "-tls1_3", "-cert"])
-            .arg(&cert_pem)
+            .arg(cert_pem)
             .arg("-key")
-            .arg(&key_pem)
+            .arg(key_pem)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

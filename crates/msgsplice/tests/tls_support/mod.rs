@@ -1,6 +1,7 @@
 //! Shared parts of the TLS tests: a certificate made at test time, rustls
 //! configurations, a loopback connection with a rustls client on a thread,
-//! and a tap that counts the records the client receives.
+//! a tap that counts the records the client receives, and what the tests
+//! against OpenSSL's command-line peers need.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
@@ -209,5 +210,78 @@ pub fn record_len(suite: SupportedCipherSuite, plain: usize) -> usize {
             let chacha = format!("{:?}", s.common.suite).contains("CHACHA20");
             plain + 16 + if chacha { 0 } else { 8 }
         }
+    }
+}
+
+/// True if the `openssl` command runs here.
+pub fn have_openssl() -> bool {
+    std::process::Command::new("openssl")
+        .arg("version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The test certificate and key as PEM files in a fresh directory,
+/// removed on drop (also when the test fails).
+pub struct PemFiles {
+    dir: std::path::PathBuf,
+    /// The certificate.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+}
+
+impl Drop for PemFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes the test certificate and key as PEM files in a fresh directory
+/// named after `tag` and this process.
+pub fn pem_files(tag: &str) -> PemFiles {
+    let dir = std::env::temp_dir().join(format!("msgsplice-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &cert().pem).unwrap();
+    std::fs::write(&key_path, &cert().key_pem).unwrap();
+    PemFiles {
+        dir,
+        cert: cert_path,
+        key: key_path,
+    }
+}
+
+/// Collects `child`'s output (read as it comes, so a full pipe never
+/// stalls it) and waits for it at most `limit`, killing it after that.
+pub fn wait_output(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    fn drain(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    }
+    let out = drain(child.stdout.take().expect("piped stdout"));
+    let err = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().expect("wait");
+        }
+        thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().expect("stdout"),
+        stderr: err.join().expect("stderr"),
     }
 }
