@@ -18,10 +18,11 @@
 //! In CI nothing holds port 111 (scripts install rpcbind without starting
 //! it), so both run, each with a portmapper of its own making.
 
+mod rpcbind;
+
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use msgsplice_rpc::exports::Exports;
 use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
@@ -63,16 +64,6 @@ fn port_111_free() -> bool {
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// A running `rpcbind` this test started, killed when dropped.
-struct Rpcbind(Child);
-
-impl Drop for Rpcbind {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// An export server of two exports, one of them limited to a network.
@@ -182,28 +173,10 @@ fn tools_find_the_export_through_rpcbind() {
         if !port_111_free() {
             return skip(T, "port 111 is taken by something that is not a portmapper");
         }
-        // -f: stay in the foreground, so the child is the daemon; no -w,
-        // so no registrations of an earlier run are loaded.
-        let child = match Command::new("rpcbind")
-            .arg("-f")
-            .stdin(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => Rpcbind(c),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return skip(T, "rpcbind is not installed (Debian package rpcbind)")
-            }
-            Err(e) => panic!("starting rpcbind: {e}"),
+        let child = match rpcbind::start(here) {
+            Ok(c) => c,
+            Err(why) => return skip(T, &why),
         };
-        // Wait until it answers; the verdict does not depend on how long.
-        let start = Instant::now();
-        while !probe(here).unwrap_or(false) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "rpcbind never answered"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
         Some(child)
     };
     let dir = tempfile::tempdir().unwrap();

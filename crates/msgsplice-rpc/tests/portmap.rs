@@ -4,11 +4,12 @@
 //! Tests that need port 111 take [`PORT_111`] so they do not meet each
 //! other, and skip (loudly) when something else holds the port.
 
+mod rpcbind;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use msgsplice::FragCache;
 use msgsplice_rpc::portmap::{
@@ -213,16 +214,6 @@ fn rpcinfo_lists_what_our_client_registered_with_our_portmapper() {
     server.shutdown().unwrap();
 }
 
-/// A running `rpcbind`, killed when dropped (also when the test panics).
-struct Rpcbind(Child);
-
-impl Drop for Rpcbind {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn is_root() -> bool {
     run("id", &["-u"]).is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
@@ -244,28 +235,10 @@ fn our_client_registers_with_a_real_rpcbind() {
             )
         }
     }
-    // -f: stay in the foreground, so the child is the daemon; no -w, so no
-    // registrations from an earlier run are loaded.
-    let child = match Command::new("rpcbind")
-        .arg("-f")
-        .stdin(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => Rpcbind(c),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return skip(T, "rpcbind is not installed (Debian package rpcbind)")
-        }
-        Err(e) => panic!("starting rpcbind: {e}"),
+    let child = match rpcbind::start(here) {
+        Ok(c) => c,
+        Err(why) => return skip(T, &why),
     };
-    // Wait until it answers; the verdict does not depend on how long.
-    let start = Instant::now();
-    while !probe(here).unwrap_or(false) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "rpcbind never answered on 111"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     register_with(here, &ours()).unwrap();
     let o = run("rpcinfo", &["-p", "127.0.0.1"]).expect("rpcinfo comes with rpcbind");
