@@ -97,7 +97,7 @@ impl<S: AsFd + Send> SocketTransport<S> {
     fn copy_file(&mut self, range: &FileRange, offset: u64, more: bool) -> io::Result<()> {
         let mut done = offset - range.offset;
         let mut bounce = std::mem::take(&mut self.bounce);
-        bounce.resize(super::COPY_CHUNK, 0);
+        bounce.resize(super::splicer::COPY_CHUNK, 0);
         let res = (|| {
             while done < range.len {
                 self.syscalls += 1;
