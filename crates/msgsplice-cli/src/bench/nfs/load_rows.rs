@@ -10,7 +10,7 @@
 //! Each run starts a fresh msgsplice or nfsserve process, as the `nfs-cat`
 //! rows do, so that its CPU time (from reaping it) is that run's;
 //! nfs-ganesha is one process for the section, its CPU time per run read
-//! from `/proc/PID/stat` around the run. The client is the same for all.
+//! from its process CPU-time clock around the run. The client is the same for all.
 
 use std::time::Duration;
 
@@ -233,7 +233,7 @@ pub(super) fn about(opts: &Options) -> Vec<String> {
         "server CPU-us/READ: the server's user+system time per READ answered, lower is \
          better: msgsplice and nfsserve a fresh process per run (start, MOUNT and LOOKUP \
          included, from reaping it); nfs-ganesha one process for the section (started once, \
-         as deployed), its utime+stime in /proc/PID/stat (clock ticks) before and after \
+         as deployed), its process CPU-time clock before and after \
          each run"
             .into(),
     ]

@@ -15,8 +15,8 @@
 //!   binary or built once with cargo; see [`procs::nfsserve_peer`]), which
 //!   gets libnfs's `auto-traverse-mounts=0` (its MOUNT EXPORT reply makes
 //!   `nfs-cat` fail otherwise). nfs-ganesha ([`ganesha`]: FSAL VFS, one
-//!   process for the whole section, its CPU time per run from
-//!   `/proc/PID/stat`) where it can run: as root, its packages installed.
+//!   process for the whole section, its CPU time per run from its
+//!   process CPU-time clock) where it can run: as root, its packages installed.
 //!   All listen on 127.0.0.1 only.
 //! - Ceiling: the file by `sendfile` over loopback TCP to a plain reader,
 //!   both threads of this process ([`inproc::sendfile_ceiling`]).
@@ -378,7 +378,7 @@ impl NfsSection {
              only; all servers on 127.0.0.1"
                 .into(),
             "nfs-ganesha: FSAL VFS, read-only NFSv3 export over TCP, NLM and RQUOTA off; one \
-             process for the whole section (its CPU per run from /proc/PID/stat, 10 ms ticks), \
+             process for the whole section (its CPU per run from its process CPU-time clock), \
              with an rpcbind the bench starts if none runs"
                 .into(),
             "sendfile to a plain reader: the file by one sendfile(2) over loopback TCP to a \
