@@ -7,7 +7,7 @@
 mod rpcbind;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -140,10 +140,15 @@ fn rpcinfo_pings_every_version_of_our_portmapper() {
 
 #[test]
 fn probe_says_no_where_nothing_listens() {
+    // A port that is bound but not listening, and stays bound while the
+    // probe runs: the local end of a connected stream. (A port freed by
+    // dropping a listener could be taken by another test's server before
+    // the probe reaches it.)
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    let held = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let addr = held.local_addr().unwrap();
     assert!(!probe(addr).unwrap());
+    drop(held);
 }
 
 /// Binds our portmapper on 127.0.0.1:111 (skipping if the port is taken),
