@@ -21,7 +21,8 @@
 //! on loopback), `nfs` (the NFSv3 export against the nfsserve crate, with
 //! `nfs-cat` as the client), `tls` (msgsplice's TLS sender against rustls's
 //! buffered writer), `async` (msgsplice's `AsyncSplicer` against tokio's
-//! own writes).
+//! own writes), `uring` (io_uring `SENDMSG_ZC`, from plain memory and from
+//! registered folios, against `sendmsg` copying and `MSG_ZEROCOPY`).
 
 pub mod alloc;
 pub mod async_send;
@@ -38,6 +39,7 @@ pub mod stats;
 pub mod svg;
 pub mod tls;
 pub mod udp;
+pub mod uring;
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -80,6 +82,7 @@ pub fn sections() -> Vec<Box<dyn Section>> {
         Box::new(nfs::NfsSection),
         Box::new(tls::TlsSection),
         Box::new(async_send::AsyncSection),
+        Box::new(uring::UringSection),
     ]
 }
 
