@@ -505,11 +505,15 @@ fn table(opts: &Options, ways: &[Way]) -> Table {
         "64 sockets: the Splicer rows loop over the sockets, the io_uring rows send one \
          message on each with one send_many (one io_uring_enter per round)"
             .into(),
+        "the Splicer rows' sockets block; the io_uring rows' do not (the engine then sends \
+         with MSG_DONTWAIT): a message a full socket took in part is finished in a later \
+         round, and when every socket has one left, one poll(2) waits for room"
+            .into(),
         format!(
             "{CPU}: CPU time of the whole process (CLOCK_PROCESS_CPUTIME_ID: io_uring workers \
              included) less the TCP receiver thread's, first send to last completion; {MPC}: \
              messages per second of that CPU time; {CALLS}: Splicer system calls, or \
-             io_uring_enter calls; {NOTIFS}: zero-copy notifications read; {CPU_VS} and \
+             io_uring_enter calls as the ring counts them (UringStats::enters) and those polls; {NOTIFS}: zero-copy notifications read; {CPU_VS} and \
              {MPC_VS}: per-run ratio to the MSG_ZEROCOPY row, median"
         ),
         section::about_runs("GB/s of message bytes", runs(opts), dur, "MSG_ZEROCOPY")
