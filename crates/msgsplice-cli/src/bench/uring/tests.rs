@@ -66,7 +66,7 @@ fn check_link(_hosts: &Hosts, link: Link, drain: Option<&Drain>, fixed: bool) {
     let to = drain.map_or(SocketAddr::new(hosts::receiver(false), 9), |d| d.addr);
     let payload = Arc::new(Payload::new(shape.len, 1 << 20).unwrap());
     let mut sent = 0;
-    for w in ways(fixed) {
+    for w in ways_on(link, &ways(fixed)) {
         let mut s = Sender::new(w, shape, &mut || open(link, to), &payload, 1 << 20).unwrap();
         s.warm(2).unwrap();
         let x = s

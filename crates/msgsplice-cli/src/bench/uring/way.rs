@@ -126,96 +126,7 @@ enum Engine {
     /// One Splicer per socket, looped over.
     Splicers(Vec<Splicer<OwnedFd>>),
     /// One ring for every socket.
-    Ring(Box<Ring>),
-}
-
-/// The io_uring engine of a way, over non-blocking sockets: with blocking
-/// ones, a send that waits for room in a TCP socket's buffer can keep the
-/// UringSplicer polling its completion queue without entering the kernel
-/// (seen as thousands of counted enters per message, and once as a hang),
-/// so sends here never wait in the ring; a message a full socket took only
-/// in part stays pending, and when every socket has one, one `poll(2)`
-/// waits for room (counted as a system call).
-struct Ring {
-    sp: UringSplicer<OwnedFd>,
-    ids: Vec<ConnId>,
-    /// Per socket, its message not sent completely yet.
-    pending: Vec<Option<Msg<'static>>>,
-    /// `poll(2)` calls made.
-    polls: u64,
-}
-
-impl Ring {
-    /// Sends a `fresh()` message on every socket without a pending one,
-    /// and the rest of the pending ones, in one `send_many`.
-    fn round(&mut self, mut fresh: impl FnMut() -> Msg<'static>) -> Result<(), String> {
-        if self.pending.iter().all(Option::is_some) {
-            self.wait_for_room()?;
-        }
-        let msgs = (0..self.ids.len())
-            .map(|k| (k, self.pending[k].take().unwrap_or_else(&mut fresh)))
-            .collect();
-        self.send(msgs)
-    }
-
-    /// Sends the pending messages until none is left.
-    fn finish(&mut self) -> Result<(), String> {
-        while self.pending.iter().any(Option::is_some) {
-            self.wait_for_room()?;
-            let msgs = (0..self.ids.len())
-                .filter_map(|k| Some((k, self.pending[k].take()?)))
-                .collect();
-            self.send(msgs)?;
-        }
-        Ok(())
-    }
-
-    /// One `send_many` of `msgs` (socket index, message); what is left of
-    /// each goes back to `pending`.
-    fn send(&mut self, mut msgs: Vec<(usize, Msg<'static>)>) -> Result<(), String> {
-        let results = {
-            let mut jobs: Vec<(ConnId, &mut Msg<'static>)> =
-                msgs.iter_mut().map(|(k, m)| (self.ids[*k], m)).collect();
-            self.sp.send_many(&mut jobs)
-        };
-        for (r, (k, m)) in results.into_iter().zip(msgs) {
-            match r {
-                Ok(_) | Err(msgsplice::SendError::WouldBlock) => {
-                    if !m.is_sent() {
-                        self.pending[k] = Some(m);
-                    }
-                }
-                Err(e) => return Err(format!("send_many: {e}")),
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until a socket with a pending message has room.
-    fn wait_for_room(&mut self) -> Result<(), String> {
-        use rustix::event::{poll, PollFd, PollFlags};
-        let socks: Vec<&OwnedFd> = self
-            .ids
-            .iter()
-            .zip(&self.pending)
-            .filter(|(_, p)| p.is_some())
-            .filter_map(|(&id, _)| self.sp.get_ref(id))
-            .collect();
-        let mut fds: Vec<PollFd<'_>> = socks
-            .iter()
-            .map(|s| PollFd::new(*s, PollFlags::OUT))
-            .collect();
-        let wait = rustix::time::Timespec {
-            tv_sec: SETTLE.as_secs() as _,
-            tv_nsec: 0,
-        };
-        self.polls += 1;
-        match poll(&mut fds, Some(&wait)) {
-            Ok(0) => Err(format!("no room in the sockets for {SETTLE:?}")),
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-            Err(e) => Err(format!("poll: {e}")),
-        }
-    }
+    Ring(Box<UringSplicer<OwnedFd>>, Vec<ConnId>),
 }
 
 /// Counters summed over a sender's sockets, at one moment.
@@ -312,17 +223,17 @@ impl Sender {
             if way == Way::RingFixed {
                 b = b.bind_cache(cache.clone());
             }
-            for s in &socks {
-                rustix::io::ioctl_fionbio(s, true).map_err(|e| fail(&e))?;
-                if let Some(g) = shape.gso {
-                    set_gso(s, g).map_err(|e| fail(&e))?;
-                }
-            }
             let mut socks = socks.into_iter();
             let first = socks.next().ok_or("no socket")?;
+            if let Some(g) = shape.gso {
+                set_gso(&first, g).map_err(|e| fail(&e))?;
+            }
             let mut sp = b.build(first).map_err(|e| fail(&e))?;
             let mut ids = vec![ConnId::FIRST];
             for s in socks {
+                if let Some(g) = shape.gso {
+                    set_gso(&s, g).map_err(|e| fail(&e))?;
+                }
                 ids.push(sp.add(s).map_err(|e| fail(&e))?);
             }
             if way == Way::RingFixed {
@@ -330,12 +241,7 @@ impl Sender {
                 // is mapped.
                 payload = Arc::new(Payload::carve(&cache, shape.len, ring_bytes)?);
             }
-            Engine::Ring(Box::new(Ring {
-                sp,
-                pending: ids.iter().map(|_| None).collect(),
-                ids,
-                polls: 0,
-            }))
+            Engine::Ring(Box::new(sp), ids)
         } else {
             let b = match shape.gso {
                 Some(g) => way.policy().gso_segment(g),
@@ -403,13 +309,16 @@ impl Sender {
                     sp.send(&mut m).map_err(|e| format!("{name}: send: {e}"))?;
                 }
             }
-            Engine::Ring(r) => {
-                let (payload, next) = (&self.payload, &mut self.next);
-                r.round(|| {
-                    *next += 1;
-                    payload.msg(*next - 1)
-                })
-                .map_err(|e| format!("{name}: {e}"))?;
+            Engine::Ring(sp, ids) => {
+                let mut msgs: Vec<Msg<'static>> = (0..ids.len() as u64)
+                    .map(|k| self.payload.msg(self.next + k))
+                    .collect();
+                self.next += ids.len() as u64;
+                let mut jobs: Vec<(ConnId, &mut Msg<'static>)> =
+                    ids.iter().copied().zip(msgs.iter_mut()).collect();
+                for r in sp.send_many(&mut jobs) {
+                    r.map_err(|e| format!("{name}: send_many: {e}"))?;
+                }
             }
         }
         Ok(())
@@ -422,10 +331,7 @@ impl Sender {
             Engine::Splicers(sps) => sps.iter_mut().try_fold(true, |all, sp| {
                 Ok::<_, String>(all && sp.wait_completions(SETTLE).map_err(|e| e.to_string())?)
             })?,
-            Engine::Ring(r) => {
-                r.finish().map_err(|e| format!("{name}: {e}"))?;
-                r.sp.wait(SETTLE).map_err(|e| e.to_string())?
-            }
+            Engine::Ring(sp, _) => sp.wait(SETTLE).map_err(|e| e.to_string())?,
         };
         if done {
             Ok(())
@@ -449,13 +355,13 @@ impl Sender {
         };
         match &self.engine {
             Engine::Splicers(sps) => sps.iter().for_each(|sp| add(sp.stats())),
-            Engine::Ring(r) => {
-                r.ids.iter().for_each(|&id| add(r.sp.stats(id)));
+            Engine::Ring(sp, ids) => {
+                ids.iter().for_each(|&id| add(sp.stats(id)));
                 // Each socket counts the enters its messages took part in;
                 // a round's enter is shared by every socket, so count the
-                // enters themselves, and the polls for room.
-                let u = r.sp.uring_stats();
-                k.syscalls = u.enters + r.polls;
+                // enters themselves.
+                let u = sp.uring_stats();
+                k.syscalls = u.enters;
                 k.fixed_sends = u.fixed_sends;
             }
         }
