@@ -180,7 +180,7 @@ fn help_lists_the_options_with_their_defaults() {
         assert!(help.contains(want), "no {want:?} in:\n{help}");
     }
     for id in [
-        "alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async",
+        "alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async", "uring",
     ] {
         assert!(
             help.contains(&format!("\n  {id} ")),
@@ -217,7 +217,9 @@ fn quick_run_of_every_section_verifies_and_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!stdout.contains("FAILED"), "{stdout}");
-    for id in ["alloc", "memcpy", "tcp", "unix", "file", "udp", "async"] {
+    for id in [
+        "alloc", "memcpy", "tcp", "unix", "file", "udp", "async", "uring",
+    ] {
         assert!(
             stdout.contains(&format!("\n== {id}: ")),
             "no {id} section:\n{stdout}"

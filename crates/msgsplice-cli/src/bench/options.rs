@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(o, Options::default());
         assert_eq!(
             o.sections,
-            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async"]
+            ["alloc", "memcpy", "tcp", "unix", "file", "udp", "nfs", "tls", "async", "uring"]
         );
         assert_eq!(o.nfs_size, None);
         assert!(!o.no_install);
