@@ -201,7 +201,7 @@ impl Section for UringSection {
 }
 
 /// Runs per row: half of `--runs`, rounded up, to keep the section cheap
-/// (it has eight groups of four rows).
+/// (it has eight groups of up to four rows).
 pub fn runs(opts: &Options) -> usize {
     opts.runs.div_ceil(2)
 }
