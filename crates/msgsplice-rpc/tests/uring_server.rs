@@ -221,3 +221,33 @@ fn without_io_uring_the_server_says_why_and_still_serves() {
     let again = s.events().iter().filter(|e| e.contains("io_uring")).count();
     assert_eq!(again, 1);
 }
+
+/// The tokio driver has no io_uring engine: an export configured with one
+/// and handed to it says so instead of ignoring it quietly.
+#[cfg(feature = "tokio")]
+#[test]
+fn the_tokio_driver_says_it_does_not_use_the_uring_engine() {
+    use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
+    use msgsplice_rpc::server::{ServerEvent, TokioConfig};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NfsConfig::default();
+    config.server.events = Arc::new(|_: &ServerEvent<'_>| {});
+    config.server.engine = SendEngine::uring();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let server = NfsServer::bind_with(dir.path(), any, any, config).unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    let tokio = TokioConfig {
+        events: Arc::new(move |ev: &ServerEvent<'_>| {
+            if let ServerEvent::Warning { message } = ev {
+                sink.lock().unwrap().push(message.to_string());
+            }
+        }),
+        ..TokioConfig::default()
+    };
+    drop(server.into_tokio(tokio));
+    let heard = heard.lock().unwrap();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert!(heard[0].contains("uring engine") && heard[0].contains("threads driver"));
+}
