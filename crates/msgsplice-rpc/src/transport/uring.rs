@@ -7,7 +7,6 @@
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,8 +42,9 @@ pub fn uring_settings() -> UringBuilder {
 /// One ring per connection: the blocking driver serves each connection on
 /// its own thread, and a [`UringSplicer`] is driven by one thread, so
 /// sharing a ring would put a lock around every reply. Each costs an
-/// `io_uring_setup` (and the probe's trial ring) when the connection is
-/// accepted, and a few pages of locked memory while it lives.
+/// `io_uring_setup` and an opcode probe when the connection is accepted
+/// (the registered-buffer trial is made once per process), and a few
+/// pages of locked memory while it lives.
 ///
 /// No frag cache is bound to the ring ([`UringBuilder::bind_cache`]): the
 /// replies' heads and data fragments come from the dispatcher's cache,
@@ -178,8 +178,8 @@ impl<S: AsFd> std::fmt::Debug for UringTransport<S> {
     }
 }
 
-/// Probes io_uring once with `builder`'s settings (on a socket pair of
-/// this process: no traffic). Where it can be used, returns a factory
+/// Probes io_uring once with `builder`'s settings (no socket, no
+/// traffic). Where it can be used, returns a factory
 /// making a [`UringTransport`] per connection; else reports why through
 /// `events`, once, as a [`ServerEvent::Warning`], and returns `fallback`.
 pub(crate) fn start(
@@ -203,14 +203,7 @@ pub(crate) fn start(
 
 /// Whether a [`UringSplicer`] can be built with `builder`'s settings.
 fn probe(builder: &UringBuilder) -> Result<(), String> {
-    // The engine probes when it is given a socket; a Unix socket pair is
-    // one that needs no address and sends nothing.
-    let (a, _b) = UnixStream::pair().map_err(|e| format!("a socket pair for the probe: {e}"))?;
-    builder
-        .clone()
-        .build(a)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    builder.probe().map(drop).map_err(|e| e.to_string())
 }
 
 /// A factory making a [`UringTransport`] per connection; a connection

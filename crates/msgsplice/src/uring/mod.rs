@@ -188,6 +188,15 @@ impl UringBuilder {
         Ok(sp)
     }
 
+    /// Probes the kernel as [`build`](UringBuilder::build) does, without a
+    /// socket, and returns what it found: a server can ask once at start
+    /// whether to use the engine at all. Costs a ring's setup and
+    /// teardown (see [`UringProbe`]); fails with
+    /// [`UringError::Unsupported`] where `build` would.
+    pub fn probe(&self) -> Result<UringProbe, UringError> {
+        probe::probe(self.entries, &self.missing).map(|(_ring, p)| p)
+    }
+
     /// The ring, probed, with its table; no socket yet.
     fn prepare<S: AsFd>(self) -> Result<UringSplicer<S>, UringError> {
         let (ring, probe) = probe::probe(self.entries, &self.missing)?;
