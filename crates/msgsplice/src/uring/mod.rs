@@ -25,7 +25,9 @@
 //!
 //! File ranges go by `sendfile`, synchronously, in their place in the
 //! message (the Splicer's tail pipe is not used). UDP sockets must be
-//! connected, and GSO is not offered here.
+//! connected; a GSO segment size ([`Builder::gso_segment`]) is set on the
+//! socket (`setsockopt(UDP_SEGMENT)`) when it is added, so every datagram
+//! is cut by the kernel, as the Splicer's are.
 //!
 //! # Probing, and the fallback
 //!
@@ -137,7 +139,8 @@ impl UringBuilder {
     /// The policy, as for a [`Splicer`] (SPLICE hint, threshold, COPIED
     /// handling, drain timeout, ...; the frag cache for copies of copy
     /// segments, unless [`bind_cache`](UringBuilder::bind_cache) gives one).
-    /// UDP GSO settings are ignored.
+    /// A GSO segment size is set on each UDP socket as it is added (see
+    /// the module's documentation).
     pub fn policy(mut self, b: Builder) -> UringBuilder {
         self.send = b;
         self

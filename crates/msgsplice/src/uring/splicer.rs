@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::Conn;
+use super::conn::{Conn, Udp};
 use super::plan::Plan;
 use super::table::FolioTable;
 use super::{UringBuilder, UringError, UringProbe, UringStats};
@@ -147,16 +147,38 @@ impl<S: AsFd> UringSplicer<S> {
             )));
         }
         let kind = SocketKind::of(sock.as_fd())?;
-        let udp_v4 = (kind == SocketKind::Udp).then(|| {
-            rustix::net::sockopt::socket_domain(sock.as_fd())
-                .is_ok_and(|d| d == rustix::net::AddressFamily::INET)
-        });
+        let udp = self.udp_of(sock.as_fd(), kind)?;
         let policy = self.builder.send.policy.clone();
         let dontwait = rustix::fs::fcntl_getfl(sock.as_fd())
             .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-        self.conns.push(Conn::new(kind, policy, udp_v4, dontwait));
+        self.conns.push(Conn::new(kind, policy, udp, dontwait));
         self.socks.push(sock);
         Ok(ConnId(self.conns.len() - 1))
+    }
+
+    /// A UDP socket's family and GSO segment size. The ring's sends carry
+    /// no control message, so a segment size from the policy
+    /// ([`Builder::gso_segment`](crate::send::Builder::gso_segment)) is set
+    /// on the socket itself (`setsockopt(UDP_SEGMENT)`), where the kernel
+    /// applies it to every send; without one, the socket's own is used.
+    fn udp_of(&self, fd: BorrowedFd<'_>, kind: SocketKind) -> Result<Option<Udp>, SendError> {
+        let want = self.builder.send.gso_segment;
+        if kind != SocketKind::Udp {
+            return match want {
+                Some(_) => Err(SendError::UdpOnly { what: "GSO" }),
+                None => Ok(None),
+            };
+        }
+        let v4 = rustix::net::sockopt::socket_domain(fd)
+            .is_ok_and(|d| d == rustix::net::AddressFamily::INET);
+        let gso = match want {
+            Some(n) => {
+                crate::sys::udp::set_udp_segment(fd, n).map_err(SendError::Io)?;
+                n
+            }
+            None => crate::sys::udp::udp_segment(fd).unwrap_or(0),
+        };
+        Ok(Some(Udp { v4, gso }))
     }
 
     /// What the probe found when this splicer was built.
@@ -274,8 +296,8 @@ impl<S: AsFd> UringSplicer<S> {
         if c.kind.is_record() && msg.has_file() {
             return Err(SendError::FileOnRecordSocket);
         }
-        if let Some(v4) = c.udp_v4 {
-            crate::send::udp::check_len(msg.len(), 0, v4)?;
+        if let Some(u) = c.udp {
+            crate::send::udp::check_len(msg.len(), u.gso, u.v4)?;
         }
         file::prepare_ranges(msg, &c.policy, &self.cache, &mut c.stats)
     }
