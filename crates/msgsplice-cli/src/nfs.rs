@@ -12,7 +12,9 @@
 //! its counters; SIGUSR1 prints them too. It runs on the tokio driver by
 //! default (one task per connection, limits that hold under a flood of
 //! connections), or with `--driver threads` on one thread per connection.
-//! It listens on 127.0.0.1 unless `--bind` says otherwise.
+//! `--engine uring` sends the replies through msgsplice's io_uring engine
+//! (threads driver only; the default then) instead of `sendmsg`. It
+//! listens on 127.0.0.1 unless `--bind` says otherwise.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +26,7 @@ use msgsplice_rpc::exports::{self, Exports, Squash, DEFAULT_ANON_ID};
 use msgsplice_rpc::nfs::{NfsConfig, NfsServer};
 use msgsplice_rpc::portmap::{PortmapMode, Portmapper};
 use msgsplice_rpc::server::{log_to_stderr_as, LogFormat, ServerConfig, TokioConfig};
+use msgsplice_rpc::transport::SendEngine;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 /// The example under the help of `msgsplice nfs` and `msgsplice nfs serve`.
@@ -118,8 +121,59 @@ pub struct ServeArgs {
     pub log_format: LogChoice,
     /// Server driver: tokio (tasks, flood-proof connection limits, graceful
     /// shutdown on SIGTERM/SIGINT) or threads (one thread per connection)
-    #[arg(long, value_name = "DRIVER", value_enum, default_value_t = Driver::Tokio)]
-    pub driver: Driver,
+    /// [default: tokio; threads with --engine uring]
+    #[arg(long, value_name = "DRIVER", value_enum)]
+    pub driver: Option<Driver>,
+    /// How replies are sent: sendmsg (msgsplice's Splicer: sendmsg with
+    /// MSG_ZEROCOPY where it pays, sendfile for READ data) or uring
+    /// (msgsplice's io_uring engine, one ring per connection; threads
+    /// driver only). Where the kernel does not allow io_uring, the export
+    /// says why on stderr and sends with sendmsg
+    #[arg(long, value_name = "ENGINE", value_enum, default_value_t = EngineChoice::Sendmsg)]
+    pub engine: EngineChoice,
+}
+
+/// Which send engine the replies go through.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// msgsplice's Splicer: sendmsg (MSG_ZEROCOPY where it pays) and sendfile
+    Sendmsg,
+    /// msgsplice's io_uring engine (SENDMSG_ZC, completions read from the
+    /// ring) and sendfile; threads driver only
+    Uring,
+}
+
+/// Options of `msgsplice nfs serve` that cannot go together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServeError {
+    /// `--engine uring` with `--driver tokio`.
+    #[error(
+        "--engine uring needs --driver threads: the tokio driver sends through an \
+         asynchronous Splicer, and the io_uring engine has no asynchronous form (each send \
+         waits for its completions, which would stall a runtime worker); drop --driver tokio \
+         or use --engine sendmsg"
+    )]
+    UringNeedsThreads,
+}
+
+impl ServeArgs {
+    /// The driver: as given, else tokio, or threads with `--engine uring`.
+    pub fn driver(&self) -> Result<Driver, ServeError> {
+        match (self.driver, self.engine) {
+            (Some(Driver::Tokio), EngineChoice::Uring) => Err(ServeError::UringNeedsThreads),
+            (Some(d), _) => Ok(d),
+            (None, EngineChoice::Uring) => Ok(Driver::Threads),
+            (None, EngineChoice::Sendmsg) => Ok(Driver::Tokio),
+        }
+    }
+
+    /// The blocking driver's send engine.
+    fn send_engine(&self) -> SendEngine {
+        match self.engine {
+            EngineChoice::Sendmsg => SendEngine::Sendmsg,
+            EngineChoice::Uring => SendEngine::uring(),
+        }
+    }
 }
 
 /// Which of msgsplice-rpc's drivers serves the export.
@@ -216,6 +270,10 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
+    let driver = match o.driver() {
+        Ok(d) => d,
+        Err(e) => return fail(e.to_string()),
+    };
     let nfs = SocketAddr::new(o.bind, o.port);
     let mount = SocketAddr::new(o.bind, o.mount_port);
     let format = match o.log_format {
@@ -226,6 +284,7 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
         state_dir: o.state_dir.clone(),
         server: ServerConfig {
             events: log_to_stderr_as(format),
+            engine: o.send_engine(),
             ..ServerConfig::default()
         },
         ..NfsConfig::default()
@@ -260,7 +319,7 @@ pub fn serve(o: &ServeArgs) -> ExitCode {
     announce(&server, &portmap, o.bind);
     let nfs_stats = server.nfs_stats();
     let rpc_stats = server.stats();
-    let running = match o.driver {
+    let running = match driver {
         Driver::Threads => server.spawn().map(Running::Threads),
         Driver::Tokio => server.into_tokio(tokio_config).spawn().map(Running::Tokio),
     };
@@ -354,10 +413,11 @@ mod tests {
         assert_eq!(o.log_format, LogChoice::Text);
         assert_eq!((o.port, o.mount_port), (0, 0));
         assert_eq!(o.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(o.driver, Driver::Tokio);
+        assert_eq!(o.driver(), Ok(Driver::Tokio));
+        assert_eq!(o.engine, EngineChoice::Sendmsg);
         assert_eq!(
-            parse(&["/srv", "--driver", "threads"]).unwrap().driver,
-            Driver::Threads
+            parse(&["/srv", "--driver", "threads"]).unwrap().driver(),
+            Ok(Driver::Threads)
         );
         assert!(parse(&["/srv", "--driver", "fibers"]).is_err());
         let o = parse(&[
@@ -371,6 +431,24 @@ mod tests {
         .unwrap();
         assert_eq!((o.port, o.mount_port), (2049, 20048));
         assert_eq!(o.bind, "::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn the_uring_engine_goes_with_the_threads_driver() {
+        let o = parse(&["/srv", "--engine", "uring"]).unwrap();
+        assert_eq!(o.engine, EngineChoice::Uring);
+        assert_eq!(o.driver(), Ok(Driver::Threads));
+        assert!(matches!(o.send_engine(), SendEngine::Uring(_)));
+        let o = parse(&["/srv", "--engine=uring", "--driver", "threads"]).unwrap();
+        assert_eq!(o.driver(), Ok(Driver::Threads));
+        let o = parse(&["/srv", "--driver", "tokio", "--engine", "uring"]).unwrap();
+        let e = o.driver().unwrap_err();
+        assert_eq!(e, ServeError::UringNeedsThreads);
+        assert!(e.to_string().contains("--driver threads"), "{e}");
+        let o = parse(&["/srv", "--engine", "sendmsg", "--driver", "tokio"]).unwrap();
+        assert_eq!(o.driver(), Ok(Driver::Tokio));
+        assert!(matches!(o.send_engine(), SendEngine::Sendmsg));
+        assert!(parse(&["/srv", "--engine", "epoll"]).is_err());
     }
 
     #[test]

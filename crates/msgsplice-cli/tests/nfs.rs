@@ -214,10 +214,34 @@ fn bench_nfs_section_runs_every_contender() {
     let mut want = vec![
         "nfsserve 0.11 (tokio)",
         "msgsplice nfs serve",
+        "msgsplice nfs serve --engine uring",
         "nfs-ganesha (VFS)",
         "sendfile to a plain reader",
         "sendfile per 1 MiB request",
     ];
+    if let Some(why) = t
+        .notes
+        .iter()
+        .find(|n| n.contains("--engine uring rows missing"))
+    {
+        // Only where the kernel does not allow io_uring.
+        msgsplice_testkit::skip::skip_unsupported(
+            "bench_nfs_section_runs_every_contender (--engine uring rows)",
+            why,
+        );
+        want.retain(|n| *n != "msgsplice nfs serve --engine uring");
+    } else {
+        let seq = t
+            .groups
+            .iter()
+            .find(|g| g.name.starts_with("sequential 1 MiB"));
+        let in_load = seq.map(|g| g.rows.iter().any(|r| r.name.ends_with("--engine uring")));
+        assert_eq!(in_load, Some(true), "{stdout}");
+        assert!(
+            t.notes.iter().any(|n| n.starts_with("--engine uring vs")),
+            "{stdout}"
+        );
+    }
     if !names.contains(&"nfs-ganesha (VFS)") {
         // It runs as root with its packages (scripts/test.sh installs
         // them, and so does the bench); the note says why it did not.
@@ -295,4 +319,28 @@ fn nfs_serve_drivers_and_graceful_stop() {
     }
     let s = Server::start(dir.path(), &["--driver", "threads"]);
     assert_eq!(nfs_tool("nfs-cat", &s.url_for("a.txt")).stdout, b"a\n");
+    // The io_uring engine (the threads driver by itself; sendmsg, with a
+    // warning, where the kernel does not allow io_uring).
+    let s = Server::start(dir.path(), &["--engine", "uring"]);
+    assert_eq!(nfs_tool("nfs-cat", &s.url_for("a.txt")).stdout, b"a\n");
+}
+
+/// `--engine uring` with `--driver tokio` is refused before anything is
+/// bound, saying what to do.
+#[test]
+fn nfs_serve_refuses_uring_on_the_tokio_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_msgsplice"))
+        .args(["nfs", "serve", "--portmap", "off", "--engine", "uring"])
+        .args(["--driver", "tokio"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no URL for a refused start");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--engine uring needs --driver threads"),
+        "{err}"
+    );
 }

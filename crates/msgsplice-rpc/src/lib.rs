@@ -34,7 +34,11 @@
 //!   reply into one [`msgsplice::Msg`] and sends it with one
 //!   [`msgsplice::Splicer::send`], SPLICE on;
 //!   [`transport::SocketTransport`] sends the same bytes with plain
-//!   `writev` and `sendfile`.
+//!   `writev` and `sendfile`; with the cargo feature `uring`,
+//!   `transport::UringTransport` gives the same message to msgsplice's
+//!   io_uring engine, one ring per connection of the blocking driver,
+//!   chosen by [`transport::SendEngine`] in its
+//!   [`server::ServerConfig`].
 //! - [`server`]: the sans-IO core, [`server::Dispatcher`] (a record in,
 //!   routed to its [`server::Program`], a reply out) and
 //!   [`server::Session`] (one connection's records, reassembled and

@@ -263,6 +263,52 @@ proptest! {
     }
 }
 
+/// A GSO segment size from the policy cuts each message into datagrams of
+/// that size, by the kernel, with the last one shorter; zero-copy or not,
+/// registered folios or not. A stream socket refuses the setting.
+#[test]
+fn gso_cuts_each_message_into_segments() {
+    for (splice, bind) in [(false, false), (true, false), (true, true)] {
+        let tag = format!("gso splice={splice} bind={bind}");
+        let cache = FragCache::new();
+        let mut b = UringBuilder::new().policy(eager(splice).gso_segment(500));
+        if bind {
+            b = b.bind_cache(cache.clone());
+        }
+        let (tx, rx) = udp_pair(Ipv4Addr::LOCALHOST.into());
+        let Some(mut u) = uring(b, OwnedFd::from(tx), &tag) else {
+            return;
+        };
+        let payload: Vec<u8> = (0..20_250u32).map(|i| (i % 251) as u8).collect();
+        let mut m = Msg::new();
+        m.push(&payload[..100])
+            .push(cache.memdup(&payload[100..]).unwrap());
+        u.send(&mut m).expect("send");
+        let got = common::recv_datagrams(&rx, 41).unwrap();
+        let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert_eq!(lens, [vec![500; 40], vec![250]].concat(), "{tag}");
+        assert_eq!(got.concat(), payload, "{tag}");
+        // Over the kernel's limit of segments per send (130 of 128):
+        // refused before anything is sent.
+        let big = cache.memdup(&vec![1u8; 65_000]).unwrap();
+        let mut m = Msg::new();
+        m.push(big);
+        let e = u.send(&mut m).unwrap_err();
+        assert!(
+            matches!(e, msgsplice::SendError::TooManySegments { .. }),
+            "{tag}: {e}"
+        );
+        assert_eq!(m.sent(), 0);
+    }
+    let (a, _b) = pair(Transport::Tcp4).unwrap();
+    let b = UringBuilder::new().policy(Builder::new().gso_segment(1000));
+    match b.build(a) {
+        Err(UringError::Socket(msgsplice::SendError::UdpOnly { .. })) => {}
+        Err(UringError::Unsupported { .. }) => {}
+        other => panic!("GSO on a TCP socket: {other:?}"),
+    }
+}
+
 /// A bound cache's folios are registered as they are mapped, sends from
 /// them go by registered buffers, and unmapping them takes them out of the
 /// table.

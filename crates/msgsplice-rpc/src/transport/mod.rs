@@ -1,4 +1,4 @@
-//! How replies leave: the [`ReplyTransport`] trait and its two
+//! How replies leave: the [`ReplyTransport`] trait and its
 //! implementations.
 //!
 //! The server driver hands every [`Reply`] to the `ReplyTransport` of its
@@ -11,28 +11,37 @@
 //!   one `send` call, with the SPLICE hint on: the user-space form of a
 //!   sunrpc server that sends each reply with one
 //!   `sendmsg(MSG_SPLICE_PAGES)`.
+//! - `UringTransport` (feature `uring`): the same message given to a
+//!   `msgsplice::uring::UringSplicer`, one ring per connection; chosen by
+//!   [`SendEngine`] in the blocking driver's
+//!   [`ServerConfig`](crate::server::ServerConfig), which probes io_uring
+//!   when the server starts and falls back to the Splicer, saying why.
 //! - [`SocketTransport`]: the same bytes with plain `writev`, `send` and
 //!   `sendfile` and no send engine; the reference to compare with.
 //!
-//! Both send exactly the same bytes (the tests compare them), and both
+//! All send exactly the same bytes (the tests compare them), and all
 //! count the system calls they make ([`ReplyTransport::syscalls`]), which
 //! the server adds up per reply kind in its
 //! [`ServerStats`](crate::server::ServerStats).
 
 mod socket;
 mod splicer;
+#[cfg(feature = "uring")]
+mod uring;
 
 use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
 use crate::reply::Reply;
-use crate::server::TransportFactory;
+use crate::server::{EventSink, TransportFactory};
 
 pub use socket::SocketTransport;
 pub use splicer::SplicerTransport;
 #[cfg(feature = "tokio")]
 pub(crate) use splicer::{sendfile_unsupported, COPY_CHUNK};
+#[cfg(feature = "uring")]
+pub use uring::{uring_settings, UringTransport};
 
 /// Sends complete replies on one connection, in order.
 ///
@@ -87,4 +96,59 @@ pub fn socket_factory() -> TransportFactory {
         let t: Box<dyn ReplyTransport> = Box::new(SocketTransport::new(s));
         Ok(t)
     })
+}
+
+/// Which send engine the blocking driver's connections send their replies
+/// with (see [`ServerConfig::engine`](crate::server::ServerConfig::engine)).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum SendEngine {
+    /// `sendmsg` and `sendfile`: each connection's transport is made by
+    /// the configured [`TransportFactory`] (by default a
+    /// [`SplicerTransport`]).
+    #[default]
+    Sendmsg,
+    /// io_uring (feature `uring`): a `UringTransport` per connection, made
+    /// with these settings (start from [`uring_settings`]; do not bind a
+    /// frag cache in them: every connection has its own ring, and a cache
+    /// binds one). Probed once when the server starts; where the kernel
+    /// lacks what the engine needs, the configured [`TransportFactory`] is
+    /// used instead and a [`ServerEvent::Warning`](crate::server::ServerEvent::Warning)
+    /// says why. Only the blocking driver has it: the tokio driver sends
+    /// through `msgsplice::AsyncSplicer`, and a `UringSplicer` has no
+    /// asynchronous form (its sends wait for their completions).
+    #[cfg(feature = "uring")]
+    Uring(msgsplice::uring::UringBuilder),
+}
+
+impl SendEngine {
+    /// io_uring with [`uring_settings`].
+    #[cfg(feature = "uring")]
+    pub fn uring() -> SendEngine {
+        SendEngine::Uring(uring_settings())
+    }
+
+    /// `sendmsg` or `uring`, as the command line spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SendEngine::Sendmsg => "sendmsg",
+            #[cfg(feature = "uring")]
+            SendEngine::Uring(_) => "uring",
+        }
+    }
+
+    /// The factory the server's connections use: `configured` for
+    /// [`SendEngine::Sendmsg`]; for io_uring, its factory if the probe
+    /// (run now) succeeds, else `configured`, with one warning to `events`.
+    pub(crate) fn factory(
+        &self,
+        configured: TransportFactory,
+        #[allow(unused_variables)] events: &EventSink,
+    ) -> TransportFactory {
+        match self {
+            SendEngine::Sendmsg => configured,
+            #[cfg(feature = "uring")]
+            SendEngine::Uring(b) => uring::start(b.clone(), configured, events),
+        }
+    }
 }

@@ -65,6 +65,16 @@ impl<S: AsFd> SplicerTransport<S> {
         })
     }
 
+    /// A transport over a Splicer already made (the io_uring factory's
+    /// fallback, which gets one from `msgsplice::Engine::best_with`).
+    #[cfg(feature = "uring")]
+    pub(crate) fn from_splicer(splicer: Splicer<S>) -> SplicerTransport<S> {
+        SplicerTransport {
+            splicer,
+            bounce: Vec::new(),
+        }
+    }
+
     /// The Splicer.
     pub fn splicer(&self) -> &Splicer<S> {
         &self.splicer
@@ -87,28 +97,6 @@ impl<S: AsFd> SplicerTransport<S> {
         }
         Ok(())
     }
-
-    /// The rest of a file range that `sendfile` refused, from byte `done`
-    /// of it, read and sent in chunks; then the tail.
-    fn copy_file(&mut self, range: &FileRange, mut done: u64, tail: &[u8]) -> io::Result<()> {
-        let mut bounce = std::mem::take(&mut self.bounce);
-        bounce.resize(COPY_CHUNK, 0);
-        let res = (|| {
-            while done < range.len {
-                let n = range.read_chunk(done, &mut bounce)?;
-                done += n as u64;
-                let mut msg = Msg::new();
-                msg.push(&bounce[..n]);
-                if done == range.len {
-                    msg.push(tail);
-                }
-                self.send_all(&mut msg)?;
-            }
-            Ok(())
-        })();
-        self.bounce = bounce;
-        res
-    }
 }
 
 /// True for the errors `sendfile` gives for a file it cannot splice from.
@@ -122,37 +110,76 @@ pub(crate) fn sendfile_unsupported(e: &SendError) -> bool {
 
 impl<S: AsFd + Send> ReplyTransport for SplicerTransport<S> {
     fn send_reply(&mut self, reply: Reply) -> io::Result<()> {
-        let (head, data, tail) = reply.into_parts();
-        let head_len = head.len() as u64;
-        let mut msg = Msg::new();
-        msg.push(head);
-        match &data {
-            ReplyData::None => {}
-            // A clone is a reference-count increment, no copy.
-            ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
-            ReplyData::File(r) => {
-                msg.push_file(&*r.file, r.offset, r.len);
-            }
-        }
-        msg.push(tail.as_bytes());
-        let err = match self.send_all(&mut msg) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        // A file system without splice support fails `sendfile` with the
-        // head already sent: go on from the exact byte by copying.
-        if let ReplyData::File(r) = &data {
-            let done = msg.sent().saturating_sub(head_len);
-            if msg.sent() >= head_len && done < r.len && sendfile_unsupported(&err) {
-                return self.copy_file(r, done, tail.as_bytes());
-            }
-        }
-        Err(err.into())
+        let mut bounce = std::mem::take(&mut self.bounce);
+        let res = send_reply_with(reply, &mut bounce, |msg| self.send_all(msg));
+        self.bounce = bounce;
+        res
     }
 
     fn syscalls(&self) -> u64 {
         self.splicer.stats().syscalls
     }
+}
+
+/// Sends `reply` as one [`Msg`] through `send_all` (which sends a message
+/// to its end or fails): the head, the data (fragments or a file range),
+/// the tail. A file range that `sendfile` refuses is copied instead,
+/// through `bounce`. Shared by the Splicer and io_uring transports, so
+/// that both put the same bytes on the wire.
+pub(crate) fn send_reply_with(
+    reply: Reply,
+    bounce: &mut Vec<u8>,
+    mut send_all: impl FnMut(&mut Msg<'_>) -> Result<(), SendError>,
+) -> io::Result<()> {
+    let (head, data, tail) = reply.into_parts();
+    let head_len = head.len() as u64;
+    let mut msg = Msg::new();
+    msg.push(head);
+    match &data {
+        ReplyData::None => {}
+        // A clone is a reference-count increment, no copy.
+        ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
+        ReplyData::File(r) => {
+            msg.push_file(&*r.file, r.offset, r.len);
+        }
+    }
+    msg.push(tail.as_bytes());
+    let err = match send_all(&mut msg) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    // A file system without splice support fails `sendfile` with the
+    // head already sent: go on from the exact byte by copying.
+    if let ReplyData::File(r) = &data {
+        let done = msg.sent().saturating_sub(head_len);
+        if msg.sent() >= head_len && done < r.len && sendfile_unsupported(&err) {
+            return copy_file(r, done, tail.as_bytes(), bounce, send_all);
+        }
+    }
+    Err(err.into())
+}
+
+/// The rest of a file range that `sendfile` refused, from byte `done` of
+/// it, read into `bounce` and sent in chunks; then the tail.
+fn copy_file(
+    range: &FileRange,
+    mut done: u64,
+    tail: &[u8],
+    bounce: &mut Vec<u8>,
+    mut send_all: impl FnMut(&mut Msg<'_>) -> Result<(), SendError>,
+) -> io::Result<()> {
+    bounce.resize(COPY_CHUNK, 0);
+    while done < range.len {
+        let n = range.read_chunk(done, bounce)?;
+        done += n as u64;
+        let mut msg = Msg::new();
+        msg.push(&bounce[..n]);
+        if done == range.len {
+            msg.push(tail);
+        }
+        send_all(&mut msg)?;
+    }
+    Ok(())
 }
 
 impl<S: AsFd> std::fmt::Debug for SplicerTransport<S> {
@@ -164,7 +191,7 @@ impl<S: AsFd> std::fmt::Debug for SplicerTransport<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::reply::ReplyBuilder;
     use crate::transport::SocketTransport;
@@ -177,7 +204,10 @@ mod tests {
 
     /// Sends `reply` through `transport` over TCP and returns the bytes that
     /// arrived and the transport's system calls.
-    fn wire(reply: Reply, make: impl FnOnce(TcpStream) -> Box<dyn ReplyTransport>) -> Vec<u8> {
+    pub(in crate::transport) fn wire(
+        reply: Reply,
+        make: impl FnOnce(TcpStream) -> Box<dyn ReplyTransport>,
+    ) -> Vec<u8> {
         let (a, mut z) = tcp_pair(false).unwrap();
         let reader = std::thread::spawn(move || {
             let mut out = Vec::new();
@@ -193,7 +223,7 @@ mod tests {
         out
     }
 
-    fn file(bytes: &[u8]) -> Arc<std::fs::File> {
+    pub(in crate::transport) fn file(bytes: &[u8]) -> Arc<std::fs::File> {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(bytes).unwrap();
         Arc::new(f)
@@ -202,7 +232,7 @@ mod tests {
     /// The reply shapes a server sends: memory only, data fragments (more
     /// than the Msg's inline segments too), file ranges with and without
     /// padding, large enough to be zero-copied.
-    fn replies(cache: &FragCache) -> Vec<Reply> {
+    pub(in crate::transport) fn replies(cache: &FragCache) -> Vec<Reply> {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
         let f = file(&big);
         let frags = |n: usize, len: usize| -> ReplyData {

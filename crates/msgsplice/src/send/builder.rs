@@ -84,7 +84,7 @@ impl SocketKind {
 pub struct Builder {
     pub(crate) policy: Policy,
     pub(crate) cache: Option<FragCache>,
-    pub(super) gso_segment: Option<u16>,
+    pub(crate) gso_segment: Option<u16>,
 }
 
 impl Builder {

@@ -161,8 +161,29 @@ impl Ring {
                 Err(e) => return Err(e),
             }
         }
-        self.drain_cq(out);
-        Ok(())
+        self.drain_all(out)
+    }
+
+    /// Moves every completion to `out`, also those the kernel kept aside
+    /// because the completion queue was full (`IORING_SQ_CQ_OVERFLOW`: a
+    /// burst of notifications, when a receiver frees many sends' pages at
+    /// once). The kernel hands those over only at an `io_uring_enter`
+    /// with `IORING_ENTER_GETEVENTS`, so one is made while the flag is up;
+    /// without it they would never arrive, and their buffers never be let
+    /// go.
+    fn drain_all(&mut self, out: &mut Vec<Cqe>) -> io::Result<()> {
+        loop {
+            self.drain_cq(out);
+            if !self.ring.submission().cq_overflow() {
+                return Ok(());
+            }
+            // `submit` sets GETEVENTS itself while the overflow flag is up.
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Moves every posted completion to `out`, freeing the `msghdr` of each
@@ -305,13 +326,23 @@ impl<'a> Batch<'_, 'a> {
         self.ring.in_flight
     }
 
-    /// Submits what is queued and waits until at least one completion is
-    /// posted (one `io_uring_enter` for every socket's entries), then moves
-    /// every posted completion to `out`.
+    /// Submits what is queued and, unless a completion is already there
+    /// that the caller has not seen, waits until one is posted (one
+    /// `io_uring_enter` for every socket's entries); then moves every
+    /// posted completion to `out`. Completions the caller already holds in
+    /// `out` do not count: each call brings at least one new completion
+    /// (or the error), so a caller looping until its entries are in never
+    /// spins.
     pub(crate) fn submit_and_reap(&mut self, out: &mut Vec<Cqe>) -> io::Result<()> {
+        let from_backlog = !self.ring.backlog.is_empty();
         out.append(&mut self.ring.backlog);
-        if out.is_empty() {
-            let want = usize::from(self.ring.ring.completion().is_empty());
+        let (queued, overflow) = {
+            let sq = self.ring.ring.submission();
+            (!sq.is_empty(), sq.cq_overflow())
+        };
+        let nothing_new = !from_backlog && self.ring.ring.completion().is_empty();
+        if queued || overflow || nothing_new {
+            let want = usize::from(nothing_new);
             loop {
                 match self.ring.ring.submit_and_wait(want) {
                     Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -319,8 +350,7 @@ impl<'a> Batch<'_, 'a> {
                 }
             }
         }
-        self.ring.drain_cq(out);
-        Ok(())
+        self.ring.drain_all(out)
     }
 }
 

@@ -8,6 +8,13 @@ use crate::send::policy::{Policy, RunShape};
 use crate::send::zerocopy::ZeroCopy;
 use crate::send::{SendStats, SocketKind};
 
+/// What a UDP socket's datagrams are checked against.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Udp {
+    pub(crate) v4: bool,
+    pub(crate) gso: u16,
+}
+
 /// Per-socket state.
 pub(crate) struct Conn {
     pub(crate) kind: SocketKind,
@@ -16,8 +23,9 @@ pub(crate) struct Conn {
     pub(crate) stats: SendStats,
     /// Zero-copy entries sent from registered folios.
     pub(crate) fixed_sends: u64,
-    /// UDP: the socket is IPv4 (for the datagram size limit).
-    pub(crate) udp_v4: Option<bool>,
+    /// UDP: whether the socket is IPv4 (for the datagram size limit), and
+    /// the GSO segment size its sends get (0: none).
+    pub(crate) udp: Option<Udp>,
     /// The socket was non-blocking when added: sends carry
     /// `MSG_DONTWAIT`, since io_uring would otherwise wait for room
     /// whatever the socket's `O_NONBLOCK` says.
@@ -25,19 +33,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(
-        kind: SocketKind,
-        policy: Policy,
-        udp_v4: Option<bool>,
-        dontwait: bool,
-    ) -> Conn {
+    pub(crate) fn new(kind: SocketKind, policy: Policy, udp: Option<Udp>, dontwait: bool) -> Conn {
         Conn {
             kind,
             policy,
             zc: ZeroCopy::new(kind.supports_zerocopy()),
             stats: SendStats::default(),
             fixed_sends: 0,
-            udp_v4,
+            udp,
             dontwait,
         }
     }

@@ -25,7 +25,9 @@
 //!
 //! File ranges go by `sendfile`, synchronously, in their place in the
 //! message (the Splicer's tail pipe is not used). UDP sockets must be
-//! connected, and GSO is not offered here.
+//! connected; a GSO segment size ([`Builder::gso_segment`]) is set on the
+//! socket (`setsockopt(UDP_SEGMENT)`) when it is added, so every datagram
+//! is cut by the kernel, as the Splicer's are.
 //!
 //! # Probing, and the fallback
 //!
@@ -137,7 +139,8 @@ impl UringBuilder {
     /// The policy, as for a [`Splicer`] (SPLICE hint, threshold, COPIED
     /// handling, drain timeout, ...; the frag cache for copies of copy
     /// segments, unless [`bind_cache`](UringBuilder::bind_cache) gives one).
-    /// UDP GSO settings are ignored.
+    /// A GSO segment size is set on each UDP socket as it is added (see
+    /// the module's documentation).
     pub fn policy(mut self, b: Builder) -> UringBuilder {
         self.send = b;
         self
@@ -186,6 +189,15 @@ impl UringBuilder {
         let mut sp = self.prepare()?;
         sp.add(sock)?;
         Ok(sp)
+    }
+
+    /// Probes the kernel as [`build`](UringBuilder::build) does, without a
+    /// socket, and returns what it found: a server can ask once at start
+    /// whether to use the engine at all. Costs a ring's setup and
+    /// teardown (see [`UringProbe`]); fails with
+    /// [`UringError::Unsupported`] where `build` would.
+    pub fn probe(&self) -> Result<UringProbe, UringError> {
+        probe::probe(self.entries, &self.missing).map(|(_ring, p)| p)
     }
 
     /// The ring, probed, with its table; no socket yet.

@@ -64,6 +64,9 @@ pub(crate) struct Plan {
     /// Per entry: the send completion's result, and whether a
     /// notification follows.
     pub(crate) results: Vec<Option<(i32, bool)>>,
+    /// Scratch of [`cut_by_slot`](Plan::cut_by_slot): (slot, parts, bytes)
+    /// of each stretch of parts in one registered folio or in none.
+    cuts: Vec<(Option<u16>, usize, u64)>,
 }
 
 /// A part of a run: its bytes and where they come from.
@@ -83,11 +86,45 @@ impl<'m> Part<'m> {
 }
 
 impl Plan {
+    /// An empty plan, to be [`fill`](Plan::fill)ed; its lists keep their
+    /// capacity from one use to the next, so a warm splicer plans with no
+    /// heap allocation.
+    pub(crate) fn empty() -> Plan {
+        Plan {
+            job: 0,
+            conn: 0,
+            first: 0,
+            end: 0,
+            off: 0,
+            bytes: 0,
+            more: false,
+            zc: false,
+            copies: Vec::new(),
+            bounce: Vec::new(),
+            entries: Vec::new(),
+            first_id: 0,
+            results: Vec::new(),
+            cuts: Vec::new(),
+        }
+    }
+
+    /// Forgets the last run, releasing its copies (the tracker holds its
+    /// own references to what must outlive the send).
+    pub(crate) fn clear(&mut self) {
+        self.copies.clear();
+        self.bounce.clear();
+        self.entries.clear();
+        self.results.clear();
+        self.cuts.clear();
+    }
+
     /// Plans the run of memory segments at the cursor `(first, off)` of a
-    /// message with `remaining` bytes left. `record`: a datagram or
-    /// seqpacket socket, whose message must go whole in one entry.
+    /// message with `remaining` bytes left, into this (cleared) plan.
+    /// `record`: a datagram or seqpacket socket, whose message must go
+    /// whole in one entry.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    pub(crate) fn fill(
+        &mut self,
         job: usize,
         fd: BorrowedFd<'_>,
         conn: &mut Conn,
@@ -98,31 +135,27 @@ impl Plan {
         remaining: u64,
         cache: &FragCache,
         slot_of: &dyn Fn(&[u8]) -> Option<u16>,
-    ) -> Plan {
+    ) {
         let record = conn.kind.is_record();
         let (end, bytes, shape, nparts) = scan_run(segs, first, off, record);
         let run = &segs[first..end];
-        let mut plan = Plan {
-            job,
-            conn: conn_idx,
-            first,
-            end,
-            off,
-            bytes,
-            more: bytes < remaining,
-            zc: false,
-            copies: Vec::new(),
-            bounce: Vec::new(),
-            entries: Vec::new(),
-            first_id: conn.zc.tracker.next_id(),
-            results: Vec::new(),
-        };
+        self.clear();
+        let plan = self;
+        plan.job = job;
+        plan.conn = conn_idx;
+        plan.first = first;
+        plan.end = end;
+        plan.off = off;
+        plan.bytes = bytes;
+        plan.more = bytes < remaining;
+        plan.zc = false;
+        plan.first_id = conn.zc.tracker.next_id();
         if record && nparts > IOV_MAX {
             for (_, d) in memory_parts(run, off) {
                 plan.bounce.extend_from_slice(d);
             }
             plan.push_entry(How::Copy, 1, bytes);
-            return plan;
+            return;
         }
         plan.zc = conn.wants_zerocopy(fd, shape)
             && (shape.copy_bytes == 0 || copy_into_frags(cache, &mut plan.copies, run, off));
@@ -132,10 +165,9 @@ impl Plan {
         }
         if !plan.zc {
             plan.push_entry(How::Copy, nparts, bytes);
-            return plan;
+            return;
         }
         plan.cut_by_slot(segs, slot_of, record);
-        plan
     }
 
     /// Cuts a zero-copy run into entries, one per run of consecutive parts
@@ -148,7 +180,7 @@ impl Plan {
         record: bool,
     ) {
         let mut cur: Option<(Option<u16>, usize, u64)> = None;
-        let mut cuts = Vec::new();
+        let mut cuts = std::mem::take(&mut self.cuts);
         for p in self.parts(segs) {
             let d = p.bytes();
             let key = slot_of(d);
@@ -167,11 +199,12 @@ impl Plan {
         if (record && cuts.len() > 1) || cuts.len() > MAX_CHAIN {
             let n = cuts.iter().map(|c| c.1).sum();
             self.push_entry(How::ZeroCopy, n, self.bytes);
-            return;
+        } else {
+            for &(key, n, b) in &cuts {
+                self.push_entry(key.map_or(How::ZeroCopy, How::Fixed), n, b);
+            }
         }
-        for (key, n, b) in cuts {
-            self.push_entry(key.map_or(How::ZeroCopy, How::Fixed), n, b);
-        }
+        self.cuts = cuts;
     }
 
     fn push_entry(&mut self, how: How, parts: usize, bytes: u64) {
@@ -341,6 +374,7 @@ mod tests {
                 .collect(),
             first_id: 0,
             results: results.iter().map(|r| r.map(|r| (r, true))).collect(),
+            cuts: Vec::new(),
         }
     }
 

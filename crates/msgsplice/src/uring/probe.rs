@@ -87,9 +87,9 @@ impl fmt::Display for UringProbe {
 /// Sets up a ring of `entries` and probes it. Fails with
 /// [`UringError::Unsupported`] when the ring, `SENDMSG` or `SENDMSG_ZC` is
 /// missing (or pretended missing); registered-buffer support is only
-/// reported. Costs `io_uring_setup`, one `io_uring_register`, and for the
-/// registered-buffer trial a second small ring, a UDP socket and a send
-/// that fails before any packet is made.
+/// reported. Costs `io_uring_setup` and one `io_uring_register`; the first
+/// time in the process also the registered-buffer trial: a second small
+/// ring, a UDP socket and a send that fails before any packet is made.
 pub(crate) fn probe(
     entries: u32,
     missing: &[Capability],
@@ -136,12 +136,20 @@ pub(crate) fn probe(
     if missing.contains(&Capability::FixedSendMsg) {
         p.fixed_why = Some("pretended missing (test)".into());
     } else {
-        match try_fixed_send() {
+        match fixed_send_once() {
             Ok(()) => p.fixed_sendmsg_zc = true,
-            Err(why) => p.fixed_why = Some(why),
+            Err(why) => p.fixed_why = Some(why.clone()),
         }
     }
     Ok((ring, p))
+}
+
+/// [`try_fixed_send`], made once per process: what the kernel can do does
+/// not change while it runs, and a server building a splicer per
+/// connection should not pay a second ring and a socket for each.
+fn fixed_send_once() -> &'static Result<(), String> {
+    static TRIAL: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    TRIAL.get_or_init(try_fixed_send)
 }
 
 /// One `SENDMSG_ZC` of one byte from a registered buffer, on a ring of its

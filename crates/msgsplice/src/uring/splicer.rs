@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::Conn;
+use super::conn::{Conn, Udp};
 use super::plan::Plan;
 use super::table::FolioTable;
 use super::{UringBuilder, UringError, UringProbe, UringStats};
@@ -68,6 +68,12 @@ pub struct UringSplicer<S: AsFd> {
     builder: UringBuilder,
     stats: UringStats,
     cqes: Vec<Cqe>,
+    /// Reused from round to round, so that a warm splicer sends with no
+    /// heap allocation: the round's plans, plans ready for reuse, and
+    /// which sockets already have a run in the round.
+    plans: Vec<Plan>,
+    spare: Vec<Plan>,
+    busy: Vec<bool>,
 }
 
 /// One message of a [`UringSplicer::send_many`] call, and how it went.
@@ -76,6 +82,20 @@ struct Job<'j, 'm> {
     msg: &'j mut Msg<'m>,
     progress: u64,
     result: Option<Result<u64, SendError>>,
+}
+
+impl<'j, 'm> Job<'j, 'm> {
+    /// A job for message `msg` on socket `id`, failed at once if `id` is
+    /// not one of the splicer's `conns` sockets.
+    fn new(id: ConnId, msg: &'j mut Msg<'m>, conns: usize) -> Job<'j, 'm> {
+        let bad = id.0 >= conns;
+        Job {
+            conn: id.0,
+            msg,
+            progress: 0,
+            result: bad.then(|| Err(SendError::Io(io::Error::other("no such ConnId")))),
+        }
+    }
 }
 
 impl<S: AsFd> UringSplicer<S> {
@@ -94,6 +114,9 @@ impl<S: AsFd> UringSplicer<S> {
         table: Option<Arc<FolioTable>>,
         cache: FragCache,
     ) -> UringSplicer<S> {
+        // A completion queue's worth (the kernel makes it twice the
+        // submission queue), so reading completions does not grow it.
+        let cqes = Vec::with_capacity(2 * builder.entries as usize);
         UringSplicer {
             ring,
             socks: Vec::new(),
@@ -103,7 +126,10 @@ impl<S: AsFd> UringSplicer<S> {
             probe,
             builder,
             stats: UringStats::default(),
-            cqes: Vec::new(),
+            cqes,
+            plans: Vec::new(),
+            spare: Vec::new(),
+            busy: Vec::new(),
         }
     }
 
@@ -121,16 +147,38 @@ impl<S: AsFd> UringSplicer<S> {
             )));
         }
         let kind = SocketKind::of(sock.as_fd())?;
-        let udp_v4 = (kind == SocketKind::Udp).then(|| {
-            rustix::net::sockopt::socket_domain(sock.as_fd())
-                .is_ok_and(|d| d == rustix::net::AddressFamily::INET)
-        });
+        let udp = self.udp_of(sock.as_fd(), kind)?;
         let policy = self.builder.send.policy.clone();
         let dontwait = rustix::fs::fcntl_getfl(sock.as_fd())
             .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-        self.conns.push(Conn::new(kind, policy, udp_v4, dontwait));
+        self.conns.push(Conn::new(kind, policy, udp, dontwait));
         self.socks.push(sock);
         Ok(ConnId(self.conns.len() - 1))
+    }
+
+    /// A UDP socket's family and GSO segment size. The ring's sends carry
+    /// no control message, so a segment size from the policy
+    /// ([`Builder::gso_segment`](crate::send::Builder::gso_segment)) is set
+    /// on the socket itself (`setsockopt(UDP_SEGMENT)`), where the kernel
+    /// applies it to every send; without one, the socket's own is used.
+    fn udp_of(&self, fd: BorrowedFd<'_>, kind: SocketKind) -> Result<Option<Udp>, SendError> {
+        let want = self.builder.send.gso_segment;
+        if kind != SocketKind::Udp {
+            return match want {
+                Some(_) => Err(SendError::UdpOnly { what: "GSO" }),
+                None => Ok(None),
+            };
+        }
+        let v4 = rustix::net::sockopt::socket_domain(fd)
+            .is_ok_and(|d| d == rustix::net::AddressFamily::INET);
+        let gso = match want {
+            Some(n) => {
+                crate::sys::udp::set_udp_segment(fd, n).map_err(SendError::Io)?;
+                n
+            }
+            None => crate::sys::udp::udp_segment(fd).unwrap_or(0),
+        };
+        Ok(Some(Udp { v4, gso }))
     }
 
     /// What the probe found when this splicer was built.
@@ -190,8 +238,10 @@ impl<S: AsFd> UringSplicer<S> {
     /// [`Splicer::send`](crate::Splicer::send) does: on a blocking socket
     /// the whole rest; a short send resumes at the exact byte.
     pub fn send_on(&mut self, id: ConnId, msg: &mut Msg<'_>) -> Result<u64, SendError> {
-        let mut out = self.send_many(&mut [(id, msg)]);
-        out.pop().unwrap_or(Ok(0))
+        let mut jobs = [Job::new(id, msg, self.conns.len())];
+        self.drive(&mut jobs);
+        let [j] = jobs;
+        j.result.unwrap_or(Ok(0))
     }
 
     /// Sends every message on its socket, all in the same rounds: each
@@ -203,17 +253,20 @@ impl<S: AsFd> UringSplicer<S> {
         &mut self,
         msgs: &mut [(ConnId, &mut Msg<'_>)],
     ) -> Vec<Result<u64, SendError>> {
-        let mut jobs: Vec<Job<'_, '_>> = Vec::with_capacity(msgs.len());
-        for (id, msg) in msgs.iter_mut() {
-            let bad = id.0 >= self.conns.len();
-            jobs.push(Job {
-                conn: id.0,
-                msg,
-                progress: 0,
-                result: bad.then(|| Err(SendError::Io(io::Error::other("no such ConnId")))),
-            });
-        }
-        for j in &mut jobs {
+        let n = self.conns.len();
+        let mut jobs: Vec<Job<'_, '_>> = msgs
+            .iter_mut()
+            .map(|(id, msg)| Job::new(*id, msg, n))
+            .collect();
+        self.drive(&mut jobs);
+        jobs.into_iter()
+            .map(|j| j.result.unwrap_or(Ok(0)))
+            .collect()
+    }
+
+    /// Runs rounds until every job has its result.
+    fn drive(&mut self, jobs: &mut [Job<'_, '_>]) {
+        for j in jobs.iter_mut() {
             if j.result.is_none() && j.msg.is_sent() && j.msg.sent() > 0 {
                 j.result = Some(Ok(0));
             }
@@ -222,15 +275,12 @@ impl<S: AsFd> UringSplicer<S> {
             }
         }
         while jobs.iter().any(|j| j.result.is_none()) {
-            if let Err(e) = self.round(&mut jobs) {
+            if let Err(e) = self.round(jobs) {
                 for j in jobs.iter_mut().filter(|j| j.result.is_none()) {
                     j.result = Some(Err(SendError::Io(io::Error::new(e.kind(), e.to_string()))));
                 }
             }
         }
-        jobs.into_iter()
-            .map(|j| j.result.unwrap_or(Ok(0)))
-            .collect()
     }
 
     /// Checks made before a message's first byte, as the Splicer makes
@@ -246,8 +296,8 @@ impl<S: AsFd> UringSplicer<S> {
         if c.kind.is_record() && msg.has_file() {
             return Err(SendError::FileOnRecordSocket);
         }
-        if let Some(v4) = c.udp_v4 {
-            crate::send::udp::check_len(msg.len(), 0, v4)?;
+        if let Some(u) = c.udp {
+            crate::send::udp::check_len(msg.len(), u.gso, u.v4)?;
         }
         file::prepare_ranges(msg, &c.policy, &self.cache, &mut c.stats)
     }
@@ -256,37 +306,48 @@ impl<S: AsFd> UringSplicer<S> {
     /// the next memory run of every active message is queued and the round
     /// submitted; then the completions are applied.
     fn round(&mut self, jobs: &mut [Job<'_, '_>]) -> io::Result<()> {
-        let mut plans = Vec::new();
-        let mut busy = vec![false; self.conns.len()];
+        let mut plans = std::mem::take(&mut self.plans);
+        let mut busy = std::mem::take(&mut self.busy);
+        busy.clear();
+        busy.resize(self.conns.len(), false);
         for (i, j) in jobs.iter_mut().enumerate() {
             if j.result.is_some() || std::mem::replace(&mut busy[j.conn], true) {
                 continue;
             }
-            if let Some(p) = self.prepare(i, j) {
+            let mut p = self.spare.pop().unwrap_or_else(Plan::empty);
+            if self.prepare(i, j, &mut p) {
                 plans.push(p);
+            } else {
+                self.spare.push(p);
             }
         }
-        if plans.is_empty() {
-            return Ok(());
+        let mut r = Ok(());
+        if !plans.is_empty() {
+            r = self.submit(jobs, &mut plans);
+            for p in &plans {
+                self.apply(&mut jobs[p.job], p);
+            }
+            self.apply_notifications();
         }
-        let r = self.submit(jobs, &mut plans);
-        for p in &plans {
-            self.apply(&mut jobs[p.job], p);
+        for mut p in plans.drain(..) {
+            p.clear();
+            self.spare.push(p);
         }
-        self.apply_notifications();
+        self.plans = plans;
+        self.busy = busy;
         r
     }
 
     /// Brings a job to its next memory run: finishes it if sent, sends the
-    /// file ranges at its cursor. Returns the run's plan, or `None` when
-    /// the job finished or failed.
-    fn prepare(&mut self, i: usize, j: &mut Job<'_, '_>) -> Option<Plan> {
+    /// file ranges at its cursor. Fills `plan` with its next run and
+    /// returns true, or false when the job finished or failed.
+    fn prepare(&mut self, i: usize, j: &mut Job<'_, '_>, plan: &mut Plan) -> bool {
         loop {
             j.msg.advance(0);
             if j.msg.is_sent() {
                 self.conns[j.conn].stats.messages += 1;
                 j.result = Some(Ok(j.progress));
-                return None;
+                return false;
             }
             let (seg, off) = j.msg.cursor();
             let Segment::File(r) = &j.msg.segments()[seg] else {
@@ -303,11 +364,11 @@ impl<S: AsFd> UringSplicer<S> {
                 Err(Stop::Os(e)) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(Stop::Os(e)) => {
                     j.result = Some(self.stopped(j, e.raw_os_error().unwrap_or(libc::EIO)));
-                    return None;
+                    return false;
                 }
                 Err(Stop::Typed(e)) => {
                     j.result = Some(Err(e));
-                    return None;
+                    return false;
                 }
             }
         }
@@ -320,7 +381,7 @@ impl<S: AsFd> UringSplicer<S> {
                 .filter(|_| fixed)?
                 .slot_of(d.as_ptr(), d.len())
         };
-        Some(Plan::new(
+        plan.fill(
             i,
             self.socks[j.conn].as_fd(),
             &mut self.conns[j.conn],
@@ -331,7 +392,8 @@ impl<S: AsFd> UringSplicer<S> {
             j.msg.remaining(),
             &self.cache,
             &slot_of,
-        ))
+        );
+        true
     }
 
     /// Queues every plan's entries and submits them together; returns once

@@ -7,6 +7,9 @@
 //! `nfs-cat` reads one READ at a time, so its rows show the client's
 //! limits more than the servers'; these keep the servers busy.
 //!
+//! msgsplice's export with `--engine uring` runs only the sequential case,
+//! for [`URING_RUNS`] runs, to keep the section short.
+//!
 //! Each run starts a fresh msgsplice or nfsserve process, as the `nfs-cat`
 //! rows do, so that its CPU time (from reaping it) is that run's;
 //! nfs-ganesha is one process for the section, its CPU time per run read
@@ -33,6 +36,12 @@ const RUN_TIME: Duration = Duration::from_millis(250);
 const QUICK_RUN_TIME: Duration = Duration::from_millis(60);
 /// Runs per row at most: fifteen rows, so that the section stays short.
 const MAX_RUNS: usize = 3;
+/// Runs of the io_uring row (in [`URING_CASE`] only): one more row for the
+/// default `msgsplice bench`'s two minutes.
+const URING_RUNS: usize = 1;
+/// The one case the io_uring row is measured in: sequential 1 MiB READs
+/// over 8 connections (8 rings), where the CPU per GiB target is.
+const URING_CASE: usize = 4;
 /// One reply's data in this many is compared with the file.
 const VERIFY_EVERY: u64 = 64;
 /// Longest wait for one reply.
@@ -135,11 +144,19 @@ fn run_time(opts: &Options) -> Duration {
 }
 
 /// What these rows add to the section's time: every case for each of
-/// `servers`, each run a fresh server or ganesha's (a few tens of
-/// milliseconds to start, mount and look up).
-pub(super) fn estimate(opts: &Options, servers: usize) -> Duration {
+/// `servers`, and the io_uring row's runs if `uring`; each run a fresh
+/// server or ganesha's (a few tens of milliseconds to start, mount and
+/// look up).
+pub(super) fn estimate(opts: &Options, servers: usize, uring: bool) -> Duration {
     let per_run = run_time(opts) + Duration::from_millis(40);
-    per_run * (servers * CASES.len() * runs(opts)) as u32
+    let uring_runs = if uring { URING_RUNS } else { 0 };
+    per_run * (servers * CASES.len() * runs(opts) + uring_runs) as u32
+}
+
+/// Whether `who` runs case `c` in run `run`: every server every case, but
+/// the io_uring row only its case and runs.
+fn measured(who: Who, c: usize, run: usize) -> bool {
+    who != Who::MsgspliceUring || (c == URING_CASE && run < URING_RUNS)
 }
 
 /// One run: the server (fresh, or ganesha's), the load, the server's CPU.
@@ -187,6 +204,9 @@ pub(super) fn groups(
             // Alternate which server goes first.
             for k in 0..who.len() {
                 let i = (k + run + c) % who.len();
+                if !measured(who[i], c, run) {
+                    continue;
+                }
                 progress.step(format_args!(
                     "{}: {}, run {}/{runs}",
                     who[i].name(),
@@ -229,6 +249,10 @@ pub(super) fn about(opts: &Options) -> Vec<String> {
              also that of READs/s; sequential: each conn reads its own 1/8 of the file",
             run_time(opts),
             runs(opts)
+        ),
+        format!(
+            "msgsplice nfs serve --engine uring: in the {} rows only, {URING_RUNS} run",
+            CASES[URING_CASE].name()
         ),
         "server CPU-us/READ: the server's user+system time per READ answered, lower is \
          better: msgsplice and nfsserve a fresh process per run (start, MOUNT and LOOKUP \

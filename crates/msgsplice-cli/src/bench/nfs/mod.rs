@@ -17,7 +17,10 @@
 //!   `nfs-cat` fail otherwise). nfs-ganesha ([`ganesha`]: FSAL VFS, one
 //!   process for the whole section, its CPU time per run from its
 //!   process CPU-time clock) where it can run: as root, its packages installed.
-//!   All listen on 127.0.0.1 only.
+//!   All listen on 127.0.0.1 only. Beside msgsplice's default row, one of
+//!   `msgsplice nfs serve --engine uring` (threads driver, replies through
+//!   the io_uring engine) where io_uring can be used, with fewer runs
+//!   ([`URING_RUNS`]) to keep the section short.
 //! - Ceiling: the file by `sendfile` over loopback TCP to a plain reader,
 //!   both threads of this process ([`inproc::sendfile_ceiling`]).
 //! - Per READ reply of msgsplice's export: system calls and heap
@@ -60,6 +63,9 @@ const COST_READ_SIZE: u32 = 1 << 20;
 /// READs of the per-reply measurement, and how many of them warm up.
 const COST_READS: u32 = 40;
 const COST_WARM: u32 = 8;
+/// Timed `nfs-cat` runs of the io_uring row at most (its own budget: the
+/// default `msgsplice bench` stays under two minutes).
+const URING_RUNS: usize = 3;
 
 const SERVER_CPU: &str = "server CPU-s/GiB";
 const CLIENT_CPU: &str = "client CPU-s/GiB";
@@ -74,6 +80,7 @@ pub struct NfsSection;
 enum Who {
     Nfsserve,
     Msgsplice,
+    MsgspliceUring,
     Ganesha,
     Ceiling,
     PerRequest,
@@ -84,6 +91,7 @@ impl Who {
         match self {
             Who::Nfsserve => "nfsserve 0.11 (tokio)",
             Who::Msgsplice => "msgsplice nfs serve",
+            Who::MsgspliceUring => "msgsplice nfs serve --engine uring",
             Who::Ganesha => "nfs-ganesha (VFS)",
             Who::Ceiling => "sendfile to a plain reader",
             Who::PerRequest => "sendfile per 1 MiB request",
@@ -156,6 +164,8 @@ impl Drop for Scratch {
 /// What the section needs to run a server.
 struct Servers {
     msgsplice: PathBuf,
+    /// Whether io_uring can be used here (else why not).
+    uring: Result<(), String>,
     nfsserve: Result<PathBuf, String>,
     /// Started once for the whole section.
     ganesha: Result<Ganesha, String>,
@@ -165,6 +175,7 @@ impl Servers {
     fn program(&self, who: Who) -> Option<&Path> {
         match who {
             Who::Msgsplice => Some(&self.msgsplice),
+            Who::MsgspliceUring => self.uring.is_ok().then_some(self.msgsplice.as_path()),
             Who::Nfsserve => self.nfsserve.as_deref().ok(),
             Who::Ganesha | Who::Ceiling | Who::PerRequest => None,
         }
@@ -180,10 +191,15 @@ impl Servers {
 
     /// The servers that can run here, in table order.
     fn present(&self) -> Vec<Who> {
-        [Who::Nfsserve, Who::Msgsplice, Who::Ganesha]
-            .into_iter()
-            .filter(|&w| self.serves(w))
-            .collect()
+        [
+            Who::Nfsserve,
+            Who::Msgsplice,
+            Who::MsgspliceUring,
+            Who::Ganesha,
+        ]
+        .into_iter()
+        .filter(|&w| self.serves(w))
+        .collect()
     }
 }
 
@@ -204,16 +220,12 @@ fn start_server<'a>(
         return Err(format!("{} is not a server here", who.name()));
     };
     let dir = scratch.dir.as_os_str();
+    // No portmapper: the URL names both ports, and a benchmark must
+    // neither depend on nor change what a system rpcbind holds.
+    let ours = ["nfs", "serve", "--portmap", "off"].map(OsStr::new);
     let args: Vec<&OsStr> = match who {
-        // No portmapper: the URL names both ports, and a benchmark must
-        // neither depend on nor change what a system rpcbind holds.
-        Who::Msgsplice => vec![
-            OsStr::new("nfs"),
-            OsStr::new("serve"),
-            OsStr::new("--portmap"),
-            OsStr::new("off"),
-            dir,
-        ],
+        Who::Msgsplice => [&ours[..], &[dir]].concat(),
+        Who::MsgspliceUring => [&ours[..], &["--engine", "uring"].map(OsStr::new), &[dir]].concat(),
         _ => vec![dir],
     };
     let errors = std::env::temp_dir().join(format!(
@@ -290,6 +302,7 @@ impl NfsSection {
         };
         let mut servers = Servers {
             msgsplice,
+            uring: uring_here(),
             nfsserve,
             ganesha,
         };
@@ -333,6 +346,9 @@ impl NfsSection {
             // follows the same one.
             for k in 0..who.len() {
                 let i = (k + run) % who.len();
+                if who[i] == Who::MsgspliceUring && run >= URING_RUNS {
+                    continue;
+                }
                 progress.step(format_args!(
                     "{}, run {}/{}",
                     who[i].name(),
@@ -388,6 +404,12 @@ impl NfsSection {
              before reading it, as an NFS client does: the bound for this access pattern"
                 .into(),
         ];
+        t.about.push(format!(
+            "msgsplice nfs serve --engine uring: the same export on the threads driver (the \
+             tokio driver has no io_uring engine), replies through msgsplice's io_uring engine \
+             (one ring per connection; READ data by sendfile in both); median of {} runs",
+            opts.runs.min(URING_RUNS)
+        ));
         t.about.extend(load_rows::about(opts));
         t.extra_columns = vec![
             SERVER_CPU.into(),
@@ -473,6 +495,19 @@ fn notes(t: &Table, servers: &Servers, costs: &inproc::ReplyCosts, opts: &Option
     if !crate::alloc_count::installed() {
         notes.push("the counting allocator is not installed here: allocs/READ reads 0".into());
     }
+    if let (Some(ring), Some(ours)) = (row(Who::MsgspliceUring), row(Who::Msgsplice)) {
+        let mut line = format!(
+            "--engine uring vs the default msgsplice row: {:.2}x the throughput",
+            ring.value.median / ours.value.median
+        );
+        if let (Some(a), Some(b)) = (cpu(Who::MsgspliceUring), cpu(Who::Msgsplice)) {
+            line += &format!(", {:.2}x the server CPU per GiB", a / b);
+        }
+        notes.push(line);
+    }
+    if let Err(e) = &servers.uring {
+        notes.push(format!("--engine uring rows missing: {e}"));
+    }
     if let Err(e) = &servers.nfsserve {
         notes.push(format!("nfsserve row missing: {e}"));
     }
@@ -514,17 +549,20 @@ impl Section for NfsSection {
             None => (3, 0.2),
             Some(_) => (2, 0.0),
         };
+        let uring = usize::from(uring_here().is_ok());
         // Measured here: the contenders read at 2 to 5 GB/s, a checked read
         // at about 1 GB/s, a server process starts in a few milliseconds,
         // and making the file runs at about 1 GB/s. So: the servers and the
         // two sendfile references per run at 2 GB/s, a checked read per
         // server, a fresh server per run and per check, and the file.
         let size = Self::size(opts) as f64;
-        let secs = size * ((servers + 2) * opts.runs) as f64 / 2e9
-            + size * servers as f64 / 1e9
-            + 0.02 * (2 * opts.runs + 2) as f64
+        let uring_runs = uring * opts.runs.min(URING_RUNS);
+        let secs = size * ((servers + 2) * opts.runs + uring_runs) as f64 / 2e9
+            + size * (servers + uring) as f64 / 1e9
+            + 0.02 * (2 * opts.runs + 2 + uring_runs + uring) as f64
             + size / 1e9;
-        Duration::from_secs_f64(secs + 0.2 + ganesha_start) + load_rows::estimate(opts, servers)
+        Duration::from_secs_f64(secs + 0.2 + ganesha_start)
+            + load_rows::estimate(opts, servers, uring == 1)
     }
 
     fn run(&self, opts: &Options, progress: &mut Progress) -> Outcome {
@@ -535,4 +573,14 @@ impl Section for NfsSection {
         use super::peers::{GANESHA, GANESHA_VFS, LIBNFS_UTILS, RPCBIND};
         vec![LIBNFS_UTILS, GANESHA, GANESHA_VFS, RPCBIND]
     }
+}
+
+/// Whether `msgsplice nfs serve --engine uring` would send through io_uring
+/// here (the export would fall back to sendmsg otherwise, which is not
+/// what its row is for): the engine's own probe, on a socket pair.
+fn uring_here() -> Result<(), String> {
+    let (a, _b) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    msgsplice::UringSplicer::new(a)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }

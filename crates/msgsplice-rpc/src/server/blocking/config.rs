@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::record::DEFAULT_MAX_RECORD;
 use crate::server::{log_to_stderr, EventSink};
-use crate::transport::{splicer_factory, splicer_settings, ReplyTransport};
+use crate::transport::{splicer_factory, splicer_settings, ReplyTransport, SendEngine};
 
 /// Makes the [`ReplyTransport`] for a new connection from (a clone of) its
 /// socket. The default is [`splicer_factory`] with [`splicer_settings`]
@@ -29,8 +29,16 @@ pub struct ServerConfig {
     pub send_timeout: Option<Duration>,
     /// Where events go. The default writes closes and drops to stderr.
     pub events: EventSink,
-    /// Makes each connection's reply transport.
+    /// Makes each connection's reply transport (with
+    /// [`SendEngine::Sendmsg`], and as the fallback of the others).
     pub transport: TransportFactory,
+    /// The send engine: [`SendEngine::Sendmsg`] (the default) uses
+    /// [`transport`](Self::transport) as it is; `SendEngine::Uring`
+    /// (feature `uring`) probes io_uring when the server starts serving
+    /// and sends through a ring per connection, or, where the kernel does
+    /// not allow it, reports why once through [`events`](Self::events)
+    /// and uses `transport`.
+    pub engine: SendEngine,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +50,7 @@ impl Default for ServerConfig {
             send_timeout: Some(Duration::from_secs(60)),
             events: Arc::new(log_to_stderr),
             transport: splicer_factory(splicer_settings()),
+            engine: SendEngine::Sendmsg,
         }
     }
 }
@@ -53,6 +62,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("idle_timeout", &self.idle_timeout)
             .field("send_timeout", &self.send_timeout)
+            .field("engine", &self.engine.name())
             .finish_non_exhaustive()
     }
 }

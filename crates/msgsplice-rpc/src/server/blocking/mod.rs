@@ -5,7 +5,9 @@
 //! thread), each running a [`Session`] over its socket and sending the
 //! replies through its own [`ReplyTransport`] (by default a
 //! [`SplicerTransport`](crate::transport::SplicerTransport): one reply, one
-//! message, one send), in the order the calls arrived. Socket timeouts
+//! message, one send; with [`SendEngine`](crate::transport::SendEngine)
+//! `Uring`, a `UringTransport` over a ring of its own), in the order the
+//! calls arrived. Socket timeouts
 //! close idle or stuck connections; connections over the limit are
 //! accepted and closed at once.
 
@@ -78,10 +80,24 @@ impl RpcServer {
             .collect()
     }
 
-    /// The listeners, dispatcher and counters, for another driver to serve.
+    /// The listeners, dispatcher and counters, for another driver to
+    /// serve, and the send engine that was asked for (which that driver
+    /// may not offer).
     #[cfg(feature = "tokio")]
-    pub(crate) fn into_parts(self) -> (Vec<TcpListener>, Arc<Dispatcher>, Arc<ServerStats>) {
-        (self.listeners, self.dispatcher, self.stats)
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Vec<TcpListener>,
+        Arc<Dispatcher>,
+        Arc<ServerStats>,
+        crate::transport::SendEngine,
+    ) {
+        (
+            self.listeners,
+            self.dispatcher,
+            self.stats,
+            self.config.engine,
+        )
     }
 
     /// Serves on a background thread until the handle is shut down (or
@@ -108,7 +124,10 @@ impl RpcServer {
 
     /// Accepts connections until `wake` becomes readable (or polling
     /// fails), then closes every connection and waits for their threads.
-    fn accept_loop(self, wake: Option<OwnedFd>) -> io::Result<()> {
+    /// The send engine is chosen first (a probe, for io_uring).
+    fn accept_loop(mut self, wake: Option<OwnedFd>) -> io::Result<()> {
+        let configured = self.config.transport.clone();
+        self.config.transport = self.config.engine.factory(configured, &self.config.events);
         for l in &self.listeners {
             l.set_nonblocking(true)?;
         }

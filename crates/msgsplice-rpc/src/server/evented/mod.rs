@@ -152,9 +152,21 @@ impl TokioServer {
 
     /// The listeners, dispatcher and counters of a bound blocking server
     /// (an [`NfsServer`](crate::NfsServer)'s, say), served by this driver
-    /// instead with `config`.
+    /// instead with `config`. An io_uring [`SendEngine`](crate::transport::SendEngine)
+    /// in its blocking configuration is not used: this driver has none
+    /// (see the variant's documentation), and a warning to `config.events`
+    /// says so.
     pub fn from_rpc(rpc: RpcServer, config: TokioConfig) -> TokioServer {
-        let (listeners, dispatcher, stats) = rpc.into_parts();
+        let (listeners, dispatcher, stats, engine) = rpc.into_parts();
+        if !matches!(engine, crate::transport::SendEngine::Sendmsg) {
+            (config.events)(&crate::server::ServerEvent::Warning {
+                message: &format!(
+                    "the tokio driver sends with sendmsg (AsyncSplicer); the {} engine of the \
+                     blocking configuration is not used (it needs the threads driver)",
+                    engine.name()
+                ),
+            });
+        }
         TokioServer {
             listeners,
             dispatcher,
