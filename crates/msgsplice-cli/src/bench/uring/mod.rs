@@ -7,8 +7,7 @@
 //! Groups ([`SPECS`]): UDP on the drop sink (the test kit's two hosts with
 //! the link dropping every packet at the sender, so pages are never copied)
 //! and TCP over the same veth link delivering to a receiver thread in the
-//! other namespace ([`drain`]; the Splicer rows only, see [`ways_on`]);
-//! 64 KiB and 4 KiB messages; one socket and
+//! other namespace ([`drain`]); 64 KiB and 4 KiB messages; one socket and
 //! 64 sockets (the Splicer rows loop over the sockets, the io_uring rows
 //! send one message on each with one `send_many`). Each way has sockets of
 //! its own for the whole group; the ways take turns within each run.
@@ -44,12 +43,12 @@ use super::{fmt_size, Options, Progress, Section};
 /// Per-turn duration unless `--duration-ms` says otherwise: short, so
 /// that the section stays cheap (the counts per message do not need long
 /// turns; CPU per GiB is steady enough at this length on the drop sink).
-const RUN: Duration = Duration::from_millis(30);
+const RUN: Duration = Duration::from_millis(25);
 /// Setup and drain of one turn, for the estimate.
 const TURN_OVERHEAD: Duration = Duration::from_millis(3);
 /// Namespaces, payload rings, sockets and rings of every group, for the
 /// estimate.
-const SETUP: Duration = Duration::from_millis(900);
+const SETUP: Duration = Duration::from_millis(400);
 /// Payload bytes of each ring of fragments: the size of the test
 /// machines' last-level cache, and each group uses two.
 const RING_BYTES: usize = 32 << 20;
@@ -156,8 +155,7 @@ impl Section for UringSection {
     }
 
     fn estimate(&self, opts: &Options) -> Duration {
-        let rows: usize = SPECS.iter().map(|s| ways_on(s.link, &Way::ALL).len()).sum();
-        let turns = (rows * runs(opts)) as u32;
+        let turns = (SPECS.len() * Way::ALL.len() * runs(opts)) as u32;
         (opts.run_duration(RUN) + TURN_OVERHEAD) * turns + SETUP
     }
 
@@ -184,12 +182,6 @@ impl Section for UringSection {
             Err(_) => Way::ALL[..3].to_vec(),
         };
         let mut t = table(opts, &ways);
-        t.notes.push(
-            "TCP: the io_uring rows are not measured: the UringSplicer can stop making progress \
-             on a TCP socket whose buffer fills (it keeps reading its completion queue without \
-             entering the kernel again), so a run might never end"
-                .into(),
-        );
         if let Err(why) = fixed {
             t.notes.push(format!(
                 "{}: not measured: this kernel cannot send from registered buffers ({why})",
@@ -201,22 +193,9 @@ impl Section for UringSection {
 }
 
 /// Runs per row: half of `--runs`, rounded up, to keep the section cheap
-/// (it has eight groups of up to four rows).
+/// (it has eight groups of four rows).
 pub fn runs(opts: &Options) -> usize {
     opts.runs.div_ceil(2)
-}
-
-/// The rows of `ways` measured on `link`: all of them on the UDP drop
-/// sink; on TCP only the Splicer's, because the UringSplicer can stop
-/// making progress on a TCP socket whose buffer fills (it keeps reading
-/// its completion queue without entering the kernel again, so the send
-/// that waits for room is never completed): runs of it were seen to
-/// spin for thousands of counted enters per message, and some never ended.
-pub fn ways_on(link: Link, ways: &[Way]) -> Vec<Way> {
-    ways.iter()
-        .copied()
-        .filter(|w| link == Link::UdpDrop || !w.is_ring())
-        .collect()
 }
 
 /// Whether the kernel's io_uring can send zero-copy here: `Err` says why
@@ -307,7 +286,7 @@ impl<'h> Groups<'h> {
         progress.step(format_args!("{name}: setting up"));
         let received = self.drain.as_ref().map_or(0, Drain::bytes);
         let mut senders = self.senders(spec).map_err(|e| format!("{name}: {e}"))?;
-        let ways = ways_on(spec.link, &self.ways);
+        let ways = self.ways.clone();
         let names: Vec<&str> = ways.iter().map(|w| w.name()).collect();
         let drain = self
             .drain
@@ -372,7 +351,7 @@ impl<'h> Groups<'h> {
         };
         let mut open = || open(spec.link, to);
         let mut senders = Vec::new();
-        for w in ways_on(spec.link, &self.ways) {
+        for &w in &self.ways {
             let mut s = Sender::new(w, shape, &mut open, &payload, self.ring_bytes)?;
             s.warm(WARM_ROUNDS)?;
             senders.push(s);
@@ -514,15 +493,14 @@ fn table(opts: &Options, ways: &[Way]) -> Table {
         ),
         format!(
             "UDP: \"64 KiB\" = {UDP_BIG} B ({} GSO segments of {SEGMENT} B), 4 KiB = 3 segments; \
-             the Splicer rows set the segment with Builder::gso_segment, the io_uring rows (the \
-             UringSplicer has no GSO setting) with setsockopt(SOL_UDP, UDP_SEGMENT) on each \
-             socket, so every send is GSO'd alike",
+             every row sets the segment with Builder::gso_segment (the UringSplicer as \
+             setsockopt(SOL_UDP, UDP_SEGMENT) on each socket, the Splicer likewise), so every \
+             send is GSO'd alike",
             UDP_BIG / usize::from(SEGMENT)
         ),
         format!(
             "TCP: {} and 4 KiB messages over the veth link to a thread in the other namespace \
-             that reads and discards (the kernel copies zero-copy pages on that delivery); the \
-             Splicer rows only (see the notes)",
+             that reads and discards (the kernel copies zero-copy pages on that delivery)",
             fmt_size(64 << 10)
         ),
         "64 sockets: the Splicer rows loop over the sockets, the io_uring rows send one \

@@ -2,7 +2,7 @@
 //! [`Sender`]: its sockets, its engine, the payload it sends, and one
 //! timed turn of sending.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -216,8 +216,12 @@ impl Sender {
         let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", way.name());
         let mut payload = shared.clone();
         let engine = if way.is_ring() {
+            let policy = match shape.gso {
+                Some(g) => way.policy().gso_segment(g),
+                None => way.policy(),
+            };
             let mut b = UringBuilder::new()
-                .policy(way.policy())
+                .policy(policy)
                 .entries((2 * shape.sockets).next_power_of_two().max(64) as u32);
             let cache = payload_cache()?;
             if way == Way::RingFixed {
@@ -225,15 +229,9 @@ impl Sender {
             }
             let mut socks = socks.into_iter();
             let first = socks.next().ok_or("no socket")?;
-            if let Some(g) = shape.gso {
-                set_gso(&first, g).map_err(|e| fail(&e))?;
-            }
             let mut sp = b.build(first).map_err(|e| fail(&e))?;
             let mut ids = vec![ConnId::FIRST];
             for s in socks {
-                if let Some(g) = shape.gso {
-                    set_gso(&s, g).map_err(|e| fail(&e))?;
-                }
                 ids.push(sp.add(s).map_err(|e| fail(&e))?);
             }
             if way == Way::RingFixed {
@@ -367,16 +365,4 @@ impl Sender {
         }
         k
     }
-}
-
-/// Sets the socket's own GSO segment size (`UDP_SEGMENT`), which the
-/// kernel applies to every send that carries none: the UringSplicer does
-/// not take the Splicer's `gso_segment` setting, and a Splicer built over
-/// the socket sets exactly that option (its builder documents the
-/// `setsockopt`); the Splicer itself is dropped at once.
-pub(super) fn set_gso(sock: &OwnedFd, segment: u16) -> Result<(), msgsplice::SendError> {
-    Builder::new()
-        .gso_segment(segment)
-        .build(sock.as_fd())
-        .map(drop)
 }
