@@ -69,10 +69,9 @@ pub struct UringSplicer<S: AsFd> {
     stats: UringStats,
     cqes: Vec<Cqe>,
     /// Reused from round to round, so that a warm splicer sends with no
-    /// heap allocation: the round's plans, plans ready for reuse, and
+    /// heap allocation: the plans (each round uses the first few), and
     /// which sockets already have a run in the round.
     plans: Vec<Plan>,
-    spare: Vec<Plan>,
     busy: Vec<bool>,
 }
 
@@ -128,7 +127,6 @@ impl<S: AsFd> UringSplicer<S> {
             stats: UringStats::default(),
             cqes,
             plans: Vec::new(),
-            spare: Vec::new(),
             busy: Vec::new(),
         }
     }
@@ -306,7 +304,10 @@ impl<S: AsFd> UringSplicer<S> {
     /// the next memory run of every active message is queued and the round
     /// submitted; then the completions are applied.
     fn round(&mut self, jobs: &mut [Job<'_, '_>]) -> io::Result<()> {
+        // The first `used` plans are this round's; they are filled and
+        // cleared in place (a plan is a few hundred bytes: not moved).
         let mut plans = std::mem::take(&mut self.plans);
+        let mut used = 0;
         let mut busy = std::mem::take(&mut self.busy);
         busy.clear();
         busy.resize(self.conns.len(), false);
@@ -314,24 +315,24 @@ impl<S: AsFd> UringSplicer<S> {
             if j.result.is_some() || std::mem::replace(&mut busy[j.conn], true) {
                 continue;
             }
-            let mut p = self.spare.pop().unwrap_or_else(Plan::empty);
-            if self.prepare(i, j, &mut p) {
-                plans.push(p);
-            } else {
-                self.spare.push(p);
+            if used == plans.len() {
+                plans.push(Plan::empty());
+            }
+            if self.prepare(i, j, &mut plans[used]) {
+                used += 1;
             }
         }
         let mut r = Ok(());
-        if !plans.is_empty() {
-            r = self.submit(jobs, &mut plans);
-            for p in &plans {
+        if used > 0 {
+            let round = &mut plans[..used];
+            r = self.submit(jobs, round);
+            for p in round.iter() {
                 self.apply(&mut jobs[p.job], p);
             }
             self.apply_notifications();
-        }
-        for mut p in plans.drain(..) {
-            p.clear();
-            self.spare.push(p);
+            for p in round.iter_mut() {
+                p.clear();
+            }
         }
         self.plans = plans;
         self.busy = busy;
