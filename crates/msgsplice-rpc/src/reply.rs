@@ -110,6 +110,23 @@ impl ReplyData {
     }
 }
 
+/// A reply laid out as one message, in wire order: `head`, the data
+/// (fragments, each clone a reference-count increment, or a file range),
+/// `tail`. What every transport sends.
+pub(crate) fn reply_msg<'a>(head: Frag, data: &'a ReplyData, tail: &'a Tail) -> msgsplice::Msg<'a> {
+    let mut msg = msgsplice::Msg::new();
+    msg.push(head);
+    match data {
+        ReplyData::None => {}
+        ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
+        ReplyData::File(r) => {
+            msg.push_file(&*r.file, r.offset, r.len);
+        }
+    }
+    msg.push(tail.as_bytes());
+    msg
+}
+
 /// The tail of a reply: XDR padding after the data and any trailing fields,
 /// stored inline (no allocation), at most [`TAIL_CAPACITY`] bytes.
 #[derive(Clone, Copy)]

@@ -133,17 +133,7 @@ pub(crate) fn send_reply_with(
 ) -> io::Result<()> {
     let (head, data, tail) = reply.into_parts();
     let head_len = head.len() as u64;
-    let mut msg = Msg::new();
-    msg.push(head);
-    match &data {
-        ReplyData::None => {}
-        // A clone is a reference-count increment, no copy.
-        ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
-        ReplyData::File(r) => {
-            msg.push_file(&*r.file, r.offset, r.len);
-        }
-    }
-    msg.push(tail.as_bytes());
+    let mut msg = crate::reply::reply_msg(head, &data, &tail);
     let err = match send_all(&mut msg) {
         Ok(()) => return Ok(()),
         Err(e) => e,

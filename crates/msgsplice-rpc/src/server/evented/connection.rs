@@ -210,17 +210,7 @@ impl Connection<'_> {
         let before = sender.stats().syscalls;
         let (head, data, tail) = reply.into_parts();
         let head_len = head.len() as u64;
-        let mut msg = Msg::new();
-        msg.push(head);
-        match &data {
-            ReplyData::None => {}
-            // A clone is a reference-count increment, no copy.
-            ReplyData::Frags(frags) => msg.extend(frags.iter().cloned()),
-            ReplyData::File(r) => {
-                msg.push_file(&*r.file, r.offset, r.len);
-            }
-        }
-        msg.push(tail.as_bytes());
+        let mut msg = crate::reply::reply_msg(head, &data, &tail);
         let limit = self.shared.config.send_timeout;
         let sent = match timeout(limit, sender.send(&mut msg)).await {
             // A file system without splice support fails `sendfile` with
