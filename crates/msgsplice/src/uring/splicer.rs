@@ -31,6 +31,11 @@ impl ConnId {
 
 /// Sockets a splicer drives at most (15 bits of each entry's tag).
 const MAX_CONNS: usize = 1 << 15;
+/// A socket with no message in the round yet.
+const FREE: u32 = u32::MAX;
+/// A socket whose message was looked at this round but queued nothing
+/// (it finished or failed): a later message for it waits for the next.
+const TAKEN: u32 = u32::MAX - 1;
 /// The tag bit of zero-copy entries, whose low 32 bits are a tracker id.
 const TAG_ZC: u64 = 1 << 47;
 
@@ -70,9 +75,10 @@ pub struct UringSplicer<S: AsFd> {
     cqes: Vec<Cqe>,
     /// Reused from round to round, so that a warm splicer sends with no
     /// heap allocation: the plans (each round uses the first few), and
-    /// which sockets already have a run in the round.
+    /// per socket, whether it has a run in the round and which plan
+    /// ([`FREE`], [`TAKEN`] or the plan's index).
     plans: Vec<Plan>,
-    busy: Vec<bool>,
+    busy: Vec<u32>,
 }
 
 /// One message of a [`UringSplicer::send_many`] call, and how it went.
@@ -310,22 +316,24 @@ impl<S: AsFd> UringSplicer<S> {
         let mut used = 0;
         let mut busy = std::mem::take(&mut self.busy);
         busy.clear();
-        busy.resize(self.conns.len(), false);
+        busy.resize(self.conns.len(), FREE);
         for (i, j) in jobs.iter_mut().enumerate() {
-            if j.result.is_some() || std::mem::replace(&mut busy[j.conn], true) {
+            if j.result.is_some() || busy[j.conn] != FREE {
                 continue;
             }
+            busy[j.conn] = TAKEN;
             if used == plans.len() {
                 plans.push(Plan::empty());
             }
             if self.prepare(i, j, &mut plans[used]) {
+                busy[j.conn] = used as u32;
                 used += 1;
             }
         }
         let mut r = Ok(());
         if used > 0 {
             let round = &mut plans[..used];
-            r = self.submit(jobs, round);
+            r = self.submit(jobs, round, &busy);
             for p in round.iter() {
                 self.apply(&mut jobs[p.job], p);
             }
@@ -399,7 +407,12 @@ impl<S: AsFd> UringSplicer<S> {
 
     /// Queues every plan's entries and submits them together; returns once
     /// every send completion is in (notifications may come later).
-    fn submit(&mut self, jobs: &[Job<'_, '_>], plans: &mut [Plan]) -> io::Result<()> {
+    fn submit(
+        &mut self,
+        jobs: &[Job<'_, '_>],
+        plans: &mut [Plan],
+        plan_of: &[u32],
+    ) -> io::Result<()> {
         self.cqes.retain(|c| c.notif);
         let mut batch = self.ring.batch();
         let mut r = Ok(());
@@ -422,7 +435,7 @@ impl<S: AsFd> UringSplicer<S> {
         self.ring.reap(&mut self.cqes, None)?;
         for c in self.cqes.iter().filter(|c| !c.notif) {
             let conn = ((c.tag >> 32) & 0x7fff) as usize;
-            let Some(p) = plans.iter_mut().find(|p| p.conn == conn) else {
+            let Some(p) = plan_of.get(conn).and_then(|&k| plans.get_mut(k as usize)) else {
                 continue;
             };
             let k = if c.tag & TAG_ZC != 0 {
