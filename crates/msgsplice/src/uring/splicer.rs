@@ -63,6 +63,13 @@ const TAG_ZC: u64 = 1 << 47;
 /// As with a blocking `sendmsg`, a send on a blocking socket whose peer
 /// never reads does not return: the splicer waits for the kernel's
 /// completion of every entry it queued before the borrowed data may go.
+///
+/// The kernel posts a zero-copy notification as task work of the thread
+/// that submitted the send, and wakes that thread to run it: a blocking
+/// system call it is in at that moment returns `EINTR` where it is not
+/// restarted (a `recv` with a receive timeout, for one). Retry on
+/// [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted), as
+/// `read_exact` and `write_all` do.
 pub struct UringSplicer<S: AsFd> {
     ring: Ring,
     socks: Vec<S>,

@@ -252,8 +252,15 @@ pub fn udp_receiver(ip: IpAddr) -> io::Result<UdpSocket> {
 pub fn recv_datagrams(sock: &UdpSocket, n: usize) -> io::Result<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; 1 << 17];
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (_, len) = rustix::net::recv(sock, &mut buf[..], RecvFlags::TRUNC)?;
+    while out.len() < n {
+        // EINTR is a wake-up, not an error: io_uring interrupts a blocking
+        // call of the thread that owns a ring to run its completions'
+        // task work, and with a receive timeout the call is not restarted.
+        let len = match rustix::net::recv(sock, &mut buf[..], RecvFlags::TRUNC) {
+            Ok((_, len)) => len,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         assert!(len <= buf.len(), "datagram of {len} bytes was cut");
         out.push(buf[..len].to_vec());
     }
