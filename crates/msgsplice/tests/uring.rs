@@ -604,3 +604,49 @@ fn copied_reports_stop_zero_copy() {
     drop(u);
     assert_eq!(reader.join().unwrap().unwrap().len(), 5 * (16 << 10));
 }
+
+/// A message of no bytes on a datagram socket is one empty datagram, as
+/// with the Splicer: with no segment at all, and with empty ones; and on
+/// a stream socket it sends nothing.
+#[test]
+fn an_empty_message_is_an_empty_datagram() {
+    let (tx, rx) = udp_pair(Ipv4Addr::LOCALHOST.into());
+    let Some(mut u) = uring(UringBuilder::new(), OwnedFd::from(tx), "empty datagram") else {
+        return;
+    };
+    let mut none = Msg::new();
+    assert_eq!(u.send(&mut none).expect("send"), 0);
+    let mut empty = Msg::new();
+    empty.push(&b""[..]).push(&b""[..]);
+    assert_eq!(u.send(&mut empty).expect("send"), 0);
+    let mut one = Msg::new();
+    one.push(&b"x"[..]);
+    u.send(&mut one).expect("send");
+    let got = common::recv_datagrams(&rx, 3).unwrap();
+    assert_eq!(got, vec![Vec::new(), Vec::new(), b"x".to_vec()]);
+    assert_eq!(u.stats(ConnId::FIRST).messages, 3);
+
+    let (a, b) = pair(Transport::UnixSeqpacket).unwrap();
+    let reader = read_records(b, 2);
+    let Some(mut u) = uring(UringBuilder::new(), a, "empty record") else {
+        return;
+    };
+    u.send(&mut Msg::new()).expect("send");
+    let mut one = Msg::new();
+    one.push(&b"y"[..]);
+    u.send(&mut one).expect("send");
+    drop(u);
+    assert_eq!(
+        reader.join().unwrap().unwrap(),
+        vec![Vec::new(), b"y".to_vec()]
+    );
+
+    let (a, b) = pair(Transport::Tcp4).unwrap();
+    let Some(mut u) = uring(UringBuilder::new(), a, "empty stream") else {
+        return;
+    };
+    assert_eq!(u.send(&mut Msg::new()).expect("send"), 0);
+    assert_eq!(u.stats(ConnId::FIRST).messages, 1);
+    drop(u);
+    assert!(read_to_end(b).join().unwrap().unwrap().is_empty());
+}

@@ -118,6 +118,22 @@ impl Plan {
         self.cuts.clear();
     }
 
+    /// Plans an empty datagram (a message of no bytes on a datagram or
+    /// seqpacket socket): one entry with no buffer, copied.
+    pub(crate) fn fill_empty(&mut self, job: usize, conn_idx: usize, next_id: u32) {
+        self.clear();
+        self.job = job;
+        self.conn = conn_idx;
+        self.first = 0;
+        self.end = 0;
+        self.off = 0;
+        self.bytes = 0;
+        self.more = false;
+        self.zc = false;
+        self.first_id = next_id;
+        self.push_entry(How::Copy, 0, 0);
+    }
+
     /// Plans the run of memory segments at the cursor `(first, off)` of a
     /// message with `remaining` bytes left, into this (cleared) plan.
     /// `record`: a datagram or seqpacket socket, whose message must go

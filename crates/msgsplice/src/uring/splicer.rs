@@ -94,6 +94,9 @@ struct Job<'j, 'm> {
     msg: &'j mut Msg<'m>,
     progress: u64,
     result: Option<Result<u64, SendError>>,
+    /// An empty message on a datagram or seqpacket socket is one empty
+    /// datagram, as with the Splicer: whether it went.
+    empty_sent: bool,
 }
 
 impl<'j, 'm> Job<'j, 'm> {
@@ -106,6 +109,7 @@ impl<'j, 'm> Job<'j, 'm> {
             msg,
             progress: 0,
             result: bad.then(|| Err(SendError::Io(io::Error::other("no such ConnId")))),
+            empty_sent: false,
         }
     }
 }
@@ -358,8 +362,14 @@ impl<S: AsFd> UringSplicer<S> {
     /// file ranges at its cursor. Fills `plan` with its next run and
     /// returns true, or false when the job finished or failed.
     fn prepare(&mut self, i: usize, j: &mut Job<'_, '_>, plan: &mut Plan) -> bool {
+        let record = self.conns[j.conn].kind.is_record();
         loop {
             j.msg.advance(0);
+            if record && j.msg.len() == 0 && !j.empty_sent {
+                j.empty_sent = true;
+                plan.fill_empty(i, j.conn, self.conns[j.conn].zc.tracker.next_id());
+                return true;
+            }
             if j.msg.is_sent() {
                 self.conns[j.conn].stats.messages += 1;
                 j.result = Some(Ok(j.progress));
