@@ -365,7 +365,7 @@ impl<S: AsFd> UringSplicer<S> {
         let record = self.conns[j.conn].kind.is_record();
         loop {
             j.msg.advance(0);
-            if record && j.msg.len() == 0 && !j.empty_sent {
+            if record && j.msg.is_empty() && !j.empty_sent {
                 j.empty_sent = true;
                 plan.fill_empty(i, j.conn, self.conns[j.conn].zc.tracker.next_id());
                 return true;
