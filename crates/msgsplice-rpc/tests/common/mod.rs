@@ -163,6 +163,10 @@ impl RpcClient {
                 Ok(0) => return None,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                // A thread that made an io_uring (the engine's probe, in
+                // this process) is woken to run its task work, and a read
+                // with a timeout then fails with EINTR: a retry.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!("receive: {e}"),
             }
         }
