@@ -103,10 +103,28 @@ unsafe impl Send for Ring {}
 impl Ring {
     /// Sets up a ring of `entries` submission entries. One `io_uring_setup`
     /// and its mappings.
+    ///
+    /// With `IORING_SETUP_COOP_TASKRUN` (Linux 5.19) where the kernel has
+    /// it: the completions the kernel posts as task work of this thread
+    /// (every zero-copy notification) then wait for the thread's next
+    /// return from the kernel instead of waking it out of a blocking call
+    /// it sleeps in (which, with a timeout, would fail with `EINTR`; a
+    /// call made while such work waits still can).
+    /// `IORING_SETUP_TASKRUN_FLAG` says when such work waits, and the
+    /// reaps here enter the kernel to run it.
     pub(crate) fn new(entries: u32) -> io::Result<Ring> {
-        let ring = IoUring::builder()
-            .setup_cqsize(entries.saturating_mul(4))
-            .build(entries)?;
+        let cq = entries.saturating_mul(4);
+        let ring = match IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .build(entries)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                IoUring::builder().setup_cqsize(cq).build(entries)?
+            }
+            r => r?,
+        };
         Ok(Ring {
             ring,
             hdrs: Vec::new(),
@@ -164,8 +182,10 @@ impl Ring {
         self.drain_all(out)
     }
 
-    /// Moves every completion to `out`, also those the kernel kept aside
-    /// because the completion queue was full (`IORING_SQ_CQ_OVERFLOW`: a
+    /// Moves every completion to `out`, also those posted by task work
+    /// that waits for this thread (`IORING_SQ_TASKRUN`, see
+    /// [`Ring::new`]) and those the kernel kept aside because the
+    /// completion queue was full (`IORING_SQ_CQ_OVERFLOW`: a
     /// burst of notifications, when a receiver frees many sends' pages at
     /// once). The kernel hands those over only at an `io_uring_enter`
     /// with `IORING_ENTER_GETEVENTS`, so one is made while the flag is up;
@@ -174,10 +194,13 @@ impl Ring {
     fn drain_all(&mut self, out: &mut Vec<Cqe>) -> io::Result<()> {
         loop {
             self.drain_cq(out);
-            if !self.ring.submission().cq_overflow() {
+            let sq = self.ring.submission();
+            if !sq.cq_overflow() && !sq.taskrun() {
                 return Ok(());
             }
-            // `submit` sets GETEVENTS itself while the overflow flag is up.
+            drop(sq);
+            // `submit` sets GETEVENTS itself while either flag is up, which
+            // runs the waiting task work and hands over the overflow.
             match self.ring.submit() {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}

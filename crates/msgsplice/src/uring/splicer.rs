@@ -65,9 +65,11 @@ const TAG_ZC: u64 = 1 << 47;
 /// completion of every entry it queued before the borrowed data may go.
 ///
 /// The kernel posts a zero-copy notification as task work of the thread
-/// that submitted the send, and wakes that thread to run it: a blocking
-/// system call it is in at that moment returns `EINTR` where it is not
-/// restarted (a `recv` with a receive timeout, for one). Retry on
+/// that submitted the send. The ring is set up so that this work does not
+/// wake the thread out of a blocking call (`IORING_SETUP_COOP_TASKRUN`,
+/// where the kernel has it), but a blocking call the thread starts while
+/// such work waits returns `EINTR` where it is not restarted (a `recv`
+/// with a receive timeout, for one). Retry on
 /// [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted), as
 /// `read_exact` and `write_all` do.
 pub struct UringSplicer<S: AsFd> {
