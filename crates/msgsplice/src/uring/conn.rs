@@ -5,15 +5,9 @@
 use std::os::fd::BorrowedFd;
 
 use crate::send::policy::{Policy, RunShape};
+use crate::send::udp::Udp;
 use crate::send::zerocopy::ZeroCopy;
 use crate::send::{SendStats, SocketKind};
-
-/// What a UDP socket's datagrams are checked against.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Udp {
-    pub(crate) v4: bool,
-    pub(crate) gso: u16,
-}
 
 /// Per-socket state.
 pub(crate) struct Conn {
@@ -23,8 +17,9 @@ pub(crate) struct Conn {
     pub(crate) stats: SendStats,
     /// Zero-copy entries sent from registered folios.
     pub(crate) fixed_sends: u64,
-    /// UDP: whether the socket is IPv4 (for the datagram size limit), and
-    /// the GSO segment size its sends get (0: none).
+    /// UDP: the family and GSO segment size its datagrams are checked
+    /// against (the segment size is always the socket's own: the ring's
+    /// sends carry no control message).
     pub(crate) udp: Option<Udp>,
     /// The socket was non-blocking when added: sends carry
     /// `MSG_DONTWAIT`, since io_uring would otherwise wait for room

@@ -9,12 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Udp};
+use super::conn::Conn;
 use super::plan::Plan;
 use super::table::FolioTable;
 use super::{UringBuilder, UringError, UringProbe, UringStats};
 use crate::frag::FragCache;
 use crate::msg::{Msg, Segment};
+use crate::send::udp::Udp;
 use crate::send::{file, SendError, SendStats, SocketKind, Stop};
 use crate::sys::sendmsg::{MSG_MORE, MSG_NOSIGNAL};
 use crate::sys::uring::{Batch, Cqe, Ring};
@@ -186,16 +187,15 @@ impl<S: AsFd> UringSplicer<S> {
                 None => Ok(None),
             };
         }
-        let v4 = rustix::net::sockopt::socket_domain(fd)
-            .is_ok_and(|d| d == rustix::net::AddressFamily::INET);
-        let gso = match want {
-            Some(n) => {
-                crate::sys::udp::set_udp_segment(fd, n).map_err(SendError::Io)?;
-                n
-            }
-            None => crate::sys::udp::udp_segment(fd).unwrap_or(0),
-        };
-        Ok(Some(Udp { v4, gso }))
+        let udp = Udp::of(fd, want)?;
+        // The Splicer falls back to a control message on every send where
+        // the kernel refuses the socket option; the ring cannot: report
+        // the kernel's refusal.
+        if let Some(g) = udp.cmsg() {
+            crate::sys::udp::set_udp_segment(fd, g).map_err(SendError::Io)?;
+            return Ok(Some(Udp::of(fd, want)?));
+        }
+        Ok(Some(udp))
     }
 
     /// What the probe found when this splicer was built.
@@ -314,7 +314,7 @@ impl<S: AsFd> UringSplicer<S> {
             return Err(SendError::FileOnRecordSocket);
         }
         if let Some(u) = c.udp {
-            crate::send::udp::check_len(msg.len(), u.gso, u.v4)?;
+            u.check_connected(msg.len())?;
         }
         file::prepare_ranges(msg, &c.policy, &self.cache, &mut c.stats)
     }

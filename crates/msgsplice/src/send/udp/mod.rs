@@ -105,9 +105,16 @@ impl Udp {
         })
     }
 
+    /// Checks a datagram of `len` bytes sent to the connected peer
+    /// against the size limits (see [`check_len`]).
+    #[cfg(feature = "uring")]
+    pub(crate) fn check_connected(&self, len: u64) -> Result<(), SendError> {
+        check_len(len, self.gso, !self.v6)
+    }
+
     /// The `UDP_SEGMENT` control message to send, if the socket's own
     /// setting is not the one wanted.
-    fn cmsg(&self) -> Option<u16> {
+    pub(crate) fn cmsg(&self) -> Option<u16> {
         (self.gso != self.sock_gso).then_some(self.gso)
     }
 
