@@ -9,7 +9,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use common::{build, concat, pair, read_records, read_to_end, seg_of, SegSpec, Transport};
+use common::{
+    build, concat, pair, read_records, read_to_end, seg_of, uring_or_skip, SegSpec, Transport,
+};
 use msgsplice::send::{Builder, OnCopied};
 use msgsplice::uring::{Capability, ConnId, UringBuilder, UringError};
 use msgsplice::{Engine, FragCache, Msg, UringSplicer};
@@ -26,23 +28,10 @@ fn eager(splice: bool) -> Builder {
         .zerocopy_threshold(1024)
 }
 
-/// A splicer over `sock`, or `None` (with a message) on a kernel without
-/// what the engine needs.
-fn uring(b: UringBuilder, sock: OwnedFd, tag: &str) -> Option<UringSplicer<OwnedFd>> {
-    match b.build(sock) {
-        Ok(u) => Some(u),
-        Err(e @ UringError::Unsupported { .. }) => {
-            msgsplice_testkit::skip::skip_unsupported(tag, e);
-            None
-        }
-        Err(e) => panic!("{tag}: {e}"),
-    }
-}
-
 #[test]
 fn probe_reports_this_kernel() {
     let (a, _b) = pair(Transport::Tcp4).unwrap();
-    let Some(u) = uring(UringBuilder::new(), a, "probe") else {
+    let Some(u) = uring_or_skip(UringBuilder::new(), a, "probe") else {
         return;
     };
     let p = u.probe();
@@ -131,7 +120,7 @@ fn stream_roundtrip(
     } else {
         read_to_end(r)
     };
-    let mut u = uring(b, a, "roundtrip")?;
+    let mut u = uring_or_skip(b, a, "roundtrip")?;
     let mut want = Vec::new();
     for spec in msgs {
         let (mut m, w) = build_spec(spec, cache);
@@ -248,7 +237,7 @@ proptest! {
         }
         let ip: std::net::IpAddr = if v6 { Ipv6Addr::LOCALHOST.into() } else { Ipv4Addr::LOCALHOST.into() };
         let (tx, rx) = udp_pair(ip);
-        let Some(mut u) = uring(b, OwnedFd::from(tx), "udp") else {
+        let Some(mut u) = uring_or_skip(b, OwnedFd::from(tx), "udp") else {
             return Ok(());
         };
         for specs in &msgs {
@@ -276,7 +265,7 @@ fn gso_cuts_each_message_into_segments() {
             b = b.bind_cache(cache.clone());
         }
         let (tx, rx) = udp_pair(Ipv4Addr::LOCALHOST.into());
-        let Some(mut u) = uring(b, OwnedFd::from(tx), &tag) else {
+        let Some(mut u) = uring_or_skip(b, OwnedFd::from(tx), &tag) else {
             return;
         };
         let payload: Vec<u8> = (0..20_250u32).map(|i| (i % 251) as u8).collect();
@@ -320,7 +309,7 @@ fn registered_folios_carry_the_sends() {
     let b = UringBuilder::new()
         .policy(eager(true))
         .bind_cache(cache.clone());
-    let Some(mut u) = uring(b, a, "registered") else {
+    let Some(mut u) = uring_or_skip(b, a, "registered") else {
         return;
     };
     if !u.probe().fixed_sendmsg_zc {
@@ -357,7 +346,7 @@ fn registered_folios_carry_the_sends() {
 fn many_sockets_one_enter() {
     let cache = FragCache::new();
     let (a0, r0) = pair(Transport::Tcp4).unwrap();
-    let Some(mut u) = uring(UringBuilder::new().policy(eager(true)), a0, "many") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new().policy(eager(true)), a0, "many") else {
         return;
     };
     let mut ids = vec![ConnId::FIRST];
@@ -421,7 +410,7 @@ fn fallback_says_why() {
         .policy(eager(true))
         .bind_cache(cache.clone())
         .pretend_missing(Capability::FixedSendMsg);
-    let Some(mut u) = uring(b, a, "fallback") else {
+    let Some(mut u) = uring_or_skip(b, a, "fallback") else {
         return;
     };
     assert!(!u.probe().fixed_sendmsg_zc);
@@ -441,7 +430,7 @@ fn fallback_says_why() {
 fn local_peer_is_copied_by_default() {
     let (a, r) = pair(Transport::Tcp4).unwrap();
     let reader = read_to_end(r);
-    let Some(mut u) = uring(UringBuilder::new(), a, "local") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new(), a, "local") else {
         return;
     };
     let mut m = Msg::new();
@@ -488,7 +477,7 @@ fn fragments_are_held_until_the_notification() {
     let (a, r) = pair(Transport::Tcp4).unwrap();
     let (mut gate, reader) = common::squeezed(&a, r);
     let filler = close_the_window(&a);
-    let Some(mut u) = uring(UringBuilder::new().policy(eager(true)), a, "hold") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new().policy(eager(true)), a, "hold") else {
         return;
     };
     let data: Vec<u8> = (0..660_000u32).map(|i| (i % 251) as u8).collect();
@@ -553,7 +542,7 @@ fn closing_with_sends_in_flight_retires_their_folios() {
     let (mut gate, reader) = common::squeezed(&a, r);
     close_the_window(&a);
     let b = UringBuilder::new().policy(eager(true).drain_timeout(Duration::from_millis(50)));
-    let Some(mut u) = uring(b, a, "close") else {
+    let Some(mut u) = uring_or_skip(b, a, "close") else {
         return;
     };
     let mut m = Msg::new();
@@ -581,7 +570,7 @@ fn copied_reports_stop_zero_copy() {
         .on_copied(OnCopied::StopAfter(4))
         .skip_zerocopy_to_local_peers(false)
         .zerocopy_threshold(1024);
-    let Some(mut u) = uring(UringBuilder::new().policy(policy), a, "copied") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new().policy(policy), a, "copied") else {
         return;
     };
     let page = FragCache::global().memdup(&[5u8; 16 << 10]).unwrap();
@@ -611,7 +600,8 @@ fn copied_reports_stop_zero_copy() {
 #[test]
 fn an_empty_message_is_an_empty_datagram() {
     let (tx, rx) = udp_pair(Ipv4Addr::LOCALHOST.into());
-    let Some(mut u) = uring(UringBuilder::new(), OwnedFd::from(tx), "empty datagram") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new(), OwnedFd::from(tx), "empty datagram")
+    else {
         return;
     };
     let mut none = Msg::new();
@@ -628,7 +618,7 @@ fn an_empty_message_is_an_empty_datagram() {
 
     let (a, b) = pair(Transport::UnixSeqpacket).unwrap();
     let reader = read_records(b, 2);
-    let Some(mut u) = uring(UringBuilder::new(), a, "empty record") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new(), a, "empty record") else {
         return;
     };
     u.send(&mut Msg::new()).expect("send");
@@ -642,7 +632,7 @@ fn an_empty_message_is_an_empty_datagram() {
     );
 
     let (a, b) = pair(Transport::Tcp4).unwrap();
-    let Some(mut u) = uring(UringBuilder::new(), a, "empty stream") else {
+    let Some(mut u) = uring_or_skip(UringBuilder::new(), a, "empty stream") else {
         return;
     };
     assert_eq!(u.send(&mut Msg::new()).expect("send"), 0);

@@ -16,9 +16,9 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{pair, Transport};
+use common::{pair, uring_or_skip, Transport};
 use msgsplice::send::{Builder, OnCopied};
-use msgsplice::uring::{ConnId, UringBuilder, UringError};
+use msgsplice::uring::{ConnId, UringBuilder};
 use msgsplice::{FragCache, Msg, UringSplicer};
 
 const MESSAGES: u64 = 2000;
@@ -32,14 +32,10 @@ fn a_burst_of_notifications_over_the_completion_queue_is_fetched() {
         .on_copied(OnCopied::Keep)
         .skip_zerocopy_to_local_peers(false)
         .frag_cache(cache.clone());
-    let mut sp: UringSplicer<OwnedFd> =
-        match UringBuilder::new().entries(8).policy(policy).build(tx) {
-            Ok(u) => u,
-            Err(e @ UringError::Unsupported { .. }) => {
-                return msgsplice_testkit::skip::skip_unsupported("uring overflow", e)
-            }
-            Err(e) => panic!("{e}"),
-        };
+    let b = UringBuilder::new().entries(8).policy(policy);
+    let Some(mut sp): Option<UringSplicer<OwnedFd>> = uring_or_skip(b, tx, "uring overflow") else {
+        return;
+    };
     let reader = std::thread::spawn(move || {
         // Let the sender fill the socket and wait in the kernel.
         std::thread::sleep(Duration::from_millis(300));

@@ -8,9 +8,9 @@ mod common;
 
 use std::os::fd::OwnedFd;
 
-use common::{pair, Transport};
+use common::{pair, uring_or_skip, Transport};
 use msgsplice::send::{Builder, OnCopied};
-use msgsplice::uring::{ConnId, UringBuilder, UringError};
+use msgsplice::uring::{ConnId, UringBuilder};
 use msgsplice::{FragCache, Msg, UringSplicer};
 use msgsplice_testkit::alloc::{count_allocs, installed, CountingAlloc};
 
@@ -32,17 +32,6 @@ fn drain(rx: OwnedFd) -> std::thread::JoinHandle<u64> {
     })
 }
 
-fn splicer(b: UringBuilder, tx: OwnedFd, tag: &str) -> Option<UringSplicer<OwnedFd>> {
-    match b.build(tx) {
-        Ok(u) => Some(u),
-        Err(e @ UringError::Unsupported { .. }) => {
-            msgsplice_testkit::skip::skip_unsupported(tag, e);
-            None
-        }
-        Err(e) => panic!("{tag}: {e}"),
-    }
-}
-
 /// 128 B header (borrowed) + payload frag + 8 B trailer (borrowed) over
 /// TCP loopback: copied (4 KiB), zero-copy (16 KiB), and zero-copy from
 /// registered folios (16 KiB).
@@ -61,7 +50,7 @@ fn no_allocation_per_message() {
         if registered {
             b = b.bind_cache(cache.clone());
         }
-        let Some(mut sp) = splicer(b, tx, &tag) else {
+        let Some(mut sp) = uring_or_skip(b, tx, &tag) else {
             return;
         };
         let hdr = [7u8; 128];
@@ -119,7 +108,7 @@ fn a_round_of_many_sockets_allocates_per_round_not_per_message() {
         .skip_zerocopy_to_local_peers(false)
         .frag_cache(cache.clone());
     let b = UringBuilder::new().policy(policy);
-    let Some(mut sp) = splicer(b, tx, "uring steady state, many sockets") else {
+    let Some(mut sp) = uring_or_skip(b, tx, "uring steady state, many sockets") else {
         return;
     };
     let mut ids = vec![ConnId::FIRST];

@@ -276,3 +276,22 @@ pub fn queued_datagrams(sock: &UdpSocket) -> usize {
     }
     n
 }
+
+/// A [`UringSplicer`](msgsplice::UringSplicer) over `sock` built by `b`,
+/// or `None` where the kernel lacks what the engine needs (a counted skip
+/// named `tag`, which never fails: root cannot provide it).
+#[cfg(feature = "uring")]
+pub fn uring_or_skip<S: AsFd>(
+    b: msgsplice::uring::UringBuilder,
+    sock: S,
+    tag: &str,
+) -> Option<msgsplice::UringSplicer<S>> {
+    match b.build(sock) {
+        Ok(u) => Some(u),
+        Err(e @ msgsplice::uring::UringError::Unsupported { .. }) => {
+            msgsplice_testkit::skip::skip_unsupported(tag, e);
+            None
+        }
+        Err(e) => panic!("{tag}: {e}"),
+    }
+}
