@@ -14,13 +14,9 @@ use std::time::{Duration, Instant};
 
 use msgsplice::tls::{Builder, TlsError, TlsSplicer};
 use msgsplice::{FragCache, Msg};
+use msgsplice_testkit::skip;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tls_support::*;
-
-/// Reports a test that cannot run here (see `msgsplice_testkit::skip`).
-fn skip(test: &str, why: &str) {
-    msgsplice_testkit::skip(test, why);
-}
 
 /// `openssl s_client` (verifying our certificate and host name) reads a
 /// header + 200 KiB + trailer message and the close_notify after it, in TLS

@@ -8,14 +8,10 @@ use std::time::{Duration, Instant};
 use msgsplice::tls::Builder;
 use msgsplice::Msg;
 
+use msgsplice_testkit::skip;
+
 use super::tls_support::*;
 use super::{data_file, runtimes};
-
-/// A test that cannot run here: the test kit's skip (counted; a failure
-/// in CI as root).
-fn skip(test: &str, why: &str) {
-    msgsplice_testkit::skip(test, why);
-}
 
 /// `openssl s_client` (verifying our certificate) reads a message of a
 /// header, 300 KiB, a file range and a trailer from an asynchronous
