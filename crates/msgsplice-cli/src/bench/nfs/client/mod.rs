@@ -249,19 +249,17 @@ pub fn results<'a>(record: &'a [u8], what: &'static str) -> Result<(u32, &'a [u8
 
 /// The root handle from MNT's results.
 pub fn decode_mnt(res: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let what = "MOUNT MNT";
-    let mut d = XdrDecoder::new(res);
-    let malformed = |source| ClientError::Malformed { what, source };
-    let status = d.u32().map_err(malformed)?;
-    if status != 0 {
-        return Err(ClientError::Status { what, status });
-    }
-    Ok(d.opaque(FH_MAX).map_err(malformed)?.to_vec())
+    decode_handle("MOUNT MNT", res)
 }
 
 /// The object's handle from LOOKUP's results.
 pub fn decode_lookup(res: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let what = "LOOKUP";
+    decode_handle("LOOKUP", res)
+}
+
+/// A status, then on success a file handle first in the results (MNT,
+/// LOOKUP); the rest of the results is not read.
+fn decode_handle(what: &'static str, res: &[u8]) -> Result<Vec<u8>, ClientError> {
     let mut d = XdrDecoder::new(res);
     let malformed = |source| ClientError::Malformed { what, source };
     let status = d.u32().map_err(malformed)?;
